@@ -1,0 +1,1 @@
+//! verinfer-gpu (work in progress).

@@ -1,0 +1,1 @@
+//! verinfer-l1 (work in progress).

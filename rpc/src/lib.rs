@@ -1,0 +1,1 @@
+//! verinfer-rpc (work in progress).

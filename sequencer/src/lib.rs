@@ -1,0 +1,1 @@
+//! verinfer-sequencer (work in progress).
