@@ -4,6 +4,7 @@
 //! encoding that is hashed can be rebuilt by the Solidity contracts in `l1-bridge/`.
 
 pub mod merkle;
+pub mod receipt;
 pub mod rows;
 pub mod trace;
 
@@ -11,3 +12,4 @@ pub use trace::TraceState;
 
 pub use alloy_primitives::{keccak256, Address, B256, U256};
 pub use merkle::{MerkleError, MerkleProof, MerkleTree};
+pub use receipt::Receipt;
