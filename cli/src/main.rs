@@ -1,6 +1,14 @@
-//! `verinfer`: one binary, one subcommand per role.
+//! `verinfer`: one binary, one subcommand per role. Each subcommand lives in its own module.
 
 use clap::{Parser, Subcommand};
+
+mod bench_gemm;
+mod bench_infer;
+mod bench_rpc;
+mod infer;
+mod job;
+mod sequencer;
+mod sku;
 
 #[derive(Parser)]
 #[command(name = "verinfer", version, about = "Verifiable int8 LLM inference rollup")]
@@ -11,13 +19,55 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Benchmarks (GEMM, inference, RPC).
-    Bench,
+    /// Benchmarks: int8 GEMM + Freivalds, integer inference, RPC intake.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+    /// Build or inspect a SKU file (quantized model + tables).
+    Sku {
+        #[command(subcommand)]
+        cmd: sku::Cmd,
+    },
+    /// Run deterministic integer inference on prompts.
+    Infer(infer::Args),
+    /// Run the sequencer (JSON-RPC server, batching, L1 posting).
+    Sequencer(sequencer::Args),
+    /// Submit and fetch buyer jobs.
+    Job {
+        #[command(subcommand)]
+        cmd: job::Cmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// int8 GEMM throughput and Freivalds audit cost on Llama-3-8B / Qwen2.5-7B shapes.
+    Gemm(bench_gemm::Args),
+    /// Prefill/decode throughput and trace-hashing share on a real-dimension model.
+    Infer(bench_infer::Args),
+    /// Jobs accepted per second and submit latency over loopback JSON-RPC.
+    Rpc(bench_rpc::Args),
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench => anyhow::bail!("no benchmark yet"),
+        Command::Bench { which } => match which {
+            Bench::Gemm(a) => bench_gemm::run(a),
+            Bench::Infer(a) => bench_infer::run(a),
+            Bench::Rpc(a) => bench_rpc::run(a),
+        },
+        Command::Sku { cmd } => sku::run(cmd),
+        Command::Infer(a) => infer::run(a),
+        Command::Sequencer(a) => sequencer::run(a),
+        Command::Job { cmd } => job::run(cmd),
     }
 }

@@ -1,0 +1,9 @@
+//! TEMPORARY placeholder: replaced by the real command in this wave.
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("not built yet")
+}
