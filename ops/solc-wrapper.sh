@@ -5,7 +5,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 tools=${VERINFER_TOOLS:-$(cd "$here/.." && pwd)}
 solc_js="$tools/npm/node_modules/solc"
-case "${1:-}" in
+# forge adds --allow-paths/--base-path/--include-path before --standard-json: pick the mode from
+# any argument (imports resolve against the working directory, which forge sets to the root).
+mode=""
+for a in "$@"; do
+  case "$a" in --version|--standard-json) mode=$a ;; esac
+done
+case "$mode" in
   --version)
     ver=$(node -e "console.log(require('$solc_js/package.json').version)")
     long=$(node -e "console.log(require('$solc_js').version())")
