@@ -1,0 +1,1 @@
+//! Freivalds audits (in progress).

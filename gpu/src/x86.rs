@@ -1,0 +1,324 @@
+//! x86-64 SIMD kernels, selected at run time.
+//!
+//! * AVX2 (`vpmaddubsw` sign trick): `vpmaddubsw` multiplies unsigned by signed bytes and adds
+//!   adjacent pairs into *saturating* int16. Feeding it `|x|` (unsigned) and `sign(x)·w`
+//!   (`vpsignb`) gives `x·w` per byte pair; since `|x| ≤ 127` and `|w| ≤ 127` a pair sum is at
+//!   most 2·127·127 = 32258 < 32767, so it never saturates. `vpmaddwd` with a vector of ones then
+//!   widens pairs into int32, added to the accumulators. Exact for every input in [-127, 127].
+//! * AVX-512 VNNI (`vpdpbusd`): unsigned × signed bytes, four products summed straight into an
+//!   int32 lane without intermediate saturation. X is offset to `u = x + 128 ∈ [1, 255]`, and
+//!   `128 · Σ_k W[n][k]` (kept by the packed weights) is subtracted at the end. The int32
+//!   accumulator may wrap for K > 65536, but every step is arithmetic mod 2³² and the true result
+//!   fits int32, so the final value is exact.
+//!
+//! Both kernels compute register tiles of MR rows × 16 columns over packed panels (see
+//! [`crate::PackedWeights`]); the driver blocks K and T so the weight slice stays in L1 and the
+//! X block in L2, and spreads panel groups over the rayon pool.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use crate::pack::{PackedWeights, NR};
+
+/// Instruction set of the fast CPU path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 `vpsignb` + `vpmaddubsw` + `vpmaddwd`.
+    Avx2,
+    /// AVX-512 VNNI `vpdpbusd` on 512-bit registers.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Whether this CPU runs `self`.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Avx2 => is_x86_feature_detected!("avx2"),
+            Isa::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+        }
+    }
+
+    /// The best instruction set of this CPU, if any.
+    pub fn best() -> Option<Isa> {
+        [Isa::Avx512Vnni, Isa::Avx2]
+            .into_iter()
+            .find(|i| i.available())
+    }
+
+    /// Rows per register tile.
+    fn mr(self) -> usize {
+        match self {
+            Isa::Avx2 => 4,
+            Isa::Avx512Vnni => 8,
+        }
+    }
+}
+
+/// K steps (of 4) per cache block: 512 steps = 2048 k, a 32 KiB weight slice per panel.
+const KC_STEPS: usize = 512;
+/// Rows per cache block of X.
+const MC_ROWS: usize = 256;
+
+/// Packs X (T×K) into row groups of `mr`: `[group][k/4][row][4 bytes]`, zero-padded (in the
+/// transformed domain given by `f(0)`), so the kernels read one contiguous stream per group.
+fn pack_x(x: &[i8], t: usize, k: usize, k_pad: usize, mr: usize, f: impl Fn(i8) -> u8) -> Vec<u8> {
+    let groups = t.div_ceil(mr);
+    let steps = k_pad / 4;
+    let pad = f(0);
+    let mut out = vec![pad; groups * steps * mr * 4];
+    for i in 0..t {
+        let (g, r) = (i / mr, i % mr);
+        let base = g * steps * mr * 4 + r * 4;
+        for (kk, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
+            out[base + (kk / 4) * mr * 4 + kk % 4] = f(v);
+        }
+    }
+    out
+}
+
+/// `out = X · Wᵀ` (T×N) with the given instruction set. The caller checked shapes and ranges
+/// and that `isa` is available.
+pub(crate) fn gemm(isa: Isa, x: &[i8], t: usize, w: &PackedWeights, out: &mut [i32]) {
+    let (n, k, k_pad) = (w.n(), w.k(), w.k_pad());
+    let mr = isa.mr();
+    let steps = k_pad / 4;
+    let groups = t.div_ceil(mr);
+    let t_pad = groups * mr;
+    let n_panels = w.n_panels();
+    let (xa, xs) = match isa {
+        Isa::Avx2 => (
+            pack_x(x, t, k, k_pad, mr, |v| v.unsigned_abs()),
+            pack_x(x, t, k, k_pad, mr, |v| v as u8),
+        ),
+        Isa::Avx512Vnni => (pack_x(x, t, k, k_pad, mr, |v| (v as u8) ^ 0x80), Vec::new()),
+    };
+    // Panels per task: enough tasks to balance two or more threads, few enough that each task
+    // reuses its X block across several panels.
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = (n_panels / (4 * threads)).clamp(1, 8);
+    let per_task = if isa == Isa::Avx512Vnni && per_task > 1 {
+        per_task & !1
+    } else {
+        per_task
+    };
+    let panel_len = t_pad * NR;
+    let mut acc = vec![0i32; n_panels * panel_len];
+    let mc_groups = (MC_ROWS / mr).max(1);
+    acc.par_chunks_mut(panel_len * per_task)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            let p0 = task * per_task;
+            let np = chunk.len() / panel_len;
+            for kb in (0..steps).step_by(KC_STEPS) {
+                let ks = KC_STEPS.min(steps - kb);
+                for g0 in (0..groups).step_by(mc_groups) {
+                    let g1 = (g0 + mc_groups).min(groups);
+                    let mut pi = 0;
+                    while pi < np {
+                        let pair = isa == Isa::Avx512Vnni && pi + 1 < np;
+                        for g in g0..g1 {
+                            let xo = (g * steps + kb) * mr * 4;
+                            let co = g * mr * NR;
+                            let wa = &w.panel(p0 + pi)[kb * NR * 4..];
+                            // SAFETY: `isa` is available (checked by the caller); the kernels read
+                            // `ks` steps from X (`mr*4` bytes each, inside the packed group) and W
+                            // (64 bytes each, inside the panel since kb + ks ≤ steps), and write
+                            // `mr*16` int32 at `co` inside each panel's accumulator.
+                            unsafe {
+                                match isa {
+                                    Isa::Avx2 => kernel_avx2(
+                                        xa.as_ptr().add(xo),
+                                        xs.as_ptr().add(xo),
+                                        wa.as_ptr(),
+                                        ks,
+                                        chunk[pi * panel_len + co..].as_mut_ptr(),
+                                    ),
+                                    Isa::Avx512Vnni if pair => {
+                                        let wb = &w.panel(p0 + pi + 1)[kb * NR * 4..];
+                                        let (ca, cb) = chunk.split_at_mut((pi + 1) * panel_len);
+                                        kernel_vnni2(
+                                            xa.as_ptr().add(xo),
+                                            wa.as_ptr(),
+                                            wb.as_ptr(),
+                                            ks,
+                                            ca[pi * panel_len + co..].as_mut_ptr(),
+                                            cb[co..].as_mut_ptr(),
+                                        )
+                                    }
+                                    Isa::Avx512Vnni => kernel_vnni1(
+                                        xa.as_ptr().add(xo),
+                                        wa.as_ptr(),
+                                        ks,
+                                        chunk[pi * panel_len + co..].as_mut_ptr(),
+                                    ),
+                                }
+                            }
+                        }
+                        pi += if pair { 2 } else { 1 };
+                    }
+                }
+            }
+        });
+    // Scatter the panel-major accumulators into row-major Y (and undo the VNNI offset).
+    let sums = w.col_sums();
+    out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        for p in 0..n_panels {
+            let cols = NR.min(n - p * NR);
+            let src = &acc[p * panel_len + i * NR..p * panel_len + i * NR + cols];
+            let dst = &mut row[p * NR..p * NR + cols];
+            match isa {
+                Isa::Avx2 => dst.copy_from_slice(src),
+                Isa::Avx512Vnni => {
+                    for (j, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+                        *d = s.wrapping_sub(sums[p * NR + j].wrapping_mul(128));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// 4 rows × 16 columns, `steps` k-steps of 4, accumulating into `c` (row stride 16).
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2(xa: *const u8, xs: *const u8, w: *const i8, steps: usize, c: *mut i32) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+    for (r, a) in acc.iter_mut().enumerate() {
+        a[0] = _mm256_loadu_si256(c.add(r * NR) as *const __m256i);
+        a[1] = _mm256_loadu_si256(c.add(r * NR + 8) as *const __m256i);
+    }
+    for s in 0..steps {
+        let w0 = _mm256_loadu_si256(w.add(s * 64) as *const __m256i);
+        let w1 = _mm256_loadu_si256(w.add(s * 64 + 32) as *const __m256i);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let off = s * 16 + r * 4;
+            let ua = _mm256_set1_epi32((xa.add(off) as *const i32).read_unaligned());
+            let sg = _mm256_set1_epi32((xs.add(off) as *const i32).read_unaligned());
+            let p0 = _mm256_maddubs_epi16(ua, _mm256_sign_epi8(w0, sg));
+            let p1 = _mm256_maddubs_epi16(ua, _mm256_sign_epi8(w1, sg));
+            a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(p0, ones));
+            a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm256_storeu_si256(c.add(r * NR) as *mut __m256i, a[0]);
+        _mm256_storeu_si256(c.add(r * NR + 8) as *mut __m256i, a[1]);
+    }
+}
+
+/// 8 rows × 16 columns of one panel with `vpdpbusd`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_vnni1(xu: *const u8, w: *const i8, steps: usize, c: *mut i32) {
+    let mut acc = [_mm512_setzero_si512(); 8];
+    for (r, a) in acc.iter_mut().enumerate() {
+        *a = _mm512_loadu_si512(c.add(r * NR) as *const __m512i);
+    }
+    for s in 0..steps {
+        let w0 = _mm512_loadu_si512(w.add(s * 64) as *const __m512i);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let u = _mm512_set1_epi32((xu.add(s * 32 + r * 4) as *const i32).read_unaligned());
+            *a = _mm512_dpbusd_epi32(*a, u, w0);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm512_storeu_si512(c.add(r * NR) as *mut __m512i, *a);
+    }
+}
+
+/// 8 rows × 32 columns (two panels) with `vpdpbusd`: each X broadcast feeds two products.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel_vnni2(
+    xu: *const u8,
+    wa: *const i8,
+    wb: *const i8,
+    steps: usize,
+    ca: *mut i32,
+    cb: *mut i32,
+) {
+    let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+    for (r, a) in acc.iter_mut().enumerate() {
+        a[0] = _mm512_loadu_si512(ca.add(r * NR) as *const __m512i);
+        a[1] = _mm512_loadu_si512(cb.add(r * NR) as *const __m512i);
+    }
+    for s in 0..steps {
+        let w0 = _mm512_loadu_si512(wa.add(s * 64) as *const __m512i);
+        let w1 = _mm512_loadu_si512(wb.add(s * 64) as *const __m512i);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let u = _mm512_set1_epi32((xu.add(s * 32 + r * 4) as *const i32).read_unaligned());
+            a[0] = _mm512_dpbusd_epi32(a[0], u, w0);
+            a[1] = _mm512_dpbusd_epi32(a[1], u, w1);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm512_storeu_si512(ca.add(r * NR) as *mut __m512i, a[0]);
+        _mm512_storeu_si512(cb.add(r * NR) as *mut __m512i, a[1]);
+    }
+}
+
+/// In-register throughput of the exact inner instruction sequence of `isa`, in multiply-adds
+/// per second on the calling thread: no loads or stores, independent accumulator chains as in
+/// the kernel tile. Returns `None` when `isa` is not available.
+pub fn peak_macs_per_sec(isa: Isa, iters: u64) -> Option<f64> {
+    if !isa.available() {
+        return None;
+    }
+    let start = std::time::Instant::now();
+    // SAFETY: availability checked above.
+    let macs = unsafe {
+        match isa {
+            Isa::Avx2 => peak_avx2(iters),
+            Isa::Avx512Vnni => peak_vnni(iters),
+        }
+    };
+    Some(macs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// 8 chains of `vpsignb, vpmaddubsw, vpmaddwd, vpaddd` (the 4×16 tile of `kernel_avx2`).
+#[target_feature(enable = "avx2")]
+unsafe fn peak_avx2(iters: u64) -> u64 {
+    let ones = _mm256_set1_epi16(1);
+    let w0 = std::hint::black_box(_mm256_set1_epi8(3));
+    let w1 = std::hint::black_box(_mm256_set1_epi8(-5));
+    let mut ua = [_mm256_setzero_si256(); 4];
+    let mut sg = [_mm256_setzero_si256(); 4];
+    for r in 0..4 {
+        ua[r] = std::hint::black_box(_mm256_set1_epi8(r as i8 + 1));
+        sg[r] = std::hint::black_box(_mm256_set1_epi8(-(r as i8) - 1));
+    }
+    let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+    for _ in 0..iters {
+        for r in 0..4 {
+            let p0 = _mm256_maddubs_epi16(ua[r], _mm256_sign_epi8(w0, sg[r]));
+            let p1 = _mm256_maddubs_epi16(ua[r], _mm256_sign_epi8(w1, sg[r]));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
+        }
+    }
+    std::hint::black_box(acc);
+    iters * 8 * 32
+}
+
+/// 16 chains of `vpdpbusd` (the 8×32 tile of `kernel_vnni2`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn peak_vnni(iters: u64) -> u64 {
+    let w0 = std::hint::black_box(_mm512_set1_epi8(3));
+    let w1 = std::hint::black_box(_mm512_set1_epi8(-5));
+    let mut u = [_mm512_setzero_si512(); 8];
+    for (r, v) in u.iter_mut().enumerate() {
+        *v = std::hint::black_box(_mm512_set1_epi8(r as i8 + 1));
+    }
+    let mut acc = [[_mm512_setzero_si512(); 2]; 8];
+    for _ in 0..iters {
+        for r in 0..8 {
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], u[r], w0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], u[r], w1);
+        }
+    }
+    std::hint::black_box(acc);
+    iters * 16 * 64
+}
