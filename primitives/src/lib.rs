@@ -3,6 +3,7 @@
 //! Everything here is pure (no I/O) and EVM-compatible: hashes are keccak256 and every
 //! encoding that is hashed can be rebuilt by the Solidity contracts in `l1-bridge/`.
 
+pub mod arith;
 pub mod merkle;
 pub mod receipt;
 pub mod rows;
