@@ -1,1 +1,31 @@
-//! verinfer-prover (work in progress).
+//! The deterministic integer Llama-3 / Qwen2.5 engine of Verinfer.
+//!
+//! - [`checkpoint`]: Hugging Face checkpoints (config.json, sharded safetensors, tokenizer.json).
+//! - [`sku`]: quantization into a SKU file (int8 weights, tables, weight root, SKU id), loaded
+//!   by memory map.
+//! - [`engine`]: batched prefill + greedy decode with a KV cache, integer-only
+//!   (`verinfer_primitives::arith`), every step's output committed into a
+//!   [`verinfer_primitives::TraceState`]; any step reproducible with its Merkle proofs.
+//! - [`program`]: the fixed step list of a shard.
+//! - [`synth`]: synthetic HF-format checkpoints for tests and benchmarks.
+//!
+//! See docs/ENGINE.md and docs/ARITHMETIC.md.
+
+pub mod checkpoint;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod program;
+pub mod sku;
+pub mod synth;
+pub mod tensor;
+
+pub use checkpoint::Checkpoint;
+pub use config::{Arch, ModelConfig};
+pub use engine::{Engine, RunOutput, RunStats, Shard, StepOpening, TensorOpening};
+pub use error::{ProverError, Result};
+pub use program::{LayerOp, Program, StepInfo, StepKind};
+pub use sku::{BuildOptions, Sku, SkuConfig, SkuHeader};
+pub use synth::{SynthDtype, SynthSpec};
+pub use tensor::Tensor;
+pub use verinfer_gpu::Backend;

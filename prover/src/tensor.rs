@@ -1,0 +1,112 @@
+//! Step output tensors and their row encodings (the preimages of the Merkle leaves).
+
+use alloy_primitives::{keccak256, B256};
+use rayon::prelude::*;
+use verinfer_primitives::arith;
+use verinfer_primitives::merkle::LEAF_DOMAIN;
+use verinfer_primitives::MerkleTree;
+
+/// The output of one step. Rows are the Merkle leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tensor {
+    /// Uniform `i32` rows of `cols` elements (embed, GEMM, rope_k, value, pv, residual).
+    I32 { cols: usize, data: Vec<i32> },
+    /// `QRow`s: `cols` int8 values and one Q31 scale per row.
+    Q { cols: usize, values: Vec<i8>, scales: Vec<i64> },
+    /// Ragged `i64` rows (attention scores; row length = visible positions).
+    Scores(Vec<Vec<i64>>),
+    /// Softmax rows: probabilities and `A_p`.
+    Probs(Vec<(Vec<i32>, i64)>),
+    /// One token id per row.
+    Tokens(Vec<u32>),
+}
+
+impl Tensor {
+    /// Number of rows (leaves).
+    pub fn rows(&self) -> usize {
+        match self {
+            Tensor::I32 { cols, data } => data.len().checked_div(*cols).unwrap_or(0),
+            Tensor::Q { scales, .. } => scales.len(),
+            Tensor::Scores(r) => r.len(),
+            Tensor::Probs(r) => r.len(),
+            Tensor::Tokens(t) => t.len(),
+        }
+    }
+
+    /// Appends the byte encoding of row `i` to `out`.
+    fn encode_row(&self, i: usize, out: &mut Vec<u8>) {
+        match self {
+            Tensor::I32 { cols, data } => {
+                for v in &data[i * cols..(i + 1) * cols] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            Tensor::Q { cols, values, scales } => {
+                out.extend(values[i * cols..(i + 1) * cols].iter().map(|&v| v as u8));
+                out.extend_from_slice(&scales[i].to_be_bytes());
+            }
+            Tensor::Scores(r) => {
+                for v in &r[i] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            Tensor::Probs(r) => out.extend_from_slice(&arith::softmax_row_bytes(&r[i].0, r[i].1)),
+            Tensor::Tokens(t) => out.extend_from_slice(&t[i].to_be_bytes()),
+        }
+    }
+
+    /// The byte encoding of row `i`.
+    pub fn row_bytes(&self, i: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_row(i, &mut out);
+        out
+    }
+
+    /// Leaf hashes of every row, computed in parallel.
+    pub fn leaf_hashes(&self) -> Vec<B256> {
+        (0..self.rows())
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| {
+                buf.clear();
+                buf.push(LEAF_DOMAIN);
+                self.encode_row(i, buf);
+                keccak256(&buf[..])
+            })
+            .collect()
+    }
+
+    /// The Merkle tree over the rows.
+    pub fn tree(&self) -> MerkleTree {
+        MerkleTree::from_leaf_hashes(self.leaf_hashes())
+    }
+
+    /// The tensor root (zero for a tensor without rows).
+    pub fn root(&self) -> B256 {
+        self.tree().root()
+    }
+
+    /// An empty tensor (a step of a round with no active prompt).
+    pub fn empty() -> Self {
+        Tensor::Tokens(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verinfer_primitives::merkle::hash_leaf;
+    use verinfer_primitives::rows;
+
+    #[test]
+    fn encodings_match_primitives() {
+        let t = Tensor::I32 { cols: 2, data: vec![1, -2, 3, 4] };
+        assert_eq!(t.row_bytes(1), rows::i32_row_bytes(&[3, 4]));
+        let q = Tensor::Q { cols: 2, values: vec![-1, 2], scales: vec![5] };
+        assert_eq!(q.row_bytes(0), arith::qrow_bytes(&[-1, 2], &[5]));
+        let s = Tensor::Scores(vec![vec![-1, 7]]);
+        assert_eq!(s.row_bytes(0), rows::i64_row_bytes(&[-1, 7]));
+        let tok = Tensor::Tokens(vec![9, 10]);
+        assert_eq!(tok.leaf_hashes()[1], hash_leaf(&rows::u32_row_bytes(&[10])));
+        assert_eq!(Tensor::empty().root(), B256::ZERO);
+    }
+}
