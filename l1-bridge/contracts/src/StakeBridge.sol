@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {Owned} from "./Types.sol";
+
+/// @notice What the bridge needs from the fee sink.
+interface IFeeSink {
+    /// @notice Receives finalized fees for the current epoch.
+    function depositFees() external payable;
+}
+
+/// @notice What the bridge asks of a dispute game when it is registered.
+interface IGameLimits {
+    /// @notice The longest a game can run, in seconds (both chess clocks spent).
+    function maxDuration() external view returns (uint256);
+}
+
+/// @notice What the bridge asks of the batch inbox when it is wired.
+interface IWindow {
+    /// @notice Seconds after posting during which a batch can be challenged.
+    function challengeWindow() external view returns (uint64);
+}
+
+/// @title StakeBridge
+/// @notice ETH on the L1 side of the rollup: worker/verifier stake (bonded, unbonding with a delay
+/// longer than any challenge window plus any dispute, slashable until withdrawn), the SKUs each
+/// worker serves, and buyer escrow (charged by the batch inbox, withdrawable after a delay).
+/// Slashing is reserved to registered dispute games. Every wei is accounted for:
+/// `totalStakeDeposited == totalStaked + totalUnbonding + totalStakeWithdrawn + totalSlashPaid
+/// + totalBurned`, and burned ether stays locked here forever. Slash rewards are pulled
+/// (`claimSlashReward`), so resolving a game never calls out.
+contract StakeBridge is Owned {
+    /// @notice Role bit of a worker (runs shards, posts receipts).
+    uint8 public constant ROLE_WORKER = 1;
+    /// @notice Role bit of a verifier (audits, challenges).
+    uint8 public constant ROLE_VERIFIER = 2;
+    uint256 internal constant BPS = 10_000;
+
+    /// @notice One staker. Two slots.
+    struct Account {
+        uint128 stake;
+        uint128 pending;
+        uint64 unlockAt;
+        uint64 joinedAt;
+        uint8 roles;
+        uint8 strikes;
+        bool removed;
+    }
+
+    /// @notice One buyer's escrow. Two slots.
+    struct Escrow {
+        uint128 balance;
+        uint128 pending;
+        uint64 unlockAt;
+    }
+
+    error ZeroAmount();
+    error InvalidRoles(uint8 roles);
+    error BelowMinStake(uint256 stake, uint256 minStake);
+    error AccountRemoved(address account);
+    error NotWorker(address account);
+    error InsufficientStake(uint256 available, uint256 requested);
+    error StillLocked(uint64 unlockAt);
+    error NothingPending();
+    error InsufficientEscrow(address buyer, uint256 available, uint256 requested);
+    error InsufficientHeldFees(uint256 held, uint256 requested);
+    error NotInbox(address caller);
+    error NotGame(address caller);
+    error ModulesAlreadySet();
+    error ModulesNotSet();
+    error UnbondingTooShort(uint256 unbondingDelay, uint256 needed);
+    error BadBps(uint256 bps);
+    error TransferFailed(address to, uint256 amount);
+
+    event StakeDeposited(address indexed account, uint256 amount, uint8 roles);
+    event RolesChanged(address indexed account, uint8 roles);
+    event SkuServed(address indexed account, bytes32 indexed skuId, bool serving);
+    event UnbondRequested(address indexed account, uint256 amount, uint64 unlockAt);
+    event StakeWithdrawn(address indexed account, uint256 amount);
+    event Slashed(address indexed account, uint256 taken, address indexed beneficiary, uint256 paid, uint256 burned);
+    event SlashRewardClaimed(address indexed beneficiary, uint256 amount);
+    event Struck(address indexed account, uint8 strikes);
+    event AccountRemovedEvent(address indexed account);
+    event EscrowDeposited(address indexed buyer, uint256 amount);
+    event EscrowWithdrawalRequested(address indexed buyer, uint256 amount, uint64 unlockAt);
+    event EscrowWithdrawn(address indexed buyer, uint256 amount);
+    event Charged(address indexed buyer, uint256 amount);
+    event Refunded(address indexed buyer, uint256 amount);
+    event FeesReleased(address indexed sink, uint256 amount);
+    event ModulesSet(address inbox, address feeSink);
+    event GameRegistered(address indexed game);
+
+    uint64 public immutable unbondingDelay;
+    uint64 public immutable escrowDelay;
+    uint128 public immutable minStake;
+    uint8 public immutable maxStrikes;
+
+    address public inbox;
+    address public feeSink;
+    mapping(address => bool) public isGame;
+
+    mapping(address => Account) internal accounts;
+    mapping(address => mapping(bytes32 => bool)) public serves;
+    mapping(address => Escrow) internal escrows;
+
+    uint256 public totalStakeDeposited;
+    uint256 public totalStakeWithdrawn;
+    uint256 public totalStaked;
+    uint256 public totalUnbonding;
+    uint256 public totalSlashPaid;
+    uint256 public totalSlashClaimed;
+    mapping(address => uint256) public rewardOwed;
+    uint256 public totalBurned;
+    uint256 public totalEscrow;
+    uint256 public heldFees;
+
+    constructor(address owner_, uint64 unbondingDelay_, uint64 escrowDelay_, uint128 minStake_, uint8 maxStrikes_)
+        Owned(owner_)
+    {
+        unbondingDelay = unbondingDelay_;
+        escrowDelay = escrowDelay_;
+        minStake = minStake_;
+        maxStrikes = maxStrikes_;
+    }
+
+    modifier onlyInbox() {
+        if (msg.sender != inbox || inbox == address(0)) revert NotInbox(msg.sender);
+        _;
+    }
+
+    modifier onlyGame() {
+        if (!isGame[msg.sender]) revert NotGame(msg.sender);
+        _;
+    }
+
+    // ------------------------------------------------------------------ wiring (owner, once)
+
+    /// @notice Wires the batch inbox (charges escrow) and the fee sink (rewards). Once only.
+    /// @param inbox_ The batch inbox.
+    /// @param feeSink_ The contract finalized fees go to.
+    function setModules(address inbox_, address feeSink_) external onlyOwner {
+        if (inbox != address(0)) revert ModulesAlreadySet();
+        inbox = inbox_;
+        feeSink = feeSink_;
+        emit ModulesSet(inbox_, feeSink_);
+    }
+
+    /// @notice Lets `game` slash. The unbonding delay must outlast the challenge window plus the
+    /// game's longest run, so that no stake leaves while a claim against it can still be made.
+    /// @param game The dispute game contract.
+    function registerGame(address game) external onlyOwner {
+        if (inbox == address(0)) revert ModulesNotSet();
+        uint256 needed = uint256(IWindow(inbox).challengeWindow()) + IGameLimits(game).maxDuration();
+        if (unbondingDelay <= needed) revert UnbondingTooShort(unbondingDelay, needed);
+        isGame[game] = true;
+        emit GameRegistered(game);
+    }
+
+    // ------------------------------------------------------------------ stake
+
+    /// @notice Adds `msg.value` to the caller's stake and sets its roles.
+    /// @param roles Bitmask of ROLE_WORKER / ROLE_VERIFIER (non-zero).
+    function depositStake(uint8 roles) external payable {
+        if (msg.value == 0) revert ZeroAmount();
+        if (roles == 0 || roles > (ROLE_WORKER | ROLE_VERIFIER)) revert InvalidRoles(roles);
+        Account storage a = accounts[msg.sender];
+        if (a.removed) revert AccountRemoved(msg.sender);
+        uint256 stake = a.stake + msg.value;
+        if (stake < minStake) revert BelowMinStake(stake, minStake);
+        a.stake = uint128(stake);
+        a.roles = roles;
+        if (a.joinedAt == 0) a.joinedAt = uint64(block.timestamp);
+        totalStakeDeposited += msg.value;
+        totalStaked += msg.value;
+        emit StakeDeposited(msg.sender, msg.value, roles);
+    }
+
+    /// @notice Changes the caller's roles.
+    /// @param roles Bitmask of ROLE_WORKER / ROLE_VERIFIER (non-zero).
+    function setRoles(uint8 roles) external {
+        if (roles == 0 || roles > (ROLE_WORKER | ROLE_VERIFIER)) revert InvalidRoles(roles);
+        Account storage a = accounts[msg.sender];
+        if (a.removed) revert AccountRemoved(msg.sender);
+        if (a.stake == 0) revert InsufficientStake(0, minStake);
+        a.roles = roles;
+        emit RolesChanged(msg.sender, roles);
+    }
+
+    /// @notice Declares whether the caller (a worker) serves `skuId`.
+    /// @param skuId The SKU.
+    /// @param serving True to serve it, false to stop.
+    function setSku(bytes32 skuId, bool serving) external {
+        Account storage a = accounts[msg.sender];
+        if (a.roles & ROLE_WORKER == 0 || a.removed) revert NotWorker(msg.sender);
+        serves[msg.sender][skuId] = serving;
+        emit SkuServed(msg.sender, skuId, serving);
+    }
+
+    /// @notice Starts unbonding `amount` of the caller's stake; the whole pending amount unlocks
+    /// `unbondingDelay` after the latest request and stays slashable until then.
+    /// @param amount Wei to unbond.
+    function requestUnbond(uint128 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        Account storage a = accounts[msg.sender];
+        if (amount > a.stake) revert InsufficientStake(a.stake, amount);
+        a.stake -= amount;
+        a.pending += amount;
+        a.unlockAt = uint64(block.timestamp) + unbondingDelay;
+        totalStaked -= amount;
+        totalUnbonding += amount;
+        emit UnbondRequested(msg.sender, amount, a.unlockAt);
+    }
+
+    /// @notice Pays out the caller's unbonded stake once its delay has passed.
+    function withdrawStake() external {
+        Account storage a = accounts[msg.sender];
+        uint256 amount = a.pending;
+        if (amount == 0) revert NothingPending();
+        if (block.timestamp < a.unlockAt) revert StillLocked(a.unlockAt);
+        a.pending = 0;
+        totalUnbonding -= amount;
+        totalStakeWithdrawn += amount;
+        emit StakeWithdrawn(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    // ------------------------------------------------------------------ slashing (games only)
+
+    /// @notice Takes `bps` of `account`'s bonded plus unbonding stake (bonded first), pays
+    /// `rewardBps` of what was taken to `beneficiary` and burns the rest.
+    /// @param account The slashed staker.
+    /// @param bps Share of its stake to take, in basis points.
+    /// @param beneficiary Who receives the reward share (the game's winner).
+    /// @param rewardBps Share of the taken amount paid to `beneficiary`, in basis points.
+    /// @return taken Wei taken from the account.
+    function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps)
+        external
+        onlyGame
+        returns (uint256 taken)
+    {
+        if (bps > BPS) revert BadBps(bps);
+        if (rewardBps > BPS) revert BadBps(rewardBps);
+        Account storage a = accounts[account];
+        uint256 total = uint256(a.stake) + a.pending;
+        taken = total * bps / BPS;
+        uint256 fromStake = taken <= a.stake ? taken : a.stake;
+        uint256 fromPending = taken - fromStake;
+        a.stake -= uint128(fromStake);
+        a.pending -= uint128(fromPending);
+        totalStaked -= fromStake;
+        totalUnbonding -= fromPending;
+        uint256 paid = taken * rewardBps / BPS;
+        uint256 burned = taken - paid;
+        totalSlashPaid += paid;
+        totalBurned += burned;
+        // Pull payment: resolution never depends on the beneficiary accepting ether.
+        rewardOwed[beneficiary] += paid;
+        emit Slashed(account, taken, beneficiary, paid, burned);
+    }
+
+    /// @notice Pays the caller the slash rewards it has won.
+    function claimSlashReward() external {
+        uint256 amount = rewardOwed[msg.sender];
+        if (amount == 0) revert NothingPending();
+        rewardOwed[msg.sender] = 0;
+        totalSlashClaimed += amount;
+        emit SlashRewardClaimed(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    /// @notice Records a lost dispute against `account`; at `maxStrikes` the account is removed:
+    /// roles cleared, all stake moved to unbonding (still slashable until it unlocks).
+    /// @param account The staker who lost.
+    function strike(address account) external onlyGame {
+        Account storage a = accounts[account];
+        a.strikes += 1;
+        emit Struck(account, a.strikes);
+        if (a.strikes >= maxStrikes && !a.removed) {
+            a.removed = true;
+            a.roles = 0;
+            uint128 s = a.stake;
+            a.stake = 0;
+            a.pending += s;
+            a.unlockAt = uint64(block.timestamp) + unbondingDelay;
+            totalStaked -= s;
+            totalUnbonding += s;
+            emit AccountRemovedEvent(account);
+        }
+    }
+
+    // ------------------------------------------------------------------ buyer escrow
+
+    /// @notice Adds `msg.value` to the caller's escrow.
+    function depositEscrow() external payable {
+        if (msg.value == 0) revert ZeroAmount();
+        escrows[msg.sender].balance += uint128(msg.value);
+        totalEscrow += msg.value;
+        emit EscrowDeposited(msg.sender, msg.value);
+    }
+
+    /// @notice Moves `amount` of the caller's escrow out of reach of new charges; it can be
+    /// withdrawn `escrowDelay` later (the delay lets the sequencer see it before taking jobs).
+    /// @param amount Wei to withdraw.
+    function requestEscrowWithdrawal(uint128 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        Escrow storage e = escrows[msg.sender];
+        if (amount > e.balance) revert InsufficientEscrow(msg.sender, e.balance, amount);
+        e.balance -= amount;
+        e.pending += amount;
+        e.unlockAt = uint64(block.timestamp) + escrowDelay;
+        emit EscrowWithdrawalRequested(msg.sender, amount, e.unlockAt);
+    }
+
+    /// @notice Pays out the caller's requested escrow withdrawal once its delay has passed.
+    function withdrawEscrow() external {
+        Escrow storage e = escrows[msg.sender];
+        uint256 amount = e.pending;
+        if (amount == 0) revert NothingPending();
+        if (block.timestamp < e.unlockAt) revert StillLocked(e.unlockAt);
+        e.pending = 0;
+        totalEscrow -= amount;
+        emit EscrowWithdrawn(msg.sender, amount);
+        _send(msg.sender, amount);
+    }
+
+    /// @notice Charges `amount` from `buyer`'s escrow into the held fees (inbox only).
+    /// @param buyer The buyer.
+    /// @param amount Wei.
+    function charge(address buyer, uint256 amount) external onlyInbox {
+        Escrow storage e = escrows[buyer];
+        if (amount > e.balance) revert InsufficientEscrow(buyer, e.balance, amount);
+        e.balance -= uint128(amount);
+        totalEscrow -= amount;
+        heldFees += amount;
+        emit Charged(buyer, amount);
+    }
+
+    /// @notice Returns `amount` of held fees to `buyer`'s escrow (inbox only; fraudulent receipts).
+    /// @param buyer The buyer.
+    /// @param amount Wei.
+    function refund(address buyer, uint256 amount) external onlyInbox {
+        if (amount > heldFees) revert InsufficientHeldFees(heldFees, amount);
+        heldFees -= amount;
+        escrows[buyer].balance += uint128(amount);
+        totalEscrow += amount;
+        emit Refunded(buyer, amount);
+    }
+
+    /// @notice Sends `amount` of held fees to the fee sink (inbox only; finalized receipts).
+    /// @param amount Wei.
+    function releaseFees(uint256 amount) external onlyInbox {
+        if (amount > heldFees) revert InsufficientHeldFees(heldFees, amount);
+        heldFees -= amount;
+        emit FeesReleased(feeSink, amount);
+        if (amount != 0) IFeeSink(feeSink).depositFees{value: amount}();
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The account of `who`.
+    /// @param who The staker.
+    /// @return The stored account.
+    function account(address who) external view returns (Account memory) {
+        return accounts[who];
+    }
+
+    /// @notice The escrow of `buyer`.
+    /// @param buyer The buyer.
+    /// @return The stored escrow.
+    function escrow(address buyer) external view returns (Escrow memory) {
+        return escrows[buyer];
+    }
+
+    /// @notice Whether `who` may run shards of `skuId` now.
+    /// @param who The worker.
+    /// @param skuId The SKU.
+    /// @return True for a non-removed worker at or above the minimum stake serving the SKU.
+    function isWorkerFor(address who, bytes32 skuId) external view returns (bool) {
+        Account storage a = accounts[who];
+        return a.roles & ROLE_WORKER != 0 && !a.removed && a.stake >= minStake && a.stake != 0
+            && serves[who][skuId];
+    }
+
+    /// @notice Whether `who` is a non-removed staker holding `role`.
+    /// @param who The staker.
+    /// @param role ROLE_WORKER or ROLE_VERIFIER.
+    /// @return True when it holds the role.
+    function hasRole(address who, uint8 role) external view returns (bool) {
+        Account storage a = accounts[who];
+        return a.roles & role != 0 && !a.removed && a.stake != 0;
+    }
+
+    function _send(address to, uint256 amount) internal {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+}
