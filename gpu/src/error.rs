@@ -92,7 +92,7 @@ pub(crate) fn check_len(
     rows: usize,
     cols: usize,
 ) -> Result<(), GemmError> {
-    let expected = rows.checked_mul(cols).unwrap_or(usize::MAX);
+    let expected = rows.saturating_mul(cols);
     if rows == 0 || cols == 0 {
         return Err(GemmError::Empty { matrix, rows, cols });
     }

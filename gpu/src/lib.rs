@@ -209,10 +209,7 @@ pub fn gemm_i8_unpacked(
 
 /// Runs `f` on a dedicated pool of `threads` worker threads (every product inside uses that
 /// pool). Products are bit-identical for every thread count.
-pub fn with_threads<R: Send>(
-    threads: usize,
-    f: impl FnOnce() -> R + Send,
-) -> Result<R, GemmError> {
+pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R, GemmError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
