@@ -6,18 +6,25 @@ import {Owned} from "./Types.sol";
 /// @title SkuRegistry
 /// @notice The deterministic inference SKUs the rollup sells. A SKU pins everything that decides
 /// the output bit for bit: the weight root (Merkle root over every weight matrix's root), the
-/// tokenizer hash, the arithmetic spec version, and the shard program (its step count and the
-/// Merkle root over its ABI-encoded step descriptors), plus the price per token.
+/// tokenizer hash, the arithmetic spec version, the config hash and the header constants the L1
+/// needs to re-run one step (layers, epsilon, softmax constant, vocabulary, biases), plus the
+/// price per token.
 contract SkuRegistry is Owned {
-    /// @notice One SKU. Packed into four slots.
+    /// @notice One SKU. Five slots. The program of a shard with R rounds has R · (19·layers + 4)
+    /// steps (docs/ARITHMETIC.md §6); the weight root has `layers · (hasBias ? 10 : 7) + 5`
+    /// leaves (per layer q,k,v,o,gate,up,down [+ q,k,v biases], then embedding, lm_head, EXP2,
+    /// SIGMOID, ROPE).
     struct Sku {
         bytes32 weightRoot;
         bytes32 tokenizerHash;
-        bytes32 programRoot;
+        bytes32 configHash;
         uint128 pricePerToken;
-        uint64 stepCount;
-        uint32 weightCount;
+        uint64 epsQ32;
+        uint64 softmaxC;
+        uint32 vocab;
+        uint16 layers;
         uint16 arithVersion;
+        bool hasBias;
         bool active;
     }
 
@@ -25,7 +32,7 @@ contract SkuRegistry is Owned {
     error SkuExists(bytes32 skuId);
     /// @notice No SKU has this id.
     error UnknownSku(bytes32 skuId);
-    /// @notice A SKU field is unusable (zero root, zero steps, zero matrices).
+    /// @notice A SKU field is unusable (zero id, zero root, no layer, zero epsilon).
     error InvalidSku(bytes32 skuId);
 
     /// @notice A SKU was registered.
@@ -33,8 +40,8 @@ contract SkuRegistry is Owned {
         bytes32 indexed skuId,
         bytes32 weightRoot,
         bytes32 tokenizerHash,
-        bytes32 programRoot,
-        uint64 stepCount,
+        bytes32 configHash,
+        uint16 layers,
         uint16 arithVersion,
         uint128 pricePerToken
     );
@@ -52,14 +59,14 @@ contract SkuRegistry is Owned {
     /// @param sku Its fields; `active` is ignored (a new SKU starts active).
     function registerSku(bytes32 skuId, Sku calldata sku) external onlyOwner {
         if (skus[skuId].weightRoot != bytes32(0)) revert SkuExists(skuId);
-        if (skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.stepCount == 0 || sku.weightCount == 0) {
+        if (skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0) {
             revert InvalidSku(skuId);
         }
         Sku memory s = sku;
         s.active = true;
         skus[skuId] = s;
         emit SkuRegistered(
-            skuId, s.weightRoot, s.tokenizerHash, s.programRoot, s.stepCount, s.arithVersion, s.pricePerToken
+            skuId, s.weightRoot, s.tokenizerHash, s.configHash, s.layers, s.arithVersion, s.pricePerToken
         );
     }
 
@@ -102,6 +109,14 @@ contract SkuRegistry is Owned {
     /// @return True when new jobs may use it.
     function isActive(bytes32 skuId) external view returns (bool) {
         return skus[skuId].active;
+    }
+
+    /// @notice Steps per round of the SKU's program: 1 + 19·layers + 3.
+    /// @param skuId The SKU.
+    /// @return The step count of one round.
+    function stepsPerRound(bytes32 skuId) external view returns (uint256) {
+        _known(skuId);
+        return 19 * uint256(skus[skuId].layers) + 4;
     }
 
     function _known(bytes32 skuId) internal view {

@@ -228,19 +228,19 @@ contract StakeBridge is Owned {
 
     /// @notice Takes `bps` of `account`'s bonded plus unbonding stake (bonded first), pays
     /// `rewardBps` of what was taken to `beneficiary` and burns the rest.
-    /// @param account The slashed staker.
+    /// @param who The slashed staker.
     /// @param bps Share of its stake to take, in basis points.
     /// @param beneficiary Who receives the reward share (the game's winner).
     /// @param rewardBps Share of the taken amount paid to `beneficiary`, in basis points.
     /// @return taken Wei taken from the account.
-    function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps)
+    function slash(address who, uint256 bps, address beneficiary, uint256 rewardBps)
         external
         onlyGame
         returns (uint256 taken)
     {
         if (bps > BPS) revert BadBps(bps);
         if (rewardBps > BPS) revert BadBps(rewardBps);
-        Account storage a = accounts[account];
+        Account storage a = accounts[who];
         uint256 total = uint256(a.stake) + a.pending;
         taken = total * bps / BPS;
         uint256 fromStake = taken <= a.stake ? taken : a.stake;
@@ -255,7 +255,7 @@ contract StakeBridge is Owned {
         totalBurned += burned;
         // Pull payment: resolution never depends on the beneficiary accepting ether.
         rewardOwed[beneficiary] += paid;
-        emit Slashed(account, taken, beneficiary, paid, burned);
+        emit Slashed(who, taken, beneficiary, paid, burned);
     }
 
     /// @notice Pays the caller the slash rewards it has won.
@@ -270,11 +270,11 @@ contract StakeBridge is Owned {
 
     /// @notice Records a lost dispute against `account`; at `maxStrikes` the account is removed:
     /// roles cleared, all stake moved to unbonding (still slashable until it unlocks).
-    /// @param account The staker who lost.
-    function strike(address account) external onlyGame {
-        Account storage a = accounts[account];
+    /// @param who The staker who lost.
+    function strike(address who) external onlyGame {
+        Account storage a = accounts[who];
         a.strikes += 1;
-        emit Struck(account, a.strikes);
+        emit Struck(who, a.strikes);
         if (a.strikes >= maxStrikes && !a.removed) {
             a.removed = true;
             a.roles = 0;
@@ -284,7 +284,7 @@ contract StakeBridge is Owned {
             a.unlockAt = uint64(block.timestamp) + unbondingDelay;
             totalStaked -= s;
             totalUnbonding += s;
-            emit AccountRemovedEvent(account);
+            emit AccountRemovedEvent(who);
         }
     }
 

@@ -150,7 +150,7 @@ contract BatchInboxTest is Fixture {
     }
 
     function test_skuMismatchAndEscrowShortfall() public {
-        SkuRegistry.Sku memory s = _sku(8);
+        SkuRegistry.Sku memory s = _sku(1);
         vm.prank(owner);
         skus.registerSku(keccak256("other"), s);
         SignedJob[] memory js = new SignedJob[](1);
@@ -258,7 +258,8 @@ contract SkuRegistryTest is Fixture {
     function test_registerAndUpdate() public {
         SkuRegistry.Sku memory s = skus.get(SKU);
         assertEq(s.weightRoot, keccak256("weights"), "root");
-        assertEq(s.stepCount, 8, "steps");
+        assertEq(s.layers, 1, "layers");
+        assertEq(skus.stepsPerRound(SKU), 23, "steps per round");
         assertTrue(s.active, "active");
         assertEq(skus.priceOf(SKU), PRICE, "price");
         vm.startPrank(owner);
@@ -268,7 +269,7 @@ contract SkuRegistryTest is Fixture {
         assertTrue(!skus.isActive(SKU), "off");
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.SkuExists.selector, SKU));
         skus.registerSku(SKU, s);
-        s.stepCount = 0;
+        s.layers = 0;
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.InvalidSku.selector, bytes32(uint256(5))));
         skus.registerSku(bytes32(uint256(5)), s);
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.UnknownSku.selector, bytes32(uint256(5))));

@@ -51,7 +51,7 @@ abstract contract Fixture is Base {
         vm.startPrank(owner);
         bridge.setModules(address(inbox), address(rewards));
         rewards.setInbox(address(inbox));
-        skus.registerSku(SKU, _sku(8));
+        skus.registerSku(SKU, _sku(1));
         vm.stopPrank();
 
         _stakeWorker(worker, 10 ether);
@@ -61,13 +61,15 @@ abstract contract Fixture is Base {
         bridge.depositEscrow{value: 50 ether}();
     }
 
-    function _sku(uint64 steps) internal pure returns (SkuRegistry.Sku memory s) {
+    function _sku(uint16 steps) internal pure returns (SkuRegistry.Sku memory s) {
         s.weightRoot = keccak256("weights");
         s.tokenizerHash = keccak256("tokenizer");
-        s.programRoot = keccak256("program");
+        s.configHash = keccak256("config");
         s.pricePerToken = PRICE;
-        s.stepCount = steps;
-        s.weightCount = 4;
+        s.epsQ32 = 42950;
+        s.softmaxC = 1 << 37;
+        s.vocab = 1000;
+        s.layers = steps;
         s.arithVersion = 1;
     }
 
@@ -106,7 +108,7 @@ abstract contract Fixture is Base {
             inputRoot: keccak256("in"),
             outputRoot: keccak256("out"),
             traceRoot: traceRoot,
-            stepCount: 8,
+            stepCount: 23,
             tokensProcessed: tokens
         });
     }

@@ -1,0 +1,597 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {Fixture} from "./Fixture.sol";
+import {Receipt, SignedJob} from "../src/Types.sol";
+import {SkuRegistry} from "../src/SkuRegistry.sol";
+import {StakeBridge} from "../src/StakeBridge.sol";
+import {DisputeGame, IBridgeGame, IInboxGame, IOneStep} from "../src/DisputeGame.sol";
+import {OneStepVerifier} from "../src/OneStepVerifier.sol";
+
+/// @dev Builds real traces (state trees over per-step output roots, tensors as Merkle trees over
+/// their rows, a weight root over matrix roots) and plays whole games between a defender and a
+/// challenger that each follow their own trace.
+contract DisputeGameTest is Fixture {
+    uint256 internal constant K = 8; // inner dimension
+    uint256 internal constant N = 4; // output channels of the q matrix
+    uint256 internal constant ROWS = 2; // tokens
+    uint256 internal STEPS = 23; // one round of a one-layer program
+    uint256 internal DEPTH = 5; // depthFor(23)
+    uint256 internal GEMM_STEP = 2; // layer 0, gemm q (input: step 1) of the first round
+    uint64 internal constant CLOCK = 1 days;
+    uint256 internal constant BOND = 1 ether;
+
+    DisputeGame internal game;
+    OneStepVerifier internal verifier;
+
+    // The honest data.
+    bytes[] internal inRows; // QRows (K int8 + 8-byte scale)
+    bytes[] internal wRows; // q matrix rows (K int8)
+    bytes[] internal outRows; // honest int32 rows
+    bytes32 internal rowsRoot;
+    bytes32 internal scalesRoot = keccak256("scales");
+    bytes32[] internal weightLeaves;
+
+    struct Trace {
+        bytes32[] outs; // per-step output roots
+        bytes[] gemmRows; // the rows of step GEMM_STEP's output
+    }
+
+    function setUp() public override {
+        _fresh(4);
+    }
+
+    /// @dev Deploys everything anew (fuzz runs vary the arity, which is immutable).
+    function _fresh(uint256 arity) internal {
+        super.setUp();
+        delete inRows;
+        delete wRows;
+        delete outRows;
+        delete weightLeaves;
+        verifier = new OneStepVerifier();
+        _makeData();
+        game = _deployGame(arity);
+    }
+
+    function _deployGame(uint256 arity) internal returns (DisputeGame g) {
+        g = new DisputeGame(
+            IBridgeGame(address(bridge)),
+            IInboxGame(address(inbox)),
+            skus,
+            IOneStep(address(verifier)),
+            arity,
+            CLOCK,
+            BOND,
+            5000,
+            1000,
+            5000
+        );
+        vm.startPrank(owner);
+        bridge.registerGame(address(g));
+        if (inbox.game() == address(0)) inbox.setGame(address(g));
+        vm.stopPrank();
+    }
+
+    // ------------------------------------------------------------------ data
+
+    function _i8row(uint256 seed, uint256 n) internal pure returns (bytes memory r) {
+        r = new bytes(n);
+        for (uint256 i = 0; i < n; ++i) {
+            // values in [-127, 127]
+            int256 v = int256(uint256(keccak256(abi.encode(seed, i))) % 255) - 127;
+            r[i] = bytes1(uint8(uint256(v) & 0xff));
+        }
+    }
+
+    function _dot(bytes memory a, bytes memory b) internal pure returns (int256 acc) {
+        for (uint256 i = 0; i < b.length; ++i) {
+            acc += int256(int8(uint8(a[i]))) * int256(int8(uint8(b[i])));
+        }
+    }
+
+    function _makeData() internal {
+        for (uint256 r = 0; r < ROWS; ++r) {
+            inRows.push(abi.encodePacked(_i8row(100 + r, K), uint64(12345)));
+        }
+        bytes32[] memory wl = new bytes32[](N);
+        for (uint256 j = 0; j < N; ++j) {
+            wRows.push(_i8row(200 + j, K));
+            wl[j] = _leaf(wRows[j]);
+        }
+        rowsRoot = _root(wl, 2);
+        for (uint256 r = 0; r < ROWS; ++r) {
+            bytes memory row;
+            for (uint256 j = 0; j < N; ++j) {
+                row = abi.encodePacked(row, int32(_dot(inRows[r], wRows[j])));
+            }
+            outRows.push(row);
+        }
+        // Weight root: 1 layer, no biases → 7 + 5 = 12 leaves; leaf 0 is the q matrix.
+        for (uint256 i = 0; i < 12; ++i) {
+            weightLeaves.push(i == 0 ? _node(rowsRoot, scalesRoot) : keccak256(abi.encode("matrix", i)));
+        }
+        SkuRegistry.Sku memory s = _sku(1);
+        s.weightRoot = _root(weightLeaves, 4);
+        vm.prank(owner);
+        skus.registerSku(keccak256("real-sku"), s);
+    }
+
+    /// @dev A trace whose GEMM step output differs from the honest one at (badRow, badCol) when
+    /// `cheat`; every later step root differs too (as a real run's would).
+    function _trace(bool cheat, uint256 badRow, uint256 badCol) internal view returns (Trace memory t) {
+        t.outs = new bytes32[](STEPS);
+        t.gemmRows = new bytes[](ROWS);
+        for (uint256 r = 0; r < ROWS; ++r) {
+            t.gemmRows[r] = outRows[r];
+        }
+        if (cheat) {
+            bytes memory row = bytes.concat(outRows[badRow]);
+            row[badCol * 4 + 3] = bytes1(uint8(row[badCol * 4 + 3]) ^ 1);
+            t.gemmRows[badRow] = row;
+        }
+        for (uint256 s = 0; s < STEPS; ++s) {
+            if (s == GEMM_STEP - 1) t.outs[s] = _tensorRoot(inRows);
+            else if (s == GEMM_STEP) t.outs[s] = _tensorRoot(t.gemmRows);
+            else if (s > GEMM_STEP && cheat) t.outs[s] = keccak256(abi.encode("cheat", s));
+            else t.outs[s] = keccak256(abi.encode("step", s));
+        }
+    }
+
+    // ------------------------------------------------------------------ trees
+
+    function _leaf(bytes memory row) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(bytes1(0), row));
+    }
+
+    function _node(bytes32 l, bytes32 r) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(bytes1(0x01), l, r));
+    }
+
+    /// @dev Root of a depth-`depth` tree over `leaves` (zero-padded).
+    function _root(bytes32[] memory leaves, uint256 depth) internal pure returns (bytes32) {
+        bytes32[] memory level = new bytes32[](1 << depth);
+        for (uint256 i = 0; i < leaves.length; ++i) {
+            level[i] = leaves[i];
+        }
+        for (uint256 n = level.length; n > 1; n /= 2) {
+            for (uint256 i = 0; i < n / 2; ++i) {
+                level[i] = _node(level[2 * i], level[2 * i + 1]);
+            }
+        }
+        return level[0];
+    }
+
+    function _proof(bytes32[] memory leaves, uint256 depth, uint256 index) internal pure returns (bytes32[] memory p) {
+        bytes32[] memory level = new bytes32[](1 << depth);
+        for (uint256 i = 0; i < leaves.length; ++i) {
+            level[i] = leaves[i];
+        }
+        p = new bytes32[](depth);
+        for (uint256 d = 0; d < depth; ++d) {
+            p[d] = level[index ^ 1];
+            uint256 n = level.length >> d;
+            for (uint256 i = 0; i < n / 2; ++i) {
+                level[i] = _node(level[2 * i], level[2 * i + 1]);
+            }
+            index >>= 1;
+        }
+    }
+
+    function _tensorLeaves(bytes[] memory rows) internal pure returns (bytes32[] memory l) {
+        l = new bytes32[](rows.length);
+        for (uint256 i = 0; i < rows.length; ++i) {
+            l[i] = _leaf(rows[i]);
+        }
+    }
+
+    function _tensorRoot(bytes[] memory rows) internal pure returns (bytes32) {
+        return _root(_tensorLeaves(rows), 1);
+    }
+
+    /// @dev State root after `n` steps.
+    function _state(Trace memory t, uint256 n) internal view returns (bytes32) {
+        bytes32[] memory l = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            l[i] = t.outs[i];
+        }
+        return _root(l, DEPTH);
+    }
+
+    function _stateProof(Trace memory t, uint256 n, uint256 leaf) internal view returns (bytes32[] memory) {
+        bytes32[] memory l = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            l[i] = t.outs[i];
+        }
+        return _proof(l, DEPTH, leaf);
+    }
+
+    // ------------------------------------------------------------------ play
+
+    function _post(Trace memory t) internal returns (uint256 batchId, Receipt memory r) {
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(1, 1 ether);
+        r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 100, _state(t, STEPS));
+        r.stepCount = uint64(STEPS);
+        r.skuId = keccak256("real-sku");
+        vm.prank(worker);
+        bridge.setSku(r.skuId, true);
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _signReceipt(r, workerKey);
+        js[0] = _job(1, 1 ether);
+        js[0].request.skuId = r.skuId;
+        (uint8 v, bytes32 rr, bytes32 ss) = vm.sign(buyerKey, inbox.jobDigest(js[0].request));
+        js[0].signature = abi.encodePacked(rr, ss, v);
+        rs[0].jobId = inbox.jobDigest(js[0].request);
+        r = rs[0];
+        sigs[0] = _signReceipt(r, workerKey);
+        vm.prank(sequencer);
+        batchId = inbox.postBatch(js, rs, sigs);
+    }
+
+    function _open(uint256 batchId, Receipt memory r) internal returns (uint256 id) {
+        address ch = worker2;
+        vm.deal(ch, BOND);
+        vm.prank(ch);
+        id = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+    }
+
+    /// @dev Bisects to a single step: the defender posts its trace's states, the challenger
+    /// picks the first part whose end differs from its own trace. Returns the moves made.
+    function _bisect(uint256 id, Trace memory def, Trace memory chal) internal returns (uint256 moves) {
+        while (game.getGame(id).phase == DisputeGame.Phase.Bisect) {
+            uint64[] memory pts = game.bisectionPoints(id);
+            bytes32[] memory roots = new bytes32[](pts.length);
+            for (uint256 i = 0; i < pts.length; ++i) {
+                roots[i] = _state(def, pts[i]);
+            }
+            vm.warp(block.timestamp + 1 hours);
+            bytes32 hiRoot = game.getGame(id).hiRoot;
+            vm.prank(worker);
+            game.bisect(id, hiRoot, roots);
+            DisputeGame.Game memory g = game.getGame(id);
+            uint256 j = pts.length; // last part unless an earlier end differs
+            for (uint256 i = 0; i < pts.length; ++i) {
+                if (roots[i] != _state(chal, pts[i])) {
+                    j = i;
+                    break;
+                }
+            }
+            bytes32 agreed = j == 0 ? g.loRoot : roots[j - 1];
+            bytes32 disputed = j == pts.length ? g.hiRoot : roots[j];
+            vm.warp(block.timestamp + 1 hours);
+            vm.prank(worker2);
+            game.choose(id, roots, j, agreed, disputed);
+            moves += 2;
+        }
+    }
+
+    function _gemmProof(Trace memory def, uint256 row, uint256 col)
+        internal
+        view
+        returns (DisputeGame.GemmProof memory p)
+    {
+        p.outRoot = def.outs[GEMM_STEP];
+        p.stepProof = _stateProof(def, GEMM_STEP, GEMM_STEP);
+        p.outRow = def.gemmRows[row];
+        p.outRowProof = _proof(_tensorLeaves(def.gemmRows), 1, row);
+        p.inRoot = def.outs[GEMM_STEP - 1];
+        p.inStepProof = _stateProof(def, GEMM_STEP, GEMM_STEP - 1);
+        p.inRow = inRows[row];
+        p.inRowProof = _proof(_tensorLeaves(inRows), 1, row);
+        p.rowsRoot = rowsRoot;
+        p.scalesRoot = scalesRoot;
+        p.matrixProof = _proof(weightLeaves, 4, 0);
+        p.wRow = wRows[col];
+        bytes32[] memory wl = new bytes32[](N);
+        for (uint256 j = 0; j < N; ++j) {
+            wl[j] = _leaf(wRows[j]);
+        }
+        p.wRowProof = _proof(wl, 2, col);
+    }
+
+    // ------------------------------------------------------------------ tests
+
+    function test_cheatingWorkerIsSlashed() public {
+        Trace memory bad = _trace(true, 1, 2);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        uint256 moves = _bisect(id, bad, good);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertEq(g.lo, GEMM_STEP, "bisection found the first bad step");
+        assertEq(g.hi, GEMM_STEP + 1, "one step");
+        assertTrue(moves <= 8, "few moves");
+        vm.prank(worker2);
+        game.nameEntry(id, g.hiRoot, 1, 2);
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(bad, 1, 2));
+        g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.Fraud), "fraud");
+        StakeBridge.Account memory a = bridge.account(worker);
+        assertEq(a.stake, 5 ether, "half slashed");
+        assertEq(a.strikes, 1, "struck");
+        assertEq(bridge.rewardOwed(worker2), 2.5 ether, "challenger share");
+        assertEq(game.owed(worker2), BOND, "bond back");
+        uint256 before = worker2.balance;
+        vm.prank(worker2);
+        game.withdraw();
+        assertEq(worker2.balance - before, BOND, "bond paid");
+        // Finalization skips the fraudulent receipt and refunds the buyer.
+        vm.warp(block.timestamp + WINDOW);
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        inbox.finalizeBatch(batchId, rs);
+        assertEq(bridge.escrow(buyer).balance, 50 ether, "refunded");
+    }
+
+    function test_honestWorkerWinsAgainstFalseChallenge() public {
+        Trace memory good = _trace(false, 0, 0);
+        Trace memory wrongView = _trace(true, 0, 1); // the challenger's mistaken trace
+        (uint256 batchId, Receipt memory r) = _post(good);
+        uint256 id = _open(batchId, r);
+        _bisect(id, good, wrongView);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertEq(g.lo, GEMM_STEP, "disputed step");
+        vm.prank(worker2);
+        game.nameEntry(id, g.hiRoot, 0, 1);
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(good, 0, 1));
+        g = game.getGame(id);
+        assertTrue(!g.challengerWon, "defender won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.Proven), "proven");
+        assertEq(bridge.account(worker).stake, 10 ether, "not slashed");
+        assertEq(game.owed(worker), BOND / 2, "half the bond to the worker");
+        assertEq(game.burnedBonds(), BOND / 2, "half burned");
+        vm.warp(block.timestamp + WINDOW);
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        inbox.finalizeBatch(batchId, rs);
+        assertEq(rewards.credits(0, worker), 100, "credited");
+    }
+
+    function test_defenderTimeoutInBisectionIsPartialSlash() public {
+        Trace memory bad = _trace(true, 1, 2);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        vm.warp(block.timestamp + CLOCK);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ClockNotExpired.selector, CLOCK, CLOCK));
+        game.timeout(id);
+        vm.warp(block.timestamp + 1);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ClockExpired.selector, CLOCK + 1, CLOCK));
+        game.bisect(id, r.traceRoot, new bytes32[](3));
+        game.timeout(id);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.DefenderTimeout), "timeout");
+        assertEq(bridge.account(worker).stake, 9 ether, "10% slashed");
+    }
+
+    function test_proofTimeoutIsHeavySlash() public {
+        Trace memory bad = _trace(true, 1, 2);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        _bisect(id, bad, good);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 2);
+        vm.warp(block.timestamp + CLOCK);
+        game.timeout(id);
+        assertEq(uint256(game.getGame(id).reason), uint256(DisputeGame.Reason.ProofTimeout), "proof timeout");
+        assertEq(bridge.account(worker).stake, 5 ether, "heavy slash");
+    }
+
+    function test_challengerTimeoutLosesBond() public {
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(good);
+        uint256 id = _open(batchId, r);
+        uint64[] memory pts = game.bisectionPoints(id);
+        bytes32[] memory roots = new bytes32[](pts.length);
+        for (uint256 i = 0; i < pts.length; ++i) {
+            roots[i] = _state(good, pts[i]);
+        }
+        vm.prank(worker);
+        game.bisect(id, r.traceRoot, roots);
+        vm.warp(block.timestamp + CLOCK + 1);
+        vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ClockExpired.selector, CLOCK + 1, CLOCK));
+        game.choose(id, roots, 0, bytes32(0), bytes32(0));
+        game.timeout(id);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(!g.challengerWon, "defender won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.ChallengerTimeout), "challenger timeout");
+        assertEq(game.owed(worker), BOND / 2, "reward");
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Bisect, DisputeGame.Phase.Resolved));
+        game.timeout(id);
+    }
+
+    function test_invalidCommitmentIsFullSlash() public {
+        Trace memory good = _trace(false, 0, 0);
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(9, 1 ether);
+        Receipt memory r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 10, _state(good, STEPS));
+        r.stepCount = 22; // not a whole number of rounds
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _signReceipt(r, workerKey);
+        vm.prank(sequencer);
+        uint256 batchId = inbox.postBatch(js, rs, sigs);
+        uint256 id = _open(batchId, r);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.InvalidCommitment), "invalid");
+        StakeBridge.Account memory a = bridge.account(worker);
+        assertEq(uint256(a.stake) + a.pending, 0, "everything slashed");
+    }
+
+    function test_threeLossesRemoveTheWorker() public {
+        for (uint256 i = 0; i < 3; ++i) {
+            Trace memory bad = _trace(true, 1, 2);
+            SignedJob[] memory js = new SignedJob[](1);
+            js[0] = _job(uint64(50 + i), 1 ether);
+            js[0].request.skuId = keccak256("real-sku");
+            (uint8 v, bytes32 rr, bytes32 ss) = vm.sign(buyerKey, inbox.jobDigest(js[0].request));
+            js[0].signature = abi.encodePacked(rr, ss, v);
+            Receipt memory r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 10, _state(bad, STEPS));
+            r.skuId = keccak256("real-sku");
+            if (i == 0) {
+                vm.prank(worker);
+                bridge.setSku(r.skuId, true);
+            }
+            Receipt[] memory rs = new Receipt[](1);
+            rs[0] = r;
+            bytes[] memory sigs = new bytes[](1);
+            sigs[0] = _signReceipt(r, workerKey);
+            vm.prank(sequencer);
+            uint256 batchId = inbox.postBatch(js, rs, sigs);
+            uint256 id = _open(batchId, r);
+            vm.warp(block.timestamp + CLOCK + 1);
+            game.timeout(id);
+        }
+        StakeBridge.Account memory a = bridge.account(worker);
+        assertTrue(a.removed, "removed after three losses");
+        assertTrue(!bridge.isWorkerFor(worker, keccak256("real-sku")), "no more shards");
+    }
+
+    function test_moveGuards() public {
+        Trace memory bad = _trace(true, 1, 2);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        vm.prank(worker);
+        vm.expectRevert(DisputeGame.SelfChallenge.selector);
+        game.open{value: 0}(batchId, r, 0, new bytes32[](0));
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.BondTooSmall.selector, 0, BOND));
+        game.open(batchId, r, 0, new bytes32[](0));
+        uint256 id = _open(batchId, r);
+        vm.deal(address(this), BOND);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.GameExists.selector, id));
+        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotYourTurn.selector, worker2, worker));
+        game.bisect(id, r.traceRoot, new bytes32[](3));
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.StaleMove.selector, bytes32(0), r.traceRoot));
+        game.bisect(id, bytes32(0), new bytes32[](3));
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongRootCount.selector, 2, 3));
+        game.bisect(id, r.traceRoot, new bytes32[](2));
+        vm.prank(worker);
+        game.bisect(id, r.traceRoot, new bytes32[](3));
+        vm.prank(worker2);
+        vm.expectRevert(DisputeGame.RootsMismatch.selector);
+        game.choose(id, new bytes32[](2), 0, bytes32(0), bytes32(0));
+        vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.BadChoice.selector, 4, 4));
+        game.choose(id, new bytes32[](3), 4, bytes32(0), bytes32(0));
+        vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.StaleMove.selector, bytes32(uint256(1)), bytes32(0)));
+        game.choose(id, new bytes32[](3), 1, bytes32(uint256(1)), bytes32(0));
+        vm.prank(worker2);
+        vm.expectRevert(
+            abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Name, DisputeGame.Phase.Choose)
+        );
+        game.nameEntry(id, bytes32(0), 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.UnknownGame.selector, 99));
+        game.getGame(99);
+        vm.expectRevert(DisputeGame.NothingOwed.selector);
+        game.withdraw();
+        (bool exists, uint256 gid) = game.gameOf(batchId, keccak256(abi.encode(r)));
+        assertTrue(exists && gid == id, "lookup");
+        assertEq(game.gameCount(), 1, "count");
+        assertEq(game.maxDuration(), 2 * CLOCK, "duration");
+    }
+
+    function test_wrongProofsRevert() public {
+        Trace memory bad = _trace(true, 1, 2);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        _bisect(id, bad, good);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 2);
+        DisputeGame.GemmProof memory p = _gemmProof(bad, 1, 2);
+        p.wRow = wRows[1]; // another column's weights
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "weight row"));
+        game.proveGemm(id, p);
+        p = _gemmProof(bad, 1, 2);
+        p.inRow = inRows[0];
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "input row"));
+        game.proveGemm(id, p);
+        p = _gemmProof(bad, 1, 2);
+        p.outRoot = good.outs[GEMM_STEP];
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "post-state"));
+        game.proveGemm(id, p);
+        p = _gemmProof(bad, 1, 2);
+        p.matrixProof[0] = bytes32(0);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "matrix"));
+        game.proveGemm(id, p);
+    }
+
+    /// @dev Any arity and any round of the bad GEMM: bisection lands on it and the fraud is
+    /// proven, within 2·ceil(log_k(steps)) bisection moves.
+    function testFuzz_bisectionFindsTheBadStep(uint8 arity, uint8 rounds, uint8 badRound, bool flip) public {
+        uint256 k = bound(arity, 2, 40);
+        uint256 r = bound(rounds, 1, 6);
+        uint256 rb = bound(badRound, 0, r - 1);
+        _fresh(k);
+        STEPS = 23 * r;
+        DEPTH = 0;
+        while ((1 << DEPTH) < STEPS) ++DEPTH;
+        GEMM_STEP = 23 * rb + 2;
+        uint256 row = flip ? 1 : 0;
+        uint256 col = flip ? 3 : 0;
+        uint256 id = _playBisection(k, row, col);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, uint32(row), uint32(col));
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(_trace(true, row, col), row, col));
+        assertTrue(game.getGame(id).challengerWon, "fraud proven");
+    }
+
+    function _playBisection(uint256 k, uint256 row, uint256 col) internal returns (uint256 id) {
+        Trace memory bad = _trace(true, row, col);
+        (uint256 batchId, Receipt memory rc) = _post(bad);
+        id = _open(batchId, rc);
+        uint256 moves = _bisect(id, bad, _trace(false, 0, 0));
+        uint256 rounds_;
+        for (uint256 span = STEPS; span > 1; span = (span + k - 1) / k) ++rounds_;
+        assertLe(moves, 2 * rounds_, "moves bounded by the arity");
+        assertEq(game.getGame(id).lo, GEMM_STEP, "found");
+    }
+
+    function test_gemmStepLayout() public view {
+        bytes32 sku = keccak256("real-sku");
+        (bool isG, uint256 off, uint256 m, uint256 leaves) = game.gemmStep(sku, 2);
+        assertTrue(isG && off == 1 && m == 0 && leaves == 12, "q");
+        (isG, off, m,) = game.gemmStep(sku, 3);
+        assertTrue(isG && off == 2 && m == 1, "k");
+        (isG, off, m,) = game.gemmStep(sku, 4);
+        assertTrue(isG && off == 3 && m == 2, "v");
+        (isG, off, m,) = game.gemmStep(sku, 12);
+        assertTrue(isG && off == 1 && m == 3, "o");
+        (isG, off, m,) = game.gemmStep(sku, 15);
+        assertTrue(isG && off == 1 && m == 4, "gate");
+        (isG, off, m,) = game.gemmStep(sku, 16);
+        assertTrue(isG && off == 2 && m == 5, "up");
+        (isG, off, m,) = game.gemmStep(sku, 18);
+        assertTrue(isG && off == 1 && m == 6, "down");
+        (isG, off, m,) = game.gemmStep(sku, 21);
+        assertTrue(isG && off == 1 && m == 8, "lm_head");
+        (isG,,,) = game.gemmStep(sku, 23 + 2);
+        assertTrue(isG, "next round q");
+        for (uint256 s = 0; s < 23; ++s) {
+            (isG,,,) = game.gemmStep(sku, s);
+            bool want = s == 2 || s == 3 || s == 4 || s == 12 || s == 15 || s == 16 || s == 18 || s == 21;
+            assertTrue(isG == want, "layout");
+        }
+    }
+}
