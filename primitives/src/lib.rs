@@ -4,6 +4,7 @@
 //! encoding that is hashed can be rebuilt by the Solidity contracts in `l1-bridge/`.
 
 pub mod arith;
+pub mod job;
 pub mod merkle;
 pub mod receipt;
 pub mod rows;
