@@ -11,7 +11,8 @@
 //!   in int32 (exact: the total fits by `MAX_K`). Floats are used only as an exact integer
 //!   carrier here.
 
-use tch::{Device, Kind, Tensor};
+pub use tch::Device;
+use tch::{Kind, Tensor};
 
 use crate::error::GemmError;
 use crate::pack::PackedWeights;
