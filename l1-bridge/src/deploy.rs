@@ -1,0 +1,226 @@
+//! Deploys and wires the whole contract set in one call (used by tests, the devnet and the
+//! sequencer's integration tests).
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, WalletProvider};
+
+use crate::bindings::{
+    BatchInbox, DisputeGame, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
+};
+use crate::L1Error;
+
+/// Parameters of a deployment. `Default` suits a local devnet (short windows, small stakes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployConfig {
+    /// Who may post batches.
+    pub sequencer: Address,
+    /// Seconds a batch can be challenged after posting.
+    pub challenge_window: u64,
+    /// Seconds unbonded stake stays slashable; must exceed the challenge window plus the longest
+    /// dispute (checked on chain when the game is registered).
+    pub unbonding_delay: u64,
+    /// Seconds between a buyer's escrow withdrawal request and the payout.
+    pub escrow_delay: u64,
+    /// Minimum stake (wei) of a worker that may be assigned shards.
+    pub min_stake: u128,
+    /// Lost disputes after which a staker is removed.
+    pub max_strikes: u8,
+    /// Seconds per rewards epoch.
+    pub epoch_length: u64,
+    /// VINF (wei units) minted per epoch, split pro rata to credits.
+    pub inflation_per_epoch: U256,
+    /// Credits (verified tokens) per epoch needed to stay in the active set.
+    pub min_credits: U256,
+    /// Bisection arity k (k − 1 states posted per round).
+    pub arity: u64,
+    /// Seconds on each side's chess clock in a dispute.
+    pub clock: u64,
+    /// Smallest challenger bond (wei).
+    pub min_bond: U256,
+    /// Share of stake slashed for a proven fraud (or a failed opening), basis points.
+    pub slash_fraud_bps: u64,
+    /// Share of stake slashed for a timeout during bisection, basis points.
+    pub slash_timeout_bps: u64,
+    /// Share of a loser's slashed stake or bond paid to the winner, basis points (rest burned).
+    pub reward_bps: u64,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        Self {
+            sequencer: Address::ZERO,
+            challenge_window: 600,
+            unbonding_delay: 7 * 24 * 3600,
+            escrow_delay: 600,
+            min_stake: 1_000_000_000_000_000_000,
+            max_strikes: 3,
+            epoch_length: 3600,
+            inflation_per_epoch: U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18u64)),
+            min_credits: U256::from(1u64),
+            arity: 32,
+            clock: 3600,
+            min_bond: U256::from(100_000_000_000_000_000u64),
+            slash_fraud_bps: 5000,
+            slash_timeout_bps: 1000,
+            reward_bps: 5000,
+        }
+    }
+}
+
+/// Addresses of a deployed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deployment {
+    pub sku_registry: Address,
+    pub stake_bridge: Address,
+    pub batch_inbox: Address,
+    pub rewards: Address,
+    pub token: Address,
+    pub one_step_verifier: Address,
+    pub dispute_game: Address,
+}
+
+/// Deploys SkuRegistry, StakeBridge, Rewards (+ VerinferToken), BatchInbox, OneStepVerifier and
+/// DisputeGame from the provider's default sender (which becomes the owner of each) and wires
+/// them together (the bridge's inbox and fee sink, the rewards' inbox, the inbox's game, the
+/// bridge's registered game).
+pub async fn deploy<P: Provider + WalletProvider + Clone>(
+    provider: P,
+    cfg: &DeployConfig,
+) -> Result<Deployment, L1Error> {
+    let owner = provider.default_signer_address();
+
+    let skus = SkuRegistry::deploy(provider.clone(), owner)
+        .await
+        .map_err(|source| L1Error::Deploy {
+            contract: "SkuRegistry",
+            source,
+        })?;
+    let bridge = StakeBridge::deploy(
+        provider.clone(),
+        owner,
+        cfg.unbonding_delay,
+        cfg.escrow_delay,
+        cfg.min_stake,
+        cfg.max_strikes,
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "StakeBridge",
+        source,
+    })?;
+    let rewards = Rewards::deploy(
+        provider.clone(),
+        owner,
+        *bridge.address(),
+        cfg.epoch_length,
+        cfg.inflation_per_epoch,
+        cfg.min_credits,
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "Rewards",
+        source,
+    })?;
+    let inbox = BatchInbox::deploy(
+        provider.clone(),
+        owner,
+        cfg.sequencer,
+        *skus.address(),
+        *bridge.address(),
+        *rewards.address(),
+        cfg.challenge_window,
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "BatchInbox",
+        source,
+    })?;
+
+    let verifier = OneStepVerifier::deploy(provider.clone())
+        .await
+        .map_err(|source| L1Error::Deploy {
+            contract: "OneStepVerifier",
+            source,
+        })?;
+    let game = DisputeGame::deploy(
+        provider.clone(),
+        *bridge.address(),
+        *inbox.address(),
+        *skus.address(),
+        *verifier.address(),
+        U256::from(cfg.arity),
+        cfg.clock,
+        cfg.min_bond,
+        U256::from(cfg.slash_fraud_bps),
+        U256::from(cfg.slash_timeout_bps),
+        U256::from(cfg.reward_bps),
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "DisputeGame",
+        source,
+    })?;
+
+    confirm(
+        "StakeBridge.setModules",
+        bridge
+            .setModules(*inbox.address(), *rewards.address())
+            .send()
+            .await,
+    )
+    .await?;
+    confirm(
+        "Rewards.setInbox",
+        rewards.setInbox(*inbox.address()).send().await,
+    )
+    .await?;
+    confirm(
+        "BatchInbox.setGame",
+        inbox.setGame(*game.address()).send().await,
+    )
+    .await?;
+    confirm(
+        "StakeBridge.registerGame",
+        bridge.registerGame(*game.address()).send().await,
+    )
+    .await?;
+
+    let token = rewards
+        .token()
+        .call()
+        .await
+        .map_err(|source| L1Error::Call {
+            call: "Rewards.token",
+            source,
+        })?;
+    Ok(Deployment {
+        sku_registry: *skus.address(),
+        stake_bridge: *bridge.address(),
+        batch_inbox: *inbox.address(),
+        rewards: *rewards.address(),
+        token,
+        one_step_verifier: *verifier.address(),
+        dispute_game: *game.address(),
+    })
+}
+
+/// Waits for a sent transaction and fails unless it succeeded.
+async fn confirm<N: alloy::network::Network>(
+    call: &'static str,
+    sent: Result<alloy::providers::PendingTransactionBuilder<N>, alloy::contract::Error>,
+) -> Result<(), L1Error> {
+    use alloy::network::ReceiptResponse;
+    let pending = sent.map_err(|source| L1Error::Call { call, source })?;
+    let receipt = pending.get_receipt().await.map_err(|e| L1Error::Pending {
+        call,
+        reason: e.to_string(),
+    })?;
+    if receipt.status() {
+        Ok(())
+    } else {
+        Err(L1Error::Pending {
+            call,
+            reason: "reverted".to_string(),
+        })
+    }
+}
