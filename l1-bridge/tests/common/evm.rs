@@ -1,0 +1,93 @@
+//! A minimal in-process EVM (revm, Cancun rules) for calling the contracts without a node:
+//! deploy once, then any number of read-only calls whose state changes are dropped.
+
+use revm::context::TxEnv;
+use revm::database::{CacheDB, EmptyDB};
+use revm::handler::MainnetContext;
+use revm::primitives::hardfork::SpecId;
+use revm::primitives::{Address, Bytes, TxKind, U256};
+use revm::state::AccountInfo;
+use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext, MainnetEvm};
+
+/// Gas limit of every transaction (far above any one-step call).
+const GAS: u64 = 1_000_000_000;
+
+/// An EVM with one funded caller.
+pub struct Evm {
+    evm: MainnetEvm<MainnetContext<CacheDB<EmptyDB>>>,
+    caller: Address,
+    nonce: u64,
+}
+
+/// A call's return data and the gas its transaction used (intrinsic + calldata + execution).
+#[allow(dead_code)] // `gas` is read by the gas benchmark, which shares this module
+pub struct Outcome {
+    pub output: Bytes,
+    pub gas: u64,
+}
+
+impl Evm {
+    pub fn new() -> Self {
+        let caller = Address::repeat_byte(0xca);
+        let mut db = CacheDB::<EmptyDB>::default();
+        db.insert_account_info(
+            caller,
+            AccountInfo {
+                balance: U256::from(10u64).pow(U256::from(30u64)),
+                ..Default::default()
+            },
+        );
+        let evm = Context::mainnet()
+            .with_db(db)
+            .modify_cfg_chained(|c| {
+                c.spec = SpecId::CANCUN;
+                c.limit_contract_code_size = Some(usize::MAX);
+            })
+            .modify_block_chained(|b| {
+                b.gas_limit = GAS;
+                b.basefee = 0;
+            })
+            .build_mainnet();
+        Self {
+            evm,
+            caller,
+            nonce: 0,
+        }
+    }
+
+    fn tx(&self, kind: TxKind, data: Bytes) -> TxEnv {
+        TxEnv::builder()
+            .caller(self.caller)
+            .kind(kind)
+            .data(data)
+            .gas_limit(GAS)
+            .gas_price(0)
+            .nonce(self.nonce)
+            .build_fill()
+    }
+
+    /// Deploys `initcode` (committed) and returns the new contract's address.
+    pub fn deploy(&mut self, initcode: Bytes) -> Address {
+        let tx = self.tx(TxKind::Create, initcode);
+        let res = self
+            .evm
+            .transact_commit(tx)
+            .expect("deploy transaction runs");
+        self.nonce += 1;
+        res.created_address().expect("contract created")
+    }
+
+    /// Calls `to` with `data` without keeping any state change; Err(revert data) on revert.
+    pub fn call(&mut self, to: Address, data: Bytes) -> Result<Outcome, Bytes> {
+        let tx = self.tx(TxKind::Call(to), data);
+        let res = self.evm.transact(tx).expect("call transaction runs").result;
+        let gas = res.tx_gas_used();
+        let ok = res.is_success();
+        let output = res.into_output().unwrap_or_default();
+        if ok {
+            Ok(Outcome { output, gas })
+        } else {
+            Err(output)
+        }
+    }
+}
