@@ -61,10 +61,10 @@ pub struct L1Config {
     pub rpc_url: String,
     /// Batch inbox contract (also the EIP-712 verifying contract).
     pub batch_inbox: Address,
-    /// Stake contract (worker stakes).
-    pub stake: Address,
-    /// Buyer escrow contract.
-    pub escrow: Address,
+    /// StakeBridge contract (worker stakes, served SKUs, buyer escrow).
+    pub stake_bridge: Address,
+    /// SkuRegistry contract (SKU activity and prices).
+    pub sku_registry: Address,
     /// Name of the environment variable holding the poster's hex private key.
     #[serde(default = "default_key_env")]
     pub key_env: String,

@@ -6,6 +6,7 @@
 //!
 //! See `docs/SEQUENCER.md` (design) and `docs/RPC.md` (the API).
 
+pub mod alloy_l1;
 pub mod batcher;
 pub mod config;
 pub mod l1;
@@ -81,4 +82,34 @@ pub async fn start(cfg: Config, l1: Arc<dyn L1>) -> Result<Running, Error> {
         tasks,
         writer,
     })
+}
+
+/// `verinfer sequencer --config FILE`: loads the config, reads the poster key from the
+/// environment variable it names, connects to L1 and runs until SIGINT/SIGTERM.
+pub async fn run_from_config(path: &std::path::Path) -> Result<(), Error> {
+    let cfg = Config::load(path)?;
+    let key = std::env::var(&cfg.l1.key_env).map_err(|_| {
+        Error::Config(config::ConfigError::Invalid(format!(
+            "environment variable {} (the L1 poster key) is not set",
+            cfg.l1.key_env
+        )))
+    })?;
+    let l1 = alloy_l1::AlloyL1::connect(&cfg.l1, &key)?;
+    tracing::info!(poster = %l1.sender(), rpc = %cfg.l1.rpc_url, inbox = %cfg.l1.batch_inbox, "connecting to L1");
+    let running = start(cfg, Arc::new(l1)).await?;
+    // Line for scripts and tests that start the sequencer on port 0.
+    println!("listening on {}", running.addr);
+    wait_for_shutdown().await?;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown() -> Result<(), Error> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

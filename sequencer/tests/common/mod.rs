@@ -1,6 +1,9 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod chain;
+pub mod worker;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -113,8 +116,8 @@ pub fn config(dir: &std::path::Path) -> Config {
         l1: L1Config {
             rpc_url: "http://127.0.0.1:1".into(),
             batch_inbox: INBOX,
-            stake: Address::repeat_byte(0x2b),
-            escrow: Address::repeat_byte(0x3b),
+            stake_bridge: Address::repeat_byte(0x2b),
+            sku_registry: Address::repeat_byte(0x3b),
             key_env: "UNUSED".into(),
             confirmations: 1,
             poll_interval_ms: 50,
