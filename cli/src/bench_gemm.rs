@@ -25,9 +25,10 @@ pub struct Args {
     /// Shapes as K×N (e.g. 4096x14336); default: the Llama-3-8B and Qwen2.5-7B projections.
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
-    /// Minimum timing window per measurement, in milliseconds (best run is reported).
-    #[arg(long, default_value_t = 400)]
-    min_ms: u64,
+    /// Minimum timing window per measurement, in milliseconds (default 400, or 60 with
+    /// `--quick`); the best run is reported.
+    #[arg(long)]
+    min_ms: Option<u64>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -60,10 +61,31 @@ fn fill(len: usize, seed: u64) -> Vec<i8> {
         .collect()
 }
 
-/// Best wall time of `f` over a window of at least `min` (and at least two runs after a
-/// warm-up run).
-fn time_best(min: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+/// CPU time consumed so far by every thread of this process, in seconds (Linux
+/// `/proc/self/task/*/schedstat`), or `None` where that is not readable.
+fn process_cpu_secs() -> Option<f64> {
+    let mut ns: u64 = 0;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = entry.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// One measurement: the best wall time of a run, and the CPU seconds per run averaged over the
+/// window (all threads together). On a shared machine the wall time includes time slices lost to
+/// other processes; the CPU time does not.
+#[derive(Clone, Copy)]
+struct Timing {
+    best_s: f64,
+    cpu_s: Option<f64>,
+}
+
+/// Times `f` over a window of at least `min` (and at least two runs after a warm-up run).
+fn time_best(min: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Timing> {
     f()?;
+    let cpu0 = process_cpu_secs();
     let start = Instant::now();
     let mut best = f64::INFINITY;
     let mut runs = 0;
@@ -73,7 +95,13 @@ fn time_best(min: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow
         best = best.min(t0.elapsed().as_secs_f64());
         runs += 1;
     }
-    Ok(best)
+    let cpu_s = cpu0
+        .zip(process_cpu_secs())
+        .map(|(a, b)| (b - a) / runs as f64);
+    Ok(Timing {
+        best_s: best,
+        cpu_s,
+    })
 }
 
 fn gops(t: usize, k: usize, n: usize, secs: f64) -> f64 {
@@ -111,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
-    let min = Duration::from_millis(if args.quick { 60 } else { args.min_ms });
+    let min = Duration::from_millis(args.min_ms.unwrap_or(if args.quick { 60 } else { 400 }));
     let shapes: Vec<(String, usize, usize)> = if !args.shapes.is_empty() {
         args.shapes
             .iter()
@@ -125,7 +153,7 @@ fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
             .map(|(m, k, n)| (m.to_string(), *k, *n))
             .collect()
     };
-    if args.tokens.iter().any(|&t| t == 0) {
+    if args.tokens.contains(&0) {
         bail!("token counts must be positive");
     }
 
@@ -148,7 +176,10 @@ fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
                 json!({"per_core_gops": one, "all_threads_gops": all}),
             );
         }
-        (a.map(|p| p.1), v.map(|p| p.1))
+        // The denominator of %-of-peak: the larger of the all-threads measurement and
+        // per-core × threads (on a shared machine the former can come out low).
+        let denom = |p: Option<(f64, f64)>| p.map(|(one, all)| all.max(one * threads as f64));
+        (denom(a), denom(v))
     };
     #[cfg(not(target_arch = "x86_64"))]
     let (avx2_peak, vnni_peak): (Option<f64>, Option<f64>) = (None, None);
@@ -174,8 +205,8 @@ fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
     })?;
     let reference = json!({
         "t": rt, "k": rk, "n": rn,
-        "reference_gops": gops(rt, rk, rn, ref_s),
-        "cpu_gops": gops(rt, rk, rn, ref_cpu_s),
+        "reference_gops": gops(rt, rk, rn, ref_s.best_s),
+        "cpu_gops": gops(rt, rk, rn, ref_cpu_s.best_s),
     });
 
     let with_avx2 = Backend::Avx2.available() && cpu_path != "avx2";
@@ -235,16 +266,23 @@ fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
             let mut row = json!({
                 "shape": name, "k": k, "n": n, "t": t,
                 "cpu_path": cpu_path,
-                "cpu_gops": gops(t, k, n, cpu_s),
-                "cpu_pct_of_peak": cpu_peak.map(|p| 100.0 * gops(t, k, n, cpu_s) / p),
-                "avx2_gops": avx2_s.map(|s| gops(t, k, n, s)),
-                "avx2_pct_of_peak": avx2_s.zip(avx2_peak).map(|(s, p)| 100.0 * gops(t, k, n, s) / p),
-                "audit_full_pct": 100.0 * full_s / cpu_s,
-                "audit_reuse_pct": 100.0 * reuse_s / cpu_s,
-                "audit_full_pct_of_avx2": avx2_s.map(|s| 100.0 * full_s / s),
-                "audit_reuse_pct_of_avx2": avx2_s.map(|s| 100.0 * reuse_s / s),
-                "audit_full_ms": full_s * 1e3,
-                "audit_reuse_ms": reuse_s * 1e3,
+                "cpu_gops": gops(t, k, n, cpu_s.best_s),
+                "cpu_pct_of_peak": cpu_peak.map(|p| 100.0 * gops(t, k, n, cpu_s.best_s) / p),
+                "cpu_gops_cputime": cpu_s.cpu_s.map(|c| gops(t, k, n, c / threads as f64)),
+                "cpu_pct_of_peak_cputime": cpu_s.cpu_s.zip(cpu_peak)
+                    .map(|(c, p)| 100.0 * gops(t, k, n, c / threads as f64) / p),
+                "avx2_gops": avx2_s.map(|s| gops(t, k, n, s.best_s)),
+                "avx2_pct_of_peak": avx2_s.zip(avx2_peak).map(|(s, p)| 100.0 * gops(t, k, n, s.best_s) / p),
+                "avx2_pct_of_peak_cputime": avx2_s.and_then(|s| s.cpu_s).zip(avx2_peak)
+                    .map(|(c, p)| 100.0 * gops(t, k, n, c / threads as f64) / p),
+                "audit_full_pct": 100.0 * full_s.best_s / cpu_s.best_s,
+                "audit_reuse_pct": 100.0 * reuse_s.best_s / cpu_s.best_s,
+                "audit_full_pct_cputime": full_s.cpu_s.zip(cpu_s.cpu_s).map(|(a, g)| 100.0 * a / g),
+                "audit_reuse_pct_cputime": reuse_s.cpu_s.zip(cpu_s.cpu_s).map(|(a, g)| 100.0 * a / g),
+                "audit_full_pct_of_avx2": avx2_s.map(|s| 100.0 * full_s.best_s / s.best_s),
+                "audit_reuse_pct_of_avx2": avx2_s.map(|s| 100.0 * reuse_s.best_s / s.best_s),
+                "audit_full_ms": full_s.best_s * 1e3,
+                "audit_reuse_ms": reuse_s.best_s * 1e3,
                 "transpose_pack_ms": transpose_s * 1e3,
             });
             #[cfg(feature = "tch")]
@@ -263,10 +301,10 @@ fn run_in_pool(args: &Args, threads: usize) -> anyhow::Result<()> {
                 } else {
                     None
                 };
-                row["torch_f32_chunked_gops"] = json!(gops(t, k, n, f32_s));
+                row["torch_f32_chunked_gops"] = json!(gops(t, k, n, f32_s.best_s));
                 row["torch_int_mm_cpu_gops"] = json!(int_mm);
-                row["cpu_over_torch"] = json!(f32_s / cpu_s);
-                row["avx2_over_torch"] = json!(avx2_s.map(|s| f32_s / s));
+                row["cpu_over_torch"] = json!(f32_s.best_s / cpu_s.best_s);
+                row["avx2_over_torch"] = json!(avx2_s.map(|s| f32_s.best_s / s.best_s));
             }
             if !args.json {
                 print_row(&row, rows.is_empty(), torch_on);
@@ -312,24 +350,29 @@ fn f(v: &Value, digits: usize) -> String {
 fn print_row(r: &Value, header: bool, torch: bool) {
     if header {
         print!(
-            "{:<20} {:>6} {:>12} {:>5} | {:>8} {:>6} | {:>8} {:>6}",
-            "shape", "T", "K→N", "", "cpu", "%peak", "avx2", "%peak"
+            "{:<20} {:>4} {:>12} {:>5} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}",
+            "shape", "T", "K→N", "", "cpu", "%peak", "%pk-ct", "avx2", "%peak", "%pk-ct"
         );
         if torch {
             print!(" | {:>9} {:>8} {:>7}", "torch-f32", "int_mm", "cpu/t");
         }
-        println!(" | {:>8} {:>8}", "audit%", "reuse%");
+        println!(
+            " | {:>7} {:>7} {:>7} {:>7}",
+            "audit%", "reuse%", "aud-ct", "reu-ct"
+        );
     }
     print!(
-        "{:<20} {:>6} {:>12} {:>5} | {:>8} {:>6} | {:>8} {:>6}",
+        "{:<20} {:>4} {:>12} {:>5} | {:>8} {:>6} {:>6} | {:>8} {:>6} {:>6}",
         r["shape"].as_str().unwrap_or(""),
         r["t"],
         format!("{}→{}", r["k"], r["n"]),
         "GOPS",
         f(&r["cpu_gops"], 1),
         f(&r["cpu_pct_of_peak"], 1),
+        f(&r["cpu_pct_of_peak_cputime"], 1),
         f(&r["avx2_gops"], 1),
         f(&r["avx2_pct_of_peak"], 1),
+        f(&r["avx2_pct_of_peak_cputime"], 1),
     );
     if torch {
         print!(
@@ -340,8 +383,10 @@ fn print_row(r: &Value, header: bool, torch: bool) {
         );
     }
     println!(
-        " | {:>8} {:>8}",
+        " | {:>7} {:>7} {:>7} {:>7}",
         f(&r["audit_full_pct"], 2),
-        f(&r["audit_reuse_pct"], 2)
+        f(&r["audit_reuse_pct"], 2),
+        f(&r["audit_full_pct_cputime"], 2),
+        f(&r["audit_reuse_pct_cputime"], 2)
     );
 }

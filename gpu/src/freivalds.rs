@@ -186,23 +186,33 @@ fn matvec_x(x: &[i8], t: usize, k: usize, vecs: &[Vec<u64>]) -> Result<Vec<Vec<u
         .collect())
 }
 
-/// One round's `r` cut into three 21-bit limbs, as i32 so `y as i64 * r as i64` vectorizes to
-/// signed 32×32→64 multiplies.
-struct YrLimbs([Vec<i32>; 3]);
+/// One round's `r` cut into three 21-bit limbs: as i32 rows (portable path, where
+/// `y as i64 * r as i64` vectorizes to signed 32×32→64 multiplies) and, for AVX-512, as i64
+/// lanes laid out per 16 columns as `[limb][even columns | odd columns]`, so that one load of 16
+/// int32 of Y feeds `vpmuldq` directly (even columns sit in the low halves of the 64-bit lanes,
+/// odd ones after a 32-bit shift).
+struct YrLimbs {
+    narrow: [Vec<i32>; 3],
+    wide: Vec<i64>,
+}
 
 impl YrLimbs {
     fn new(r: &[u64]) -> Self {
         let mask = (1u64 << YR_BITS) - 1;
-        let limb = |l: u32| {
-            r.iter()
-                .map(|&e| ((e >> (YR_BITS * l)) & mask) as i32)
-                .collect()
-        };
-        Self([limb(0), limb(1), limb(2)])
+        let limb = |e: u64, l: u32| ((e >> (YR_BITS * l)) & mask) as i32;
+        let narrow = [0, 1, 2].map(|l| r.iter().map(|&e| limb(e, l)).collect());
+        let blocks = r.len().div_ceil(16);
+        let mut wide = vec![0i64; blocks * 48];
+        for (j, &e) in r.iter().enumerate() {
+            let (b, c) = (j / 16, j % 16);
+            for l in 0..3u32 {
+                wide[b * 48 + l as usize * 16 + (c % 2) * 8 + c / 2] = limb(e, l) as i64;
+            }
+        }
+        Self { narrow, wide }
     }
 }
 
-#[inline(always)]
 fn yr_block(y: &[i32], r0: &[i32], r1: &[i32], r2: &[i32]) -> [i64; 3] {
     let (mut a0, mut a1, mut a2) = (0i64, 0i64, 0i64);
     for j in 0..y.len().min(r0.len()).min(r1.len()).min(r2.len()) {
@@ -214,54 +224,83 @@ fn yr_block(y: &[i32], r0: &[i32], r1: &[i32], r2: &[i32]) -> [i64; 3] {
     [a0, a1, a2]
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
-unsafe fn yr_block_avx512(y: &[i32], r0: &[i32], r1: &[i32], r2: &[i32]) -> [i64; 3] {
-    yr_block(y, r0, r1, r2)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn yr_block_avx2(y: &[i32], r0: &[i32], r1: &[i32], r2: &[i32]) -> [i64; 3] {
-    yr_block(y, r0, r1, r2)
-}
-
-/// `y_row · r mod p` with r given as 21-bit limbs.
-fn row_dot(y: &[i32], r: &YrLimbs) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    let (wide, avx2) = (
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512dq")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vl"),
-        is_x86_feature_detected!("avx2"),
-    );
-    let mut acc = [0u64; 3];
-    for b in (0..y.len()).step_by(YR_BLOCK) {
-        let e = (b + YR_BLOCK).min(y.len());
-        let args = (&y[b..e], &r.0[0][b..e], &r.0[1][b..e], &r.0[2][b..e]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the features each variant enables were detected above.
-        let part = unsafe {
-            if wide {
-                yr_block_avx512(args.0, args.1, args.2, args.3)
-            } else if avx2 {
-                yr_block_avx2(args.0, args.1, args.2, args.3)
-            } else {
-                yr_block(args.0, args.1, args.2, args.3)
-            }
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let part = yr_block(args.0, args.1, args.2, args.3);
-        for l in 0..3 {
-            acc[l] = add(acc[l], from_i64(part[l]));
-        }
-    }
+/// Σ_l 2^(21l) · acc_l mod p.
+fn combine_yr(acc: [u64; 3]) -> u64 {
     let mut s = 0;
     for (l, a) in acc.iter().enumerate() {
         s = add(s, mul(*a, 1u64 << (YR_BITS * l as u32)));
     }
     s
+}
+
+/// `y_row · r mod p`, portable.
+fn row_dot_portable(y: &[i32], r: &YrLimbs) -> u64 {
+    let mut acc = [0u64; 3];
+    for b in (0..y.len()).step_by(YR_BLOCK) {
+        let e = (b + YR_BLOCK).min(y.len());
+        let part = yr_block(
+            &y[b..e],
+            &r.narrow[0][b..e],
+            &r.narrow[1][b..e],
+            &r.narrow[2][b..e],
+        );
+        for l in 0..3 {
+            acc[l] = add(acc[l], from_i64(part[l]));
+        }
+    }
+    combine_yr(acc)
+}
+
+/// `y_row · r mod p` with AVX-512 `vpmuldq`: 16 columns per step, 6 accumulators (3 limbs ×
+/// even/odd). A lane gains < 2⁵² per step, so lanes are folded into F_p every 1024 steps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_dot_avx512(y: &[i32], r: &YrLimbs) -> u64 {
+    use std::arch::x86_64::*;
+    let n = y.len();
+    let blocks = n.div_ceil(16);
+    let mut tot = [0u64; 3];
+    let mut b = 0;
+    while b < blocks {
+        let end = (b + 1024).min(blocks);
+        let mut acc = [_mm512_setzero_si512(); 6];
+        for bb in b..end {
+            let j = bb * 16;
+            let yv = if j + 16 <= n {
+                _mm512_loadu_si512(y.as_ptr().add(j) as *const __m512i)
+            } else {
+                _mm512_maskz_loadu_epi32(((1u32 << (n - j)) - 1) as u16, y.as_ptr().add(j))
+            };
+            let yo = _mm512_srli_epi64(yv, 32);
+            let base = r.wide.as_ptr().add(bb * 48);
+            for l in 0..3 {
+                let re = _mm512_loadu_si512(base.add(l * 16) as *const __m512i);
+                let ro = _mm512_loadu_si512(base.add(l * 16 + 8) as *const __m512i);
+                acc[2 * l] = _mm512_add_epi64(acc[2 * l], _mm512_mul_epi32(yv, re));
+                acc[2 * l + 1] = _mm512_add_epi64(acc[2 * l + 1], _mm512_mul_epi32(yo, ro));
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let mut lanes = [0i64; 8];
+            _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, *a);
+            for v in lanes {
+                tot[i / 2] = add(tot[i / 2], from_i64(v));
+            }
+        }
+        b = end;
+    }
+    combine_yr(tot)
+}
+
+/// `y_row · r mod p` on the best path of this CPU.
+fn row_dot(y: &[i32], r: &YrLimbs) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F detected; `wide` covers ⌈len/16⌉ blocks and the last load is masked
+        // to the row's length.
+        return unsafe { row_dot_avx512(y, r) };
+    }
+    row_dot_portable(y, r)
 }
 
 /// `v = Wᵀ·r` for every round of a seed: the weight-side half of an audit, computed once per
@@ -370,4 +409,42 @@ pub fn wrong_columns(
     }
     let want = gemm_i8(Backend::Cpu, x_row, 1, w)?;
     Ok((0..w.n()).filter(|&j| want[j] != y_row[j]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(y: &[i32], r: &[u64]) -> u64 {
+        let mut s: i128 = 0;
+        for (&a, &b) in y.iter().zip(r) {
+            s += a as i128 * b as i128;
+        }
+        s.rem_euclid(P as i128) as u64
+    }
+
+    #[test]
+    fn row_dot_paths_agree_with_naive() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in [1usize, 2, 15, 16, 17, 31, 33, 100, 5000, 20000] {
+            let r: Vec<u64> = (0..len).map(|_| next() % P).collect();
+            let y: Vec<i32> = (0..len)
+                .map(|j| match j % 5 {
+                    0 => i32::MIN,
+                    1 => i32::MAX,
+                    _ => next() as i32,
+                })
+                .collect();
+            let limbs = YrLimbs::new(&r);
+            let want = naive(&y, &r);
+            assert_eq!(row_dot_portable(&y, &limbs), want, "portable, len {len}");
+            assert_eq!(row_dot(&y, &limbs), want, "best path, len {len}");
+        }
+    }
 }

@@ -64,21 +64,45 @@ impl Isa {
 const KC_STEPS: usize = 256;
 /// Rows per cache block of X (64 rows × 1024 k = 64 KiB, or 128 KiB for AVX2's two arrays).
 const MC_ROWS: usize = 64;
+// (MC_ROWS is a multiple of every tile height MR.)
 
 /// Packs X (T×K) into row groups of `mr`: `[group][k/4][row][4 bytes]`, zero-padded (in the
 /// transformed domain given by `f(0)`), so the kernels read one contiguous stream per group.
-fn pack_x(x: &[i8], t: usize, k: usize, k_pad: usize, mr: usize, f: impl Fn(i8) -> u8) -> Vec<u8> {
+fn pack_x(
+    x: &[i8],
+    t: usize,
+    k: usize,
+    k_pad: usize,
+    mr: usize,
+    f: impl Fn(i8) -> u8 + Sync,
+) -> Vec<u8> {
     let groups = t.div_ceil(mr);
     let steps = k_pad / 4;
     let pad = f(0);
     let mut out = vec![pad; groups * steps * mr * 4];
-    for i in 0..t {
-        let (g, r) = (i / mr, i % mr);
-        let base = g * steps * mr * 4 + r * 4;
-        for (kk, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
-            out[base + (kk / 4) * mr * 4 + kk % 4] = f(v);
-        }
-    }
+    out.par_chunks_mut(steps * mr * 4)
+        .enumerate()
+        .for_each(|(g, dst)| {
+            for r in 0..mr.min(t - g * mr) {
+                let i = g * mr + r;
+                let mut quads = x[i * k..(i + 1) * k].chunks_exact(4);
+                let mut o = r * 4;
+                for q in &mut quads {
+                    let d = &mut dst[o..o + 4];
+                    d[0] = f(q[0]);
+                    d[1] = f(q[1]);
+                    d[2] = f(q[2]);
+                    d[3] = f(q[3]);
+                    o += mr * 4;
+                }
+                let tail = quads.remainder();
+                if !tail.is_empty() {
+                    for (d, &v) in dst[o..o + tail.len()].iter_mut().zip(tail) {
+                        *d = f(v);
+                    }
+                }
+            }
+        });
     out
 }
 
@@ -98,79 +122,89 @@ pub(crate) fn gemm(isa: Isa, x: &[i8], t: usize, w: &PackedWeights, out: &mut [i
         ),
         Isa::Avx512Vnni => (pack_x(x, t, k, k_pad, mr, |v| (v as u8) ^ 0x80), Vec::new()),
     };
-    // Panels per task: enough tasks to balance two or more threads, few enough that each task
-    // reuses its X block across several panels.
+    // The accumulators are laid out per row block (MC_ROWS rows), then per panel, then row by
+    // row (16 int32 each), so every task (one row block × a run of panels) owns one contiguous
+    // slice. Enough tasks to balance the threads, few enough that each task reuses its X block
+    // across several panels.
     let threads = rayon::current_num_threads().max(1);
-    let per_task = (n_panels / (4 * threads)).clamp(1, 8);
+    let rb_rows = MC_ROWS.min(t_pad);
+    let row_blocks = t_pad.div_ceil(rb_rows);
+    let per_task = (n_panels * row_blocks / (4 * threads)).clamp(1, 8);
     let per_task = if isa == Isa::Avx512Vnni && per_task > 1 {
         per_task & !1
     } else {
         per_task
     };
-    let panel_len = t_pad * NR;
-    let mut acc = vec![0i32; n_panels * panel_len];
-    let mc_groups = (MC_ROWS / mr).max(1);
-    acc.par_chunks_mut(panel_len * per_task)
-        .enumerate()
-        .for_each(|(task, chunk)| {
-            let p0 = task * per_task;
-            let np = chunk.len() / panel_len;
-            for kb in (0..steps).step_by(KC_STEPS) {
-                let ks = KC_STEPS.min(steps - kb);
-                for g0 in (0..groups).step_by(mc_groups) {
-                    let g1 = (g0 + mc_groups).min(groups);
-                    let mut pi = 0;
-                    while pi < np {
-                        let pair = isa == Isa::Avx512Vnni && pi + 1 < np;
-                        for g in g0..g1 {
-                            let xo = (g * steps + kb) * mr * 4;
-                            let co = g * mr * NR;
-                            let wa = &w.panel(p0 + pi)[kb * NR * 4..];
-                            // SAFETY: `isa` is available (checked by the caller); the kernels read
-                            // `ks` steps from X (`mr*4` bytes each, inside the packed group) and W
-                            // (64 bytes each, inside the panel since kb + ks ≤ steps), and write
-                            // `mr*16` int32 at `co` inside each panel's accumulator.
-                            unsafe {
-                                match isa {
-                                    Isa::Avx2 => kernel_avx2(
-                                        xa.as_ptr().add(xo),
-                                        xs.as_ptr().add(xo),
-                                        wa.as_ptr(),
-                                        ks,
-                                        chunk[pi * panel_len + co..].as_mut_ptr(),
-                                    ),
-                                    Isa::Avx512Vnni if pair => {
-                                        let wb = &w.panel(p0 + pi + 1)[kb * NR * 4..];
-                                        let (ca, cb) = chunk.split_at_mut((pi + 1) * panel_len);
-                                        kernel_vnni2(
-                                            xa.as_ptr().add(xo),
-                                            wa.as_ptr(),
-                                            wb.as_ptr(),
-                                            ks,
-                                            ca[pi * panel_len + co..].as_mut_ptr(),
-                                            cb[co..].as_mut_ptr(),
-                                        )
-                                    }
-                                    Isa::Avx512Vnni => kernel_vnni1(
-                                        xa.as_ptr().add(xo),
-                                        wa.as_ptr(),
-                                        ks,
-                                        chunk[pi * panel_len + co..].as_mut_ptr(),
-                                    ),
-                                }
+    let mut acc = vec![0i32; n_panels * t_pad * NR];
+    let mut tasks = Vec::new();
+    for (rb, block) in acc.chunks_mut(n_panels * rb_rows * NR).enumerate() {
+        let rows = block.len() / (n_panels * NR);
+        for (c, chunk) in block.chunks_mut(rows * NR * per_task).enumerate() {
+            tasks.push((rb, c * per_task, rows, chunk));
+        }
+    }
+    tasks.into_par_iter().for_each(|(rb, p0, rows, chunk)| {
+        let pl = rows * NR;
+        let np = chunk.len() / pl;
+        let g_first = rb * rb_rows / mr;
+        let g_end = g_first + rows / mr;
+        for kb in (0..steps).step_by(KC_STEPS) {
+            let ks = KC_STEPS.min(steps - kb);
+            let mut pi = 0;
+            while pi < np {
+                let pair = isa == Isa::Avx512Vnni && pi + 1 < np;
+                let wa = &w.panel(p0 + pi)[kb * NR * 4..];
+                for g in g_first..g_end {
+                    let xo = (g * steps + kb) * mr * 4;
+                    let co = (g - g_first) * mr * NR;
+                    // SAFETY: `isa` is available (checked by the caller); the kernels read `ks`
+                    // steps from X (`mr*4` bytes each, inside the packed group) and W (64 bytes
+                    // each, inside the panel since kb + ks ≤ steps), and write `mr*16` int32 at
+                    // `co` inside each panel's slice of this task's chunk.
+                    unsafe {
+                        match isa {
+                            Isa::Avx2 => kernel_avx2(
+                                xa.as_ptr().add(xo),
+                                xs.as_ptr().add(xo),
+                                wa.as_ptr(),
+                                ks,
+                                chunk[pi * pl + co..].as_mut_ptr(),
+                            ),
+                            Isa::Avx512Vnni if pair => {
+                                let wb = &w.panel(p0 + pi + 1)[kb * NR * 4..];
+                                let (ca, cb) = chunk.split_at_mut((pi + 1) * pl);
+                                kernel_vnni2(
+                                    xa.as_ptr().add(xo),
+                                    wa.as_ptr(),
+                                    wb.as_ptr(),
+                                    ks,
+                                    ca[pi * pl + co..].as_mut_ptr(),
+                                    cb[co..].as_mut_ptr(),
+                                )
                             }
+                            Isa::Avx512Vnni => kernel_vnni1(
+                                xa.as_ptr().add(xo),
+                                wa.as_ptr(),
+                                ks,
+                                chunk[pi * pl + co..].as_mut_ptr(),
+                            ),
                         }
-                        pi += if pair { 2 } else { 1 };
                     }
                 }
+                pi += if pair { 2 } else { 1 };
             }
-        });
-    // Scatter the panel-major accumulators into row-major Y (and undo the VNNI offset).
+        }
+    });
+    // Scatter the accumulators into row-major Y (and undo the VNNI offset).
     let sums = w.col_sums();
     out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        let (rb, r) = (i / rb_rows, i % rb_rows);
+        let rows = rb_rows.min(t_pad - rb * rb_rows);
+        let base = rb * rb_rows * n_panels * NR;
         for p in 0..n_panels {
             let cols = NR.min(n - p * NR);
-            let src = &acc[p * panel_len + i * NR..p * panel_len + i * NR + cols];
+            let at = base + p * rows * NR + r * NR;
+            let src = &acc[at..at + cols];
             let dst = &mut row[p * NR..p * NR + cols];
             match isa {
                 Isa::Avx2 => dst.copy_from_slice(src),
@@ -263,12 +297,14 @@ unsafe fn kernel_vnni2(
 
 /// In-register throughput of the exact inner instruction sequence of `isa`, in multiply-adds
 /// per second on the calling thread: no loads or stores, independent accumulator chains as in
-/// the kernel tile (best of three windows after a warm-up). Returns `None` when `isa` is not available.
+/// the kernel tile (best of three windows after a warm-up, timed by the thread's CPU time where
+/// Linux reports it, else by the wall clock). Returns `None` when `isa` is not available.
 pub fn peak_macs_per_sec(isa: Isa, iters: u64) -> Option<f64> {
     if !isa.available() {
         return None;
     }
     let run = |n: u64| {
+        let cpu0 = thread_cpu_secs();
         let start = std::time::Instant::now();
         // SAFETY: availability checked above.
         let macs = unsafe {
@@ -277,11 +313,25 @@ pub fn peak_macs_per_sec(isa: Isa, iters: u64) -> Option<f64> {
                 Isa::Avx512Vnni => peak_vnni(n),
             }
         };
-        macs as f64 / start.elapsed().as_secs_f64()
+        let wall = start.elapsed().as_secs_f64();
+        // On a shared machine the wall clock also counts time slices given to other
+        // processes; the thread's own CPU time does not.
+        let secs = match (cpu0, thread_cpu_secs()) {
+            (Some(a), Some(b)) if b > a => b - a,
+            _ => wall,
+        };
+        macs as f64 / secs
     };
     // A warm-up lets the core reach its clock; the best of three windows is reported.
     run(iters / 4);
     Some((0..3).map(|_| run(iters)).fold(0.0, f64::max))
+}
+
+/// CPU time of the calling thread in seconds (Linux `/proc/thread-self/schedstat`).
+fn thread_cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
 
 /// 8 chains of `vpsignb, vpmaddubsw, vpmaddwd, vpaddd` (the 4×16 tile of `kernel_avx2`),

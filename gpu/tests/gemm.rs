@@ -53,6 +53,8 @@ fn random_shapes_match_reference() {
         (17, 15, 1000),
         (64, 40, 96),
         (13, 100, 2051),
+        (130, 35, 77),
+        (203, 17, 1030),
     ];
     for _ in 0..12 {
         shapes.push((
