@@ -536,7 +536,8 @@ contract DisputeGameTest is Fixture {
     }
 
     /// @dev Any arity and any round of the bad GEMM: bisection lands on it and the fraud is
-    /// proven, within 2·ceil(log_k(steps)) bisection moves.
+    /// proven, within 2·ceil(log_k(steps)) bisection moves. (Each run deploys a fresh stack.)
+    /// forge-config: default.fuzz.runs = 48
     function testFuzz_bisectionFindsTheBadStep(uint8 arity, uint8 rounds, uint8 badRound, bool flip) public {
         uint256 k = bound(arity, 2, 40);
         uint256 r = bound(rounds, 1, 6);
