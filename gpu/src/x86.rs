@@ -66,40 +66,63 @@ const KC_STEPS: usize = 256;
 const MC_ROWS: usize = 64;
 // (MC_ROWS is a multiple of every tile height MR.)
 
+/// How X bytes are stored for a kernel.
+#[derive(Clone, Copy)]
+enum XForm {
+    /// `|x|` (AVX2, unsigned operand of `vpmaddubsw`).
+    Abs,
+    /// `x` unchanged (AVX2, the sign source of `vpsignb`).
+    Same,
+    /// `x + 128` (VNNI, unsigned operand of `vpdpbusd`).
+    Offset,
+}
+
+impl XForm {
+    /// Applies the transform to four bytes at once (SWAR). For `Abs`: with `m` = 0xFF in the
+    /// negative bytes, `(b ^ m) + (m & 1)` is `-b` there and `b` elsewhere, and no byte carries
+    /// into the next (the largest byte sum is 0x7F + 1, since -128 never reaches a kernel).
+    #[inline(always)]
+    fn word(self, w: u32) -> u32 {
+        match self {
+            XForm::Abs => {
+                let neg = (w >> 7) & 0x0101_0101;
+                let m = neg * 0xFF;
+                (w ^ m).wrapping_add(neg)
+            }
+            XForm::Same => w,
+            XForm::Offset => w ^ 0x8080_8080,
+        }
+    }
+}
+
 /// Packs X (T×K) into row groups of `mr`: `[group][k/4][row][4 bytes]`, zero-padded (in the
-/// transformed domain given by `f(0)`), so the kernels read one contiguous stream per group.
-fn pack_x(
-    x: &[i8],
-    t: usize,
-    k: usize,
-    k_pad: usize,
-    mr: usize,
-    f: impl Fn(i8) -> u8 + Sync,
-) -> Vec<u8> {
+/// transformed domain), so the kernels read one contiguous stream per group.
+fn pack_x(x: &[i8], t: usize, k: usize, k_pad: usize, mr: usize, form: XForm) -> Vec<u8> {
     let groups = t.div_ceil(mr);
     let steps = k_pad / 4;
-    let pad = f(0);
+    let pad = form.word(0).to_le_bytes()[0];
     let mut out = vec![pad; groups * steps * mr * 4];
     out.par_chunks_mut(steps * mr * 4)
         .enumerate()
         .for_each(|(g, dst)| {
             for r in 0..mr.min(t - g * mr) {
                 let i = g * mr + r;
-                let mut quads = x[i * k..(i + 1) * k].chunks_exact(4);
+                let row = &x[i * k..(i + 1) * k];
+                let mut quads = row.chunks_exact(4);
                 let mut o = r * 4;
                 for q in &mut quads {
-                    let d = &mut dst[o..o + 4];
-                    d[0] = f(q[0]);
-                    d[1] = f(q[1]);
-                    d[2] = f(q[2]);
-                    d[3] = f(q[3]);
+                    let w = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                    dst[o..o + 4].copy_from_slice(&form.word(w).to_le_bytes());
                     o += mr * 4;
                 }
                 let tail = quads.remainder();
                 if !tail.is_empty() {
-                    for (d, &v) in dst[o..o + tail.len()].iter_mut().zip(tail) {
-                        *d = f(v);
+                    let mut b = [0u8; 4];
+                    for (d, &v) in b.iter_mut().zip(tail) {
+                        *d = v as u8;
                     }
+                    let tw = form.word(u32::from_le_bytes(b)).to_le_bytes();
+                    dst[o..o + tail.len()].copy_from_slice(&tw[..tail.len()]);
                 }
             }
         });
@@ -117,10 +140,10 @@ pub(crate) fn gemm(isa: Isa, x: &[i8], t: usize, w: &PackedWeights, out: &mut [i
     let n_panels = w.n_panels();
     let (xa, xs) = match isa {
         Isa::Avx2 => (
-            pack_x(x, t, k, k_pad, mr, |v| v.unsigned_abs()),
-            pack_x(x, t, k, k_pad, mr, |v| v as u8),
+            pack_x(x, t, k, k_pad, mr, XForm::Abs),
+            pack_x(x, t, k, k_pad, mr, XForm::Same),
         ),
-        Isa::Avx512Vnni => (pack_x(x, t, k, k_pad, mr, |v| (v as u8) ^ 0x80), Vec::new()),
+        Isa::Avx512Vnni => (pack_x(x, t, k, k_pad, mr, XForm::Offset), Vec::new()),
     };
     // The accumulators are laid out per row block (MC_ROWS rows), then per panel, then row by
     // row (16 int32 each), so every task (one row block × a run of panels) owns one contiguous
@@ -476,4 +499,26 @@ unsafe fn peak_vnni(iters: u64) -> u64 {
         options(nostack),
     );
     iters.max(1) * 16 * 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XForm;
+
+    #[test]
+    fn swar_transforms_match_bytewise() {
+        for a in -127i8..=127 {
+            for b in [-127i8, -64, -1, 0, 1, 64, 127] {
+                let bytes = [a, b, a.wrapping_neg(), b.wrapping_neg()];
+                let w = u32::from_le_bytes(bytes.map(|v| v as u8));
+                let abs = XForm::Abs.word(w).to_le_bytes();
+                let off = XForm::Offset.word(w).to_le_bytes();
+                for l in 0..4 {
+                    assert_eq!(abs[l], bytes[l].unsigned_abs());
+                    assert_eq!(off[l], (bytes[l] as i16 + 128) as u8);
+                }
+                assert_eq!(XForm::Same.word(w), w);
+            }
+        }
+    }
 }
