@@ -6,18 +6,25 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
-impl From<verinfer_primitives::Receipt> for BatchInbox::Receipt {
-    fn from(r: verinfer_primitives::Receipt) -> Self {
-        Self {
-            jobId: r.jobId,
-            shardIndex: r.shardIndex,
-            skuId: r.skuId,
-            worker: r.worker,
-            inputRoot: r.inputRoot,
-            outputRoot: r.outputRoot,
-            traceRoot: r.traceRoot,
-            stepCount: r.stepCount,
-            tokensProcessed: r.tokensProcessed,
+/// The contracts' `Receipt` (one ABI type, one Rust type per contract module) from the shared one.
+macro_rules! receipt_from_primitives {
+    ($($module:ident),*) => {$(
+        impl From<verinfer_primitives::Receipt> for $module::Receipt {
+            fn from(r: verinfer_primitives::Receipt) -> Self {
+                Self {
+                    jobId: r.jobId,
+                    shardIndex: r.shardIndex,
+                    skuId: r.skuId,
+                    worker: r.worker,
+                    inputRoot: r.inputRoot,
+                    outputRoot: r.outputRoot,
+                    traceRoot: r.traceRoot,
+                    stepCount: r.stepCount,
+                    tokensProcessed: r.tokensProcessed,
+                }
+            }
         }
-    }
+    )*};
 }
+
+receipt_from_primitives!(BatchInbox, DisputeGame);
