@@ -17,9 +17,10 @@
 //!
 //! * [`WeightProjection`]: `v = Wᵀ·r` (length K) per round, computed once per weight matrix per
 //!   batch (r is fixed for the batch after posting) and reused for every receipt. It runs
-//!   through the int8 GEMM kernels: r is cut into nine 7-bit limbs (an int8 matrix of 9 rows),
-//!   multiplied with the packed `Wᵀ` (exact int32 sums), and recombined mod p.
-//! * Per receipt, [`WeightProjection::verify`]: `X·v` (v cut into 7-bit limbs, again through
+//!   through the int8 GEMM kernels: r is written in balanced base 255 (eight digits in
+//!   [-127, 127], an int8 matrix of 8 rows), multiplied with the packed `Wᵀ` (exact int32 sums),
+//!   and recombined mod p.
+//! * Per receipt, [`WeightProjection::verify`]: `X·v` (v cut into base-255 digits, again through
 //!   the int8 kernels) and `Y·r` (r cut into three 21-bit limbs, exact int64 sums over blocks
 //!   of 2048 columns, vectorized), then one comparison per row.
 
@@ -32,10 +33,33 @@ use crate::{gemm_i8, Backend, PackedWeights};
 /// The Mersenne prime 2⁶¹ − 1.
 pub const P: u64 = (1 << 61) - 1;
 
-/// Limb width for the int8 route: 7 bits keeps every limb in [0, 127], a valid kernel input.
-const LIMB_BITS: u32 = 7;
-/// 9 × 7 = 63 ≥ 61 bits.
-const LIMBS: usize = 9;
+/// Radix of the int8 route: field elements are written in balanced base 255, whose digits lie in
+/// [-127, 127] (valid kernel inputs); 8 digits cover ±(255⁸ − 1)/2 ≈ ±8.9·10¹⁸ > p.
+const RADIX: i64 = 255;
+const LIMBS: usize = 8;
+/// 255^l for l = 0..7 (255⁷ ≈ 7.0·10¹⁶ < p).
+const RADIX_POW: [u64; LIMBS] = {
+    let mut p = [1u64; LIMBS];
+    let mut l = 1;
+    while l < LIMBS {
+        p[l] = p[l - 1] * RADIX as u64;
+        l += 1;
+    }
+    p
+};
+
+/// The balanced base-255 digits of `e < p`, least significant first.
+fn digits(e: u64) -> [i8; LIMBS] {
+    let mut x = e as i64;
+    let mut d = [0i8; LIMBS];
+    for slot in d.iter_mut() {
+        let m = x.rem_euclid(RADIX);
+        let v = if m > 127 { m - RADIX } else { m };
+        *slot = v as i8;
+        x = (x - v) / RADIX;
+    }
+    d
+}
 /// Limb width of the `Y·r` route: |y| < 2³¹ times r_l < 2²¹ is < 2⁵², so 2048 terms fit i64.
 const YR_BITS: u32 = 21;
 const YR_BLOCK: usize = 2048;
@@ -129,27 +153,26 @@ pub enum AuditError {
     },
 }
 
-/// Cuts each vector of F_p into `LIMBS` 7-bit limbs: row `v * LIMBS + l` holds limb l of vector
-/// v (an int8 matrix of (vectors·LIMBS) × len, all entries in [0, 127]).
+/// Cuts each vector of F_p into its `LIMBS` balanced base-255 digits: row `v * LIMBS + l` holds
+/// digit l of vector v (an int8 matrix of (vectors·LIMBS) × len, entries in [-127, 127]).
 fn limbs_i8(vectors: &[Vec<u64>], len: usize) -> Vec<i8> {
     let mut out = vec![0i8; vectors.len() * LIMBS * len];
     for (v, vec) in vectors.iter().enumerate() {
-        for l in 0..LIMBS {
-            let row = &mut out[(v * LIMBS + l) * len..(v * LIMBS + l + 1) * len];
-            for (o, &e) in row.iter_mut().zip(vec) {
-                *o = ((e >> (LIMB_BITS * l as u32)) & 0x7f) as i8;
+        let block = &mut out[v * LIMBS * len..(v + 1) * LIMBS * len];
+        for (j, &e) in vec.iter().enumerate().take(len) {
+            for (l, d) in digits(e).into_iter().enumerate() {
+                block[l * len + j] = d;
             }
         }
     }
     out
 }
 
-/// Σ_l 2^(7l) · z_l mod p for the limb sums of one vector.
+/// Σ_l 255^l · z_l mod p for the digit sums of one vector.
 fn recombine(z: impl Iterator<Item = i32>) -> u64 {
     let mut acc: u64 = 0;
     for (l, v) in z.enumerate() {
-        let term = mul(from_i64(v as i64), 1u64 << (LIMB_BITS * l as u32));
-        acc = add(acc, term);
+        acc = add(acc, mul(from_i64(v as i64), RADIX_POW[l]));
     }
     acc
 }
@@ -421,6 +444,35 @@ mod tests {
             s += a as i128 * b as i128;
         }
         s.rem_euclid(P as i128) as u64
+    }
+
+    #[test]
+    fn balanced_digits_recombine() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut vals = vec![
+            0,
+            1,
+            127,
+            128,
+            254,
+            255,
+            P - 1,
+            P - 128,
+            1 << 60,
+            (1 << 61) - 2,
+        ];
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vals.push(x % P);
+        }
+        for e in vals {
+            let d = digits(e);
+            assert!(d.iter().all(|&v| v != i8::MIN), "{e}");
+            let back = recombine(d.iter().map(|&v| v as i32));
+            assert_eq!(back, e);
+        }
     }
 
     #[test]
