@@ -14,7 +14,7 @@ mod evm;
 
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::Anvil;
-use alloy::primitives::{keccak256, Address, Bytes, B256, I256, U256};
+use alloy::primitives::{keccak256, Bytes, B256, I256, U256};
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
@@ -442,6 +442,13 @@ async fn whole_dispute(arity: u64) -> R {
 
     // The dispute.
     let pc = connect(challenger);
+    StakeBridge::new(d.stake_bridge, pc.clone())
+        .depositStake(2)
+        .value(eth)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
     let gc = DisputeGame::new(d.dispute_game, pc.clone());
     let gd = DisputeGame::new(d.dispute_game, pw.clone());
     println!("\n| dispute move (arity {arity}, {steps} steps) | gas |\n|---|---|");
@@ -542,6 +549,5 @@ async fn whole_dispute(arity: u64) -> R {
     let game = gc.getGame(id).call().await?;
     anyhow::ensure!(game.challengerWon, "the cheating worker was not caught");
     println!("| **whole dispute: {moves} transactions** | **{total}** |");
-    let _ = Address::ZERO;
     Ok(())
 }

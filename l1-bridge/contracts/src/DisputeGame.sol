@@ -20,6 +20,7 @@ interface IInboxGame {
 interface IBridgeGame {
     function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps) external returns (uint256);
     function strike(address account) external;
+    function hasRole(address who, uint8 role) external view returns (bool);
 }
 
 /// @notice The one-step calls of the game.
@@ -107,6 +108,7 @@ contract DisputeGame {
 
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
+    error NotAVerifier(address caller);
     error GameExists(uint256 gameId);
     error UnknownGame(uint256 gameId);
     error WrongPhase(Phase want, Phase got);
@@ -195,7 +197,7 @@ contract DisputeGame {
     // ------------------------------------------------------------------ opening
 
     /// @notice Challenges receipt `index` of batch `batchId` (inside its window), with a bond of
-    /// at least `minBond`. A receipt whose step count is not a whole number of rounds of its SKU's
+    /// at least `minBond`; the caller must be a staked verifier. A receipt whose step count is not a whole number of rounds of its SKU's
     /// program, or whose trace root is zero, is an invalid commitment and loses at once.
     /// @param batchId The batch.
     /// @param receipt The receipt.
@@ -208,6 +210,9 @@ contract DisputeGame {
         returns (uint256 gameId)
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
+        // Challengers are staked verifiers (role 2): until every op has an on-chain opening
+        // (docs/CONTRACTS.md), a challenge is an accountable act of a known staker.
+        if (!bridge.hasRole(msg.sender, 2)) revert NotAVerifier(msg.sender);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
         bytes32 key = keccak256(abi.encode(batchId, receiptHash));

@@ -463,10 +463,14 @@ contract DisputeGameTest is Fixture {
         vm.prank(worker);
         vm.expectRevert(DisputeGame.SelfChallenge.selector);
         game.open{value: 0}(batchId, r, 0, new bytes32[](0));
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAVerifier.selector, address(this)));
+        game.open(batchId, r, 0, new bytes32[](0));
+        vm.prank(worker2);
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.BondTooSmall.selector, 0, BOND));
         game.open(batchId, r, 0, new bytes32[](0));
         uint256 id = _open(batchId, r);
-        vm.deal(address(this), BOND);
+        vm.deal(worker2, BOND);
+        vm.prank(worker2);
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.GameExists.selector, id));
         game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
         vm.prank(worker2);
