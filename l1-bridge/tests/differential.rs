@@ -198,7 +198,16 @@ fn rmsnorm_quant_row_agrees() {
     }
 }
 
-fn rope_case(r: &mut ChaCha8Rng) -> (Vec<i32>, Vec<u32>, Option<Vec<i32>>, i64, Vec<i32>) {
+/// One head's projection accumulators, weight scales, optional bias, input scale and cos‖sin row.
+struct HeadCase {
+    y: Vec<i32>,
+    sw: Vec<u32>,
+    bias: Option<Vec<i32>>,
+    s: i64,
+    cs: Vec<i32>,
+}
+
+fn rope_case(r: &mut ChaCha8Rng) -> HeadCase {
     let d = 2 * len(r, 32).max(1);
     let y = vec_of(r, d, acc_edge);
     let sw = vec_of(r, d, u32_edge);
@@ -214,7 +223,7 @@ fn rope_case(r: &mut ChaCha8Rng) -> (Vec<i32>, Vec<u32>, Option<Vec<i32>>, i64, 
             _ => r.random_range(-(1 << 30)..=(1 << 30)),
         })
         .collect();
-    (y, sw, bias, s, cs)
+    HeadCase { y, sw, bias, s, cs }
 }
 
 #[test]
@@ -222,7 +231,7 @@ fn rope_rows_agree() {
     let mut h = Harness::new();
     let mut r = rng(5);
     for case in 0..CASES {
-        let (y, sw, bias, s, cs) = rope_case(&mut r);
+        let HeadCase { y, sw, bias, s, cs } = rope_case(&mut r);
         let half = y.len() / 2;
         let (cos, sin) = cs.split_at(half);
         let quantize = case % 2 == 0;
@@ -253,7 +262,7 @@ fn value_row_agrees() {
     let mut h = Harness::new();
     let mut r = rng(6);
     for case in 0..CASES {
-        let (y, sw, bias, s, _) = rope_case(&mut r);
+        let HeadCase { y, sw, bias, s, .. } = rope_case(&mut r);
         let want = i32_row_bytes(&arith::v_row(&y, &sw, bias.as_deref(), s));
         let got = h.call(V::valueRowCall {
             y: i32_row_bytes(&y).into(),
