@@ -23,12 +23,18 @@ pub struct Checkpoint {
 
 impl std::fmt::Debug for Checkpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpoint").field("dir", &self.dir).field("tensors", &self.index.len()).finish()
+        f.debug_struct("Checkpoint")
+            .field("dir", &self.dir)
+            .field("tensors", &self.index.len())
+            .finish()
     }
 }
 
 fn st_err(path: &Path, e: impl std::fmt::Display) -> ProverError {
-    ProverError::Safetensors { path: path.to_path_buf(), reason: e.to_string() }
+    ProverError::Safetensors {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 impl Checkpoint {
@@ -38,11 +44,15 @@ impl Checkpoint {
         let index_path = dir.join("model.safetensors.index.json");
         let file_names: Vec<String> = if index_path.exists() {
             let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| st_err(&index_path, e))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| st_err(&index_path, e))?;
             let map = v["weight_map"]
                 .as_object()
                 .ok_or_else(|| st_err(&index_path, "missing weight_map"))?;
-            let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            let mut names: Vec<String> = map
+                .values()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect();
             names.sort();
             names.dedup();
             names
@@ -53,7 +63,10 @@ impl Checkpoint {
         let mut index = HashMap::new();
         for name in file_names {
             if name.contains('/') || name.contains("..") {
-                return Err(st_err(&index_path, format!("shard name {name:?} leaves the directory")));
+                return Err(st_err(
+                    &index_path,
+                    format!("shard name {name:?} leaves the directory"),
+                ));
             }
             let path = dir.join(&name);
             let file = File::open(&path).map_err(io_err(&path))?;
@@ -66,7 +79,12 @@ impl Checkpoint {
             }
             files.push((path, map));
         }
-        let ck = Checkpoint { dir: dir.to_path_buf(), config, files, index };
+        let ck = Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            index,
+        };
         ck.validate()?;
         Ok(ck)
     }
@@ -95,7 +113,10 @@ impl Checkpoint {
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
         let c = &self.config;
         let (h, i, q, kv) = (c.hidden_size, c.intermediate_size, c.q_dim(), c.kv_dim());
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![c.vocab_size, h])];
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            vec![c.vocab_size, h],
+        )];
         let bias = self.has_qkv_bias();
         for l in 0..c.num_hidden_layers {
             let p = format!("model.layers.{l}");
@@ -129,7 +150,12 @@ impl Checkpoint {
     }
 
     fn view(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {
-        let &fi = self.index.get(name).ok_or_else(|| ProverError::MissingTensor { name: name.to_string() })?;
+        let &fi = self
+            .index
+            .get(name)
+            .ok_or_else(|| ProverError::MissingTensor {
+                name: name.to_string(),
+            })?;
         let (path, map) = &self.files[fi];
         let st = SafeTensors::deserialize(map).map_err(|e| st_err(path, e))?;
         let t = st.tensor(name).map_err(|e| st_err(path, e))?;
@@ -139,10 +165,17 @@ impl Checkpoint {
     fn check(&self, name: &str, want: &[usize]) -> Result<()> {
         let (dtype, shape, _) = self.view(name)?;
         if !matches!(dtype, Dtype::BF16 | Dtype::F16 | Dtype::F32) {
-            return Err(ProverError::TensorDtype { name: name.to_string(), dtype: format!("{dtype:?}") });
+            return Err(ProverError::TensorDtype {
+                name: name.to_string(),
+                dtype: format!("{dtype:?}"),
+            });
         }
         if shape != want {
-            return Err(ProverError::TensorShape { name: name.to_string(), got: shape, want: want.to_vec() });
+            return Err(ProverError::TensorShape {
+                name: name.to_string(),
+                got: shape,
+                want: want.to_vec(),
+            });
         }
         Ok(())
     }
@@ -153,7 +186,10 @@ impl Checkpoint {
         self.check(name, want)?;
         let (dtype, _, data) = self.view(name)?;
         let out: Vec<f32> = match dtype {
-            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             Dtype::BF16 => data
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -163,11 +199,17 @@ impl Checkpoint {
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             other => {
-                return Err(ProverError::TensorDtype { name: name.to_string(), dtype: format!("{other:?}") })
+                return Err(ProverError::TensorDtype {
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                })
             }
         };
         if let Some(index) = out.iter().position(|v| !v.is_finite()) {
-            return Err(ProverError::NonFinite { name: name.to_string(), index });
+            return Err(ProverError::NonFinite {
+                name: name.to_string(),
+                index,
+            });
         }
         Ok(out)
     }

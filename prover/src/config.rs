@@ -54,7 +54,10 @@ pub struct ModelConfig {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> ProverError {
-    ProverError::Config { path: path.to_path_buf(), reason: reason.into() }
+    ProverError::Config {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 impl ModelConfig {
@@ -84,17 +87,27 @@ impl ModelConfig {
         };
         let hidden_size = req("hidden_size")?;
         let num_attention_heads = req("num_attention_heads")?;
-        let num_key_value_heads =
-            v["num_key_value_heads"].as_u64().map_or(num_attention_heads, |x| x as usize);
-        let head_dim = v["head_dim"].as_u64().map_or(hidden_size / num_attention_heads, |x| x as usize);
+        let num_key_value_heads = v["num_key_value_heads"]
+            .as_u64()
+            .map_or(num_attention_heads, |x| x as usize);
+        let head_dim = v["head_dim"]
+            .as_u64()
+            .map_or(hidden_size / num_attention_heads, |x| x as usize);
         let eos_token_ids = match &v["eos_token_id"] {
             serde_json::Value::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as u32)
+                .collect(),
             _ => Vec::new(),
         };
         let rope_scaling = match &v["rope_scaling"] {
             serde_json::Value::Object(o) => {
-                let kind = o.get("rope_type").or_else(|| o.get("type")).and_then(|t| t.as_str());
+                let kind = o
+                    .get("rope_type")
+                    .or_else(|| o.get("type"))
+                    .and_then(|t| t.as_str());
                 match kind {
                     Some("llama3") => {
                         let f = |k: &str| {
@@ -106,11 +119,15 @@ impl ModelConfig {
                             factor: f("factor")?,
                             low_freq_factor: f("low_freq_factor")?,
                             high_freq_factor: f("high_freq_factor")?,
-                            original_max_position_embeddings: f("original_max_position_embeddings")?,
+                            original_max_position_embeddings: f(
+                                "original_max_position_embeddings",
+                            )?,
                         })
                     }
                     Some("default") | None => None,
-                    Some(other) => return Err(bad(path, format!("unsupported rope_scaling type {other}"))),
+                    Some(other) => {
+                        return Err(bad(path, format!("unsupported rope_scaling type {other}")))
+                    }
                 }
             }
             _ => None,
@@ -137,14 +154,27 @@ impl ModelConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        if self.num_key_value_heads == 0 || self.num_attention_heads % self.num_key_value_heads != 0 {
-            return Err(bad(path, "num_attention_heads must be a multiple of num_key_value_heads"));
+        if self.num_key_value_heads == 0
+            || !self
+                .num_attention_heads
+                .is_multiple_of(self.num_key_value_heads)
+        {
+            return Err(bad(
+                path,
+                "num_attention_heads must be a multiple of num_key_value_heads",
+            ));
         }
-        if self.head_dim % 2 != 0 || self.head_dim > 256 {
-            return Err(bad(path, format!("head_dim {} must be even and at most 256", self.head_dim)));
+        if !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
+            return Err(bad(
+                path,
+                format!("head_dim {} must be even and at most 256", self.head_dim),
+            ));
         }
         if self.hidden_size > 1 << 14 || self.intermediate_size > 1 << 15 {
-            return Err(bad(path, "hidden_size ≤ 16384 and intermediate_size ≤ 32768 required"));
+            return Err(bad(
+                path,
+                "hidden_size ≤ 16384 and intermediate_size ≤ 32768 required",
+            ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
             return Err(bad(path, "rms_norm_eps and rope_theta must be positive"));
@@ -165,9 +195,12 @@ impl ModelConfig {
     /// RoPE inverse frequencies (float; only used to generate the committed table).
     pub fn inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim;
-        let base: Vec<f64> =
-            (0..d / 2).map(|i| self.rope_theta.powf(-((2 * i) as f64) / d as f64)).collect();
-        let Some(s) = self.rope_scaling else { return base };
+        let base: Vec<f64> = (0..d / 2)
+            .map(|i| self.rope_theta.powf(-((2 * i) as f64) / d as f64))
+            .collect();
+        let Some(s) = self.rope_scaling else {
+            return base;
+        };
         // Llama-3.1's frequency-dependent scaling, as in HF `_compute_llama3_parameters`.
         let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
         let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
@@ -199,7 +232,10 @@ mod tests {
             "rope_theta":500000.0,"rms_norm_eps":1e-05,"tie_word_embeddings":false,
             "max_position_embeddings":8192,"bos_token_id":128000,"eos_token_id":128001}"#;
         let c = ModelConfig::from_json(text, Path::new("c.json")).unwrap();
-        assert_eq!((c.head_dim, c.kv_dim(), c.eos_token_ids.clone()), (128, 1024, vec![128001]));
+        assert_eq!(
+            (c.head_dim, c.kv_dim(), c.eos_token_ids.clone()),
+            (128, 1024, vec![128001])
+        );
         assert_eq!(c.inv_freq().len(), 64);
     }
 

@@ -26,12 +26,23 @@ pub struct Shard {
 impl Shard {
     /// The program of this shard.
     pub fn program(&self, layers: usize) -> Program {
-        Program { layers, rounds: self.max_new_tokens }
+        Program {
+            layers,
+            rounds: self.max_new_tokens,
+        }
     }
 
     /// Merkle root over the prompts (one leaf per prompt, ids as u32 BE).
     pub fn input_root(&self) -> B256 {
-        MerkleTree::from_rows(self.prompts.iter().map(|p| u32_row_bytes(p)).collect::<Vec<_>>().iter().map(|v| v.as_slice())).root()
+        MerkleTree::from_rows(
+            self.prompts
+                .iter()
+                .map(|p| u32_row_bytes(p))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|v| v.as_slice()),
+        )
+        .root()
     }
 }
 
@@ -59,8 +70,12 @@ pub struct RunStats {
     pub prefill_secs: f64,
     /// Wall time of the later rounds, hashing included.
     pub decode_secs: f64,
-    /// Time spent hashing step outputs into tensor roots.
+    /// Time spent hashing step outputs into tensor roots (all rounds).
     pub hash_secs: f64,
+    /// The part of `hash_secs` spent in round 0.
+    pub prefill_hash_secs: f64,
+    /// Time spent in GEMMs during round 0.
+    pub prefill_gemm_secs: f64,
     /// Time spent in GEMMs.
     pub gemm_secs: f64,
     pub prefill_tokens: usize,
@@ -82,7 +97,13 @@ pub struct RunOutput {
 
 impl RunOutput {
     /// The receipt of this run.
-    pub fn receipt(&self, job_id: B256, shard_index: u32, sku_id: B256, worker: Address) -> Receipt {
+    pub fn receipt(
+        &self,
+        job_id: B256,
+        shard_index: u32,
+        sku_id: B256,
+        worker: Address,
+    ) -> Receipt {
         Receipt {
             jobId: job_id,
             shardIndex: shard_index,
@@ -156,12 +177,18 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("sku", &self.sku.id()).field("backend", &self.backend.name()).finish()
+        f.debug_struct("Engine")
+            .field("sku", &self.sku.id())
+            .field("backend", &self.backend.name())
+            .finish()
     }
 }
 
 fn gemm_err(what: &str) -> impl FnOnce(verinfer_gpu::GemmError) -> ProverError + '_ {
-    move |source| ProverError::Gemm { what: what.to_string(), source }
+    move |source| ProverError::Gemm {
+        what: what.to_string(),
+        source,
+    }
 }
 
 /// Per prompt, per layer: keys and values by position (`[pos][kv_dim]`, Q16).
@@ -210,8 +237,16 @@ impl Engine {
             let w = sku.matrix(name)?;
             let packed = PackedWeights::pack(w, n, k).map_err(gemm_err(name))?;
             let scales = sku.vec_u32(&format!("{name}.s"))?;
-            let bias = if bias { Some(sku.vec_i32(&format!("{name}.b"))?) } else { None };
-            Ok(Linear { packed, scales, bias })
+            let bias = if bias {
+                Some(sku.vec_i32(&format!("{name}.b"))?)
+            } else {
+                None
+            };
+            Ok(Linear {
+                packed,
+                scales,
+                bias,
+            })
         };
         let (h, i, q, kv) = (cfg.hidden, cfg.intermediate, cfg.q_dim(), cfg.kv_dim());
         let mut layers = Vec::with_capacity(cfg.layers);
@@ -268,14 +303,19 @@ impl Engine {
             return Err(ProverError::Shard("no prompts".into()));
         }
         if shard.max_new_tokens == 0 {
-            return Err(ProverError::Shard("max_new_tokens must be at least 1".into()));
+            return Err(ProverError::Shard(
+                "max_new_tokens must be at least 1".into(),
+            ));
         }
         for (i, p) in shard.prompts.iter().enumerate() {
             if p.is_empty() {
                 return Err(ProverError::Shard(format!("prompt {i} is empty")));
             }
             if let Some(t) = p.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-                return Err(ProverError::Shard(format!("prompt {i} has token id {t} ≥ vocabulary {}", self.cfg.vocab)));
+                return Err(ProverError::Shard(format!(
+                    "prompt {i} has token id {t} ≥ vocabulary {}",
+                    self.cfg.vocab
+                )));
             }
             if p.len() + shard.max_new_tokens > self.cfg.max_seq {
                 return Err(ProverError::Shard(format!(
@@ -331,8 +371,10 @@ impl Engine {
         stop_after: Option<u64>,
     ) -> Result<(Option<RunOutput>, (TraceState, HashMap<u64, Tensor>))> {
         match self.threads {
-            Some(n) => verinfer_gpu::with_threads(n, || self.execute_inner(shard, capture, stop_after))
-                .map_err(gemm_err("thread pool"))?,
+            Some(n) => {
+                verinfer_gpu::with_threads(n, || self.execute_inner(shard, capture, stop_after))
+                    .map_err(gemm_err("thread pool"))?
+            }
             None => self.execute_inner(shard, capture, stop_after),
         }
     }
@@ -355,7 +397,14 @@ impl Engine {
         };
         let n = shard.prompts.len();
         let mut caches: Vec<Vec<KvCache>> = (0..n)
-            .map(|_| (0..self.cfg.layers).map(|_| KvCache { k: Vec::new(), v: Vec::new() }).collect())
+            .map(|_| {
+                (0..self.cfg.layers)
+                    .map(|_| KvCache {
+                        k: Vec::new(),
+                        v: Vec::new(),
+                    })
+                    .collect()
+            })
             .collect();
         let mut generated: Vec<Vec<u32>> = vec![Vec::new(); n];
         let mut active = vec![true; n];
@@ -371,11 +420,19 @@ impl Engine {
                 }
                 if round == 0 {
                     for (pos, &token) in shard.prompts[p].iter().enumerate() {
-                        rows.push(RowRef { prompt: p, pos, token });
+                        rows.push(RowRef {
+                            prompt: p,
+                            pos,
+                            token,
+                        });
                     }
                 } else {
                     let token = *generated[p].last().unwrap_or(&0);
-                    rows.push(RowRef { prompt: p, pos: shard.prompts[p].len() + round - 1, token });
+                    rows.push(RowRef {
+                        prompt: p,
+                        pos: shard.prompts[p].len() + round - 1,
+                        token,
+                    });
                 }
                 logit_rows.push(rows.len() - 1);
             }
@@ -389,7 +446,15 @@ impl Engine {
                 }
                 continue;
             }
-            let tokens = self.round(round, &program, &rows, &logit_rows, &mut caches, &mut sink, &mut gemm_secs)?;
+            let tokens = self.round(
+                round,
+                &program,
+                &rows,
+                &logit_rows,
+                &mut caches,
+                &mut sink,
+                &mut gemm_secs,
+            )?;
             let Some(tokens) = tokens else {
                 return Ok((None, (sink.trace, sink.captured)));
             };
@@ -402,6 +467,8 @@ impl Engine {
             }
             let secs = t_round.elapsed().as_secs_f64();
             if round == 0 {
+                stats.prefill_hash_secs = sink.hash_secs;
+                stats.prefill_gemm_secs = gemm_secs;
                 stats.prefill_secs += secs;
                 stats.prefill_tokens += rows.len();
             } else {
@@ -412,7 +479,12 @@ impl Engine {
         stats.hash_secs = sink.hash_secs;
         stats.gemm_secs = gemm_secs;
         let output_root = MerkleTree::from_rows(
-            generated.iter().map(|g| u32_row_bytes(g)).collect::<Vec<_>>().iter().map(|v| v.as_slice()),
+            generated
+                .iter()
+                .map(|g| u32_row_bytes(g))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|v| v.as_slice()),
         )
         .root();
         let tokens_processed = shard.prompts.iter().map(|p| p.len() as u64).sum::<u64>()
@@ -474,19 +546,50 @@ impl Engine {
                 arith::embed_row(&embed_w[id * h..(id + 1) * h], self.embed_scales[id])
             })
             .collect();
-        commit!(StepKind::Embed, Tensor::I32 { cols: h, data: resid.clone() });
+        commit!(
+            StepKind::Embed,
+            Tensor::I32 {
+                cols: h,
+                data: resid.clone()
+            }
+        );
 
         for (l, lw) in self.layers.iter().enumerate() {
             let step = |op: LayerOp| StepKind::Layer { layer: l, op };
             // attention norm
             let (xq, xs) = rmsnorm_rows(&resid, h, c.eps_q32);
-            commit!(step(LayerOp::AttnNorm), Tensor::Q { cols: h, values: xq.clone(), scales: xs.clone() });
+            commit!(
+                step(LayerOp::AttnNorm),
+                Tensor::Q {
+                    cols: h,
+                    values: xq.clone(),
+                    scales: xs.clone()
+                }
+            );
             let yq = self.gemm("q_proj", &xq, t, lw.get("q"), gemm_secs)?;
-            commit!(step(LayerOp::Q), Tensor::I32 { cols: c.q_dim(), data: yq.clone() });
+            commit!(
+                step(LayerOp::Q),
+                Tensor::I32 {
+                    cols: c.q_dim(),
+                    data: yq.clone()
+                }
+            );
             let yk = self.gemm("k_proj", &xq, t, lw.get("k"), gemm_secs)?;
-            commit!(step(LayerOp::K), Tensor::I32 { cols: c.kv_dim(), data: yk.clone() });
+            commit!(
+                step(LayerOp::K),
+                Tensor::I32 {
+                    cols: c.kv_dim(),
+                    data: yk.clone()
+                }
+            );
             let yv = self.gemm("v_proj", &xq, t, lw.get("v"), gemm_secs)?;
-            commit!(step(LayerOp::V), Tensor::I32 { cols: c.kv_dim(), data: yv.clone() });
+            commit!(
+                step(LayerOp::V),
+                Tensor::I32 {
+                    cols: c.kv_dim(),
+                    data: yv.clone()
+                }
+            );
 
             // rope_q: rows (t, head)
             let wq = lw.get("q");
@@ -509,7 +612,14 @@ impl Engine {
                 .collect();
             let q_vals: Vec<i8> = qrows.iter().flat_map(|(v, _)| v.iter().copied()).collect();
             let q_scales: Vec<i64> = qrows.iter().map(|(_, s)| *s).collect();
-            commit!(step(LayerOp::RopeQ), Tensor::Q { cols: d, values: q_vals.clone(), scales: q_scales.clone() });
+            commit!(
+                step(LayerOp::RopeQ),
+                Tensor::Q {
+                    cols: d,
+                    values: q_vals.clone(),
+                    scales: q_scales.clone()
+                }
+            );
 
             // rope_k and value: rows (t, kv head)
             let (wk, wv) = (lw.get("k"), lw.get("v"));
@@ -523,7 +633,14 @@ impl Engine {
                         let bias = w.bias.as_ref().map(|b| &b[cs..cs + d]);
                         if rope {
                             let (cos, sin) = self.rope_row(rows[ti].pos);
-                            arith::rope_k_row(&y[o..o + d], &w.scales[cs..cs + d], bias, xs[ti], cos, sin)
+                            arith::rope_k_row(
+                                &y[o..o + d],
+                                &w.scales[cs..cs + d],
+                                bias,
+                                xs[ti],
+                                cos,
+                                sin,
+                            )
                         } else {
                             arith::v_row(&y[o..o + d], &w.scales[cs..cs + d], bias, xs[ti])
                         }
@@ -531,14 +648,30 @@ impl Engine {
                     .collect()
             };
             let kr = kvrow(&yk, wk, true);
-            commit!(step(LayerOp::RopeK), Tensor::I32 { cols: d, data: kr.clone() });
+            commit!(
+                step(LayerOp::RopeK),
+                Tensor::I32 {
+                    cols: d,
+                    data: kr.clone()
+                }
+            );
             let vr = kvrow(&yv, wv, false);
-            commit!(step(LayerOp::Value), Tensor::I32 { cols: d, data: vr.clone() });
+            commit!(
+                step(LayerOp::Value),
+                Tensor::I32 {
+                    cols: d,
+                    data: vr.clone()
+                }
+            );
             for (ti, r) in rows.iter().enumerate() {
                 let cache = &mut caches[r.prompt][l];
                 debug_assert_eq!(cache.k.len(), r.pos);
-                cache.k.push(kr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
-                cache.v.push(vr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
+                cache
+                    .k
+                    .push(kr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
+                cache
+                    .v
+                    .push(vr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
             }
 
             // scores: rows (t, head), over positions 0..=pos of the row's prompt
@@ -551,7 +684,9 @@ impl Engine {
                     let g = hh / group;
                     let q = &q_vals[rh * d..(rh + 1) * d];
                     let cache = &caches_ro[r.prompt][l];
-                    (0..=r.pos).map(|u| arith::score_element(q, &cache.k[u][g * d..(g + 1) * d])).collect()
+                    (0..=r.pos)
+                        .map(|u| arith::score_element(q, &cache.k[u][g * d..(g + 1) * d]))
+                        .collect()
                 })
                 .collect();
             let probs: Vec<(Vec<i32>, i64)> = scores
@@ -568,59 +703,154 @@ impl Engine {
                     let r = rows[ti];
                     let g = hh / group;
                     let cache = &caches_ro[r.prompt][l];
-                    let vrows: Vec<&[i32]> = (0..=r.pos).map(|u| &cache.v[u][g * d..(g + 1) * d]).collect();
+                    let vrows: Vec<&[i32]> = (0..=r.pos)
+                        .map(|u| &cache.v[u][g * d..(g + 1) * d])
+                        .collect();
                     arith::pv_row(p, *ap, &vrows)
                 })
                 .collect();
             commit!(step(LayerOp::Softmax), Tensor::Probs(probs));
-            commit!(step(LayerOp::Pv), Tensor::I32 { cols: d, data: pv.clone() });
+            commit!(
+                step(LayerOp::Pv),
+                Tensor::I32 {
+                    cols: d,
+                    data: pv.clone()
+                }
+            );
 
             // attention output quantization, o_proj, residual
             let qd = c.q_dim();
             let (aq, as_) = quantize_rows(&pv, qd);
-            commit!(step(LayerOp::AttnOut), Tensor::Q { cols: qd, values: aq.clone(), scales: as_.clone() });
+            commit!(
+                step(LayerOp::AttnOut),
+                Tensor::Q {
+                    cols: qd,
+                    values: aq.clone(),
+                    scales: as_.clone()
+                }
+            );
             let yo = self.gemm("o_proj", &aq, t, lw.get("o"), gemm_secs)?;
-            commit!(step(LayerOp::O), Tensor::I32 { cols: h, data: yo.clone() });
+            commit!(
+                step(LayerOp::O),
+                Tensor::I32 {
+                    cols: h,
+                    data: yo.clone()
+                }
+            );
             let wo = lw.get("o");
             resid = residual_rows(&resid, &yo, &wo.scales, &as_, h);
-            commit!(step(LayerOp::AttnResidual), Tensor::I32 { cols: h, data: resid.clone() });
+            commit!(
+                step(LayerOp::AttnResidual),
+                Tensor::I32 {
+                    cols: h,
+                    data: resid.clone()
+                }
+            );
 
             // MLP
             let (fq, fs) = rmsnorm_rows(&resid, h, c.eps_q32);
-            commit!(step(LayerOp::FfnNorm), Tensor::Q { cols: h, values: fq.clone(), scales: fs.clone() });
+            commit!(
+                step(LayerOp::FfnNorm),
+                Tensor::Q {
+                    cols: h,
+                    values: fq.clone(),
+                    scales: fs.clone()
+                }
+            );
             let yg = self.gemm("gate_proj", &fq, t, lw.get("gate"), gemm_secs)?;
-            commit!(step(LayerOp::Gate), Tensor::I32 { cols: c.intermediate, data: yg.clone() });
+            commit!(
+                step(LayerOp::Gate),
+                Tensor::I32 {
+                    cols: c.intermediate,
+                    data: yg.clone()
+                }
+            );
             let yu = self.gemm("up_proj", &fq, t, lw.get("up"), gemm_secs)?;
-            commit!(step(LayerOp::Up), Tensor::I32 { cols: c.intermediate, data: yu.clone() });
+            commit!(
+                step(LayerOp::Up),
+                Tensor::I32 {
+                    cols: c.intermediate,
+                    data: yu.clone()
+                }
+            );
             let (wg, wu) = (lw.get("gate"), lw.get("up"));
             let i = c.intermediate;
             let silu: Vec<(Vec<i8>, i64)> = (0..t)
                 .into_par_iter()
                 .map(|ti| {
                     let r = ti * i..(ti + 1) * i;
-                    arith::silu_mul_row(&yg[r.clone()], &yu[r], &wg.scales, &wu.scales, fs[ti], &self.sigmoid)
+                    arith::silu_mul_row(
+                        &yg[r.clone()],
+                        &yu[r],
+                        &wg.scales,
+                        &wu.scales,
+                        fs[ti],
+                        &self.sigmoid,
+                    )
                 })
                 .collect();
             let mq: Vec<i8> = silu.iter().flat_map(|(v, _)| v.iter().copied()).collect();
             let ms: Vec<i64> = silu.iter().map(|(_, s)| *s).collect();
-            commit!(step(LayerOp::SiluMul), Tensor::Q { cols: i, values: mq.clone(), scales: ms.clone() });
+            commit!(
+                step(LayerOp::SiluMul),
+                Tensor::Q {
+                    cols: i,
+                    values: mq.clone(),
+                    scales: ms.clone()
+                }
+            );
             let yd = self.gemm("down_proj", &mq, t, lw.get("down"), gemm_secs)?;
-            commit!(step(LayerOp::Down), Tensor::I32 { cols: h, data: yd.clone() });
+            commit!(
+                step(LayerOp::Down),
+                Tensor::I32 {
+                    cols: h,
+                    data: yd.clone()
+                }
+            );
             resid = residual_rows(&resid, &yd, &lw.get("down").scales, &ms, h);
-            commit!(step(LayerOp::FfnResidual), Tensor::I32 { cols: h, data: resid.clone() });
+            commit!(
+                step(LayerOp::FfnResidual),
+                Tensor::I32 {
+                    cols: h,
+                    data: resid.clone()
+                }
+            );
         }
 
         // final norm on the logits rows, lm_head, argmax
-        let sel: Vec<i32> = logit_rows.iter().flat_map(|&r| resid[r * h..(r + 1) * h].iter().copied()).collect();
+        let sel: Vec<i32> = logit_rows
+            .iter()
+            .flat_map(|&r| resid[r * h..(r + 1) * h].iter().copied())
+            .collect();
         let (nq, ns) = rmsnorm_rows(&sel, h, c.eps_q32);
-        commit!(StepKind::FinalNorm, Tensor::Q { cols: h, values: nq.clone(), scales: ns });
+        commit!(
+            StepKind::FinalNorm,
+            Tensor::Q {
+                cols: h,
+                values: nq.clone(),
+                scales: ns
+            }
+        );
         let logits = self.gemm("lm_head", &nq, logit_rows.len(), &self.lm_head, gemm_secs)?;
         let v = c.vocab;
         let tokens: Vec<u32> = (0..logit_rows.len())
             .into_par_iter()
-            .map(|b| arith::argmax_row(&logits[b * v..(b + 1) * v], &self.lm_head.scales, c.valid_vocab).unwrap_or(0))
+            .map(|b| {
+                arith::argmax_row(
+                    &logits[b * v..(b + 1) * v],
+                    &self.lm_head.scales,
+                    c.valid_vocab,
+                )
+                .unwrap_or(0)
+            })
             .collect();
-        commit!(StepKind::LmHead, Tensor::I32 { cols: v, data: logits });
+        commit!(
+            StepKind::LmHead,
+            Tensor::I32 {
+                cols: v,
+                data: logits
+            }
+        );
         commit!(StepKind::Argmax, Tensor::Tokens(tokens.clone()));
         Ok(Some(tokens))
     }
@@ -633,7 +863,9 @@ impl Engine {
         let norm = program.step_id(0, StepKind::FinalNorm);
         let capture: BTreeSet<u64> = [lm, norm].into_iter().collect();
         let (_, (_, captured)) = self.execute(shard, &capture, Some(lm))?;
-        let (Some(Tensor::I32 { cols, data }), Some(Tensor::Q { scales, .. })) = (captured.get(&lm), captured.get(&norm)) else {
+        let (Some(Tensor::I32 { cols, data }), Some(Tensor::Q { scales, .. })) =
+            (captured.get(&lm), captured.get(&norm))
+        else {
             return Err(ProverError::Shard("prefill produced no logits".into()));
         };
         Ok(data
@@ -650,13 +882,22 @@ impl Engine {
 }
 
 fn rmsnorm_rows(x: &[i32], cols: usize, eps_q32: u64) -> (Vec<i8>, Vec<i64>) {
-    let rows: Vec<(Vec<i8>, i64)> = x.par_chunks(cols).map(|r| arith::rmsnorm_quant_row(r, eps_q32)).collect();
-    (rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(), rows.iter().map(|(_, s)| *s).collect())
+    let rows: Vec<(Vec<i8>, i64)> = x
+        .par_chunks(cols)
+        .map(|r| arith::rmsnorm_quant_row(r, eps_q32))
+        .collect();
+    (
+        rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(),
+        rows.iter().map(|(_, s)| *s).collect(),
+    )
 }
 
 fn quantize_rows(x: &[i32], cols: usize) -> (Vec<i8>, Vec<i64>) {
     let rows: Vec<(Vec<i8>, i64)> = x.par_chunks(cols).map(arith::quantize_row).collect();
-    (rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(), rows.iter().map(|(_, s)| *s).collect())
+    (
+        rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(),
+        rows.iter().map(|(_, s)| *s).collect(),
+    )
 }
 
 fn residual_rows(h: &[i32], y: &[i32], sw: &[u32], s: &[i64], cols: usize) -> Vec<i32> {

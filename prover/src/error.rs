@@ -20,7 +20,11 @@ pub enum ProverError {
     #[error("tensor {name} is missing from the checkpoint")]
     MissingTensor { name: String },
     #[error("tensor {name} has shape {got:?}, expected {want:?}")]
-    TensorShape { name: String, got: Vec<usize>, want: Vec<usize> },
+    TensorShape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
     #[error("tensor {name} has dtype {dtype}, expected BF16, F16 or F32")]
     TensorDtype { name: String, dtype: String },
     #[error("tensor {name} holds a non-finite value at index {index}")]

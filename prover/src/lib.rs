@@ -29,3 +29,18 @@ pub use sku::{BuildOptions, Sku, SkuConfig, SkuHeader};
 pub use synth::{SynthDtype, SynthSpec};
 pub use tensor::Tensor;
 pub use verinfer_gpu::Backend;
+
+/// Parses a GEMM backend name (`reference`, `portable`, `cpu`, `avx2`, `avx512-vnni`, and `tch`
+/// when built with the `tch` feature).
+pub fn backend_from_name(name: &str) -> Option<Backend> {
+    let all = [
+        Backend::Reference,
+        Backend::Portable,
+        Backend::Cpu,
+        Backend::Avx2,
+        Backend::Avx512Vnni,
+        #[cfg(feature = "tch")]
+        Backend::Tch,
+    ];
+    all.into_iter().find(|b| b.name() == name)
+}

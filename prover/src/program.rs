@@ -56,7 +56,13 @@ impl LayerOp {
     pub fn opcode(self) -> OpCode {
         match self {
             LayerOp::AttnNorm | LayerOp::FfnNorm => OpCode::RmsNormQuant,
-            LayerOp::Q | LayerOp::K | LayerOp::V | LayerOp::O | LayerOp::Gate | LayerOp::Up | LayerOp::Down => OpCode::Gemm,
+            LayerOp::Q
+            | LayerOp::K
+            | LayerOp::V
+            | LayerOp::O
+            | LayerOp::Gate
+            | LayerOp::Up
+            | LayerOp::Down => OpCode::Gemm,
             LayerOp::RopeQ => OpCode::RopeQ,
             LayerOp::RopeK => OpCode::RopeK,
             LayerOp::Value => OpCode::Value,
@@ -163,7 +169,10 @@ impl Program {
     /// What step `step` is.
     pub fn step(&self, step: u64) -> Result<StepInfo> {
         if step >= self.step_count() {
-            return Err(ProverError::StepOutOfRange { step, steps: self.step_count() });
+            return Err(ProverError::StepOutOfRange {
+                step,
+                steps: self.step_count(),
+            });
         }
         let spr = self.steps_per_round();
         let round = (step / spr) as usize;
@@ -173,7 +182,10 @@ impl Program {
             StepKind::Embed
         } else if i <= l19 {
             let j = i - 1;
-            StepKind::Layer { layer: (j / 19) as usize, op: LAYER_OPS[(j % 19) as usize] }
+            StepKind::Layer {
+                layer: (j / 19) as usize,
+                op: LAYER_OPS[(j % 19) as usize],
+            }
         } else if i == l19 + 1 {
             StepKind::FinalNorm
         } else if i == l19 + 2 {
@@ -189,7 +201,13 @@ impl Program {
         if layer == 0 {
             self.step_id(round, StepKind::Embed)
         } else {
-            self.step_id(round, StepKind::Layer { layer: layer - 1, op: LayerOp::FfnResidual })
+            self.step_id(
+                round,
+                StepKind::Layer {
+                    layer: layer - 1,
+                    op: LayerOp::FfnResidual,
+                },
+            )
         }
     }
 
@@ -216,23 +234,51 @@ impl Program {
                 LayerOp::Value => vec![id(LayerOp::V, l), id(LayerOp::AttnNorm, l)],
                 LayerOp::Scores => {
                     let mut v = vec![id(LayerOp::RopeQ, l)];
-                    v.extend((0..=r).map(|rr| self.step_id(rr, StepKind::Layer { layer: l, op: LayerOp::RopeK })));
+                    v.extend((0..=r).map(|rr| {
+                        self.step_id(
+                            rr,
+                            StepKind::Layer {
+                                layer: l,
+                                op: LayerOp::RopeK,
+                            },
+                        )
+                    }));
                     v
                 }
                 LayerOp::Softmax => vec![id(LayerOp::Scores, l), id(LayerOp::RopeQ, l)],
                 LayerOp::Pv => {
                     let mut v = vec![id(LayerOp::Softmax, l)];
-                    v.extend((0..=r).map(|rr| self.step_id(rr, StepKind::Layer { layer: l, op: LayerOp::Value })));
+                    v.extend((0..=r).map(|rr| {
+                        self.step_id(
+                            rr,
+                            StepKind::Layer {
+                                layer: l,
+                                op: LayerOp::Value,
+                            },
+                        )
+                    }));
                     v
                 }
                 LayerOp::AttnOut => vec![id(LayerOp::Pv, l)],
                 LayerOp::O => vec![id(LayerOp::AttnOut, l)],
-                LayerOp::AttnResidual => vec![self.residual_in(r, l), id(LayerOp::O, l), id(LayerOp::AttnOut, l)],
+                LayerOp::AttnResidual => vec![
+                    self.residual_in(r, l),
+                    id(LayerOp::O, l),
+                    id(LayerOp::AttnOut, l),
+                ],
                 LayerOp::FfnNorm => vec![id(LayerOp::AttnResidual, l)],
                 LayerOp::Gate | LayerOp::Up => vec![id(LayerOp::FfnNorm, l)],
-                LayerOp::SiluMul => vec![id(LayerOp::Gate, l), id(LayerOp::Up, l), id(LayerOp::FfnNorm, l)],
+                LayerOp::SiluMul => vec![
+                    id(LayerOp::Gate, l),
+                    id(LayerOp::Up, l),
+                    id(LayerOp::FfnNorm, l),
+                ],
                 LayerOp::Down => vec![id(LayerOp::SiluMul, l)],
-                LayerOp::FfnResidual => vec![id(LayerOp::AttnResidual, l), id(LayerOp::Down, l), id(LayerOp::SiluMul, l)],
+                LayerOp::FfnResidual => vec![
+                    id(LayerOp::AttnResidual, l),
+                    id(LayerOp::Down, l),
+                    id(LayerOp::SiluMul, l),
+                ],
             },
             StepKind::FinalNorm => vec![self.residual_in(r, self.layers)],
             StepKind::LmHead => vec![self.step_id(r, StepKind::FinalNorm)],
@@ -267,7 +313,10 @@ impl Program {
                     LayerOp::AttnResidual => vec![m("o.s")],
                     LayerOp::SiluMul => vec![m("gate.s"), m("up.s"), "sigmoid".into()],
                     LayerOp::FfnResidual => vec![m("down.s")],
-                    _ => op.matrix().map(|x| vec![m(&format!("{x}.w"))]).unwrap_or_default(),
+                    _ => op
+                        .matrix()
+                        .map(|x| vec![m(&format!("{x}.w"))])
+                        .unwrap_or_default(),
                 }
             }
             StepKind::FinalNorm => vec![],
@@ -283,7 +332,10 @@ mod tests {
 
     #[test]
     fn step_ids_round_trip() {
-        let p = Program { layers: 3, rounds: 4 };
+        let p = Program {
+            layers: 3,
+            rounds: 4,
+        };
         assert_eq!(p.step_count(), 4 * (19 * 3 + 4));
         for s in 0..p.step_count() {
             let info = p.step(s).unwrap();

