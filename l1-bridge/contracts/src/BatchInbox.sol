@@ -372,19 +372,7 @@ contract BatchInbox is Owned {
 
     /// @dev Merkle root over leaf hashes (zero-leaf padding), in place.
     function _root(bytes32[] memory level) internal pure returns (bytes32) {
-        uint256 n = level.length;
-        bytes32 zero;
-        while (n > 1) {
-            uint256 half = (n + 1) / 2;
-            for (uint256 i = 0; i < half; ++i) {
-                bytes32 l = level[2 * i];
-                bytes32 r = 2 * i + 1 < n ? level[2 * i + 1] : zero;
-                level[i] = Merkle.node(l, r);
-            }
-            zero = Merkle.node(zero, zero);
-            n = half;
-        }
-        return n == 0 ? bytes32(0) : level[0];
+        return Merkle.rootOfLeaves(level);
     }
 
     /// @dev ecrecover of a 65-byte r ‖ s ‖ v signature; rejects malleable (high-s) ones.

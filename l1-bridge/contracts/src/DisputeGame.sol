@@ -26,6 +26,24 @@ interface IBridgeGame {
 /// @notice The one-step calls of the game.
 interface IOneStep {
     function gemmElement(bytes calldata x, bytes calldata w) external pure returns (int256);
+    function rmsnormQuantRow(bytes calldata x, uint256 epsQ32) external pure returns (bytes memory);
+    function residualRow(bytes calldata h, bytes calldata y, bytes calldata sw, int256 sx)
+        external
+        pure
+        returns (bytes memory);
+    function siluMulRow(
+        bytes calldata yg,
+        bytes calldata yu,
+        bytes calldata swg,
+        bytes calldata swu,
+        int256 sx,
+        bytes calldata sigmoid
+    ) external pure returns (bytes memory);
+    function softmaxRow(bytes calldata scores, int256 sq, uint256 c, bytes calldata exp2)
+        external
+        pure
+        returns (bytes memory);
+    function argmaxRow(bytes calldata y, bytes calldata sw, uint256 valid) external pure returns (bool, uint256);
 }
 
 /// @title DisputeGame
@@ -106,8 +124,37 @@ contract DisputeGame {
         bytes32[] wRowProof;
     }
 
+    /// @notice A tensor root opened as an earlier step's leaf of the agreed state, and its row
+    /// `row` (empty bytes: a zero leaf, i.e. no such row).
+    struct Opening {
+        bytes32 root;
+        bytes32[] stepProof;
+        bytes row;
+        bytes32[] rowProof;
+    }
+
+    /// @notice A committed vector of the SKU (a weight matrix's scales, with the matrix's rows
+    /// root beside it, or a table, with `rowsRoot` unused), opened against the weight root.
+    struct VectorOpening {
+        bytes data;
+        bytes32 rowsRoot;
+        bytes32[] weightProof;
+    }
+
+    /// @notice The defender's opening of one output row of a row-op step.
+    struct RowProof {
+        bytes32 outRoot;
+        bytes32[] stepProof;
+        bytes outRow;
+        bytes32[] outRowProof;
+        Opening[] inputs;
+        VectorOpening[] vectors;
+    }
+
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
+    error NotARowStep(uint256 step);
+    error WrongOpeningCount(uint256 inputs, uint256 vectors);
     error NotAVerifier(address caller);
     error GameExists(uint256 gameId);
     error UnknownGame(uint256 gameId);
@@ -137,6 +184,7 @@ contract DisputeGame {
     event Chosen(uint256 indexed gameId, uint64 lo, uint64 hi, bytes32 loRoot, bytes32 hiRoot);
     event EntryNamed(uint256 indexed gameId, uint64 step, uint32 row, uint32 col);
     event StepProven(uint256 indexed gameId, uint64 step, int256 committed, int256 recomputed);
+    event RowProven(uint256 indexed gameId, uint64 step, bytes32 committedHash, bytes32 recomputedHash);
     event Resolved(uint256 indexed gameId, bool challengerWon, Reason reason, uint256 slashed);
     event Withdrawn(address indexed who, uint256 amount);
 
@@ -369,6 +417,139 @@ contract DisputeGame {
         if (Merkle.rootOf(Merkle.leafHash(p.wRow), g.col, p.wRowProof) != p.rowsRoot) {
             revert ProofMismatch("weight row");
         }
+    }
+
+    /// @notice Row-op kinds the game can settle (steps whose inputs are rows of the same index
+    /// at fixed step offsets): 1 rmsnorm_quant (attention/ffn), 2 residual after o, 3 residual
+    /// after down, 4 silu_mul, 5 softmax, 6 argmax; 0 for the others.
+    /// @param skuId The SKU.
+    /// @param s The step.
+    /// @return kind The row-op kind.
+    /// @return layer The step's layer.
+    function rowStep(bytes32 skuId, uint256 s) public view returns (uint8 kind, uint256 layer) {
+        uint256 layers = skus.get(skuId).layers;
+        uint256 idx = s % (19 * layers + 4);
+        if (idx == 19 * layers + 3) return (6, 0);
+        if (idx == 0 || idx > 19 * layers) return (0, 0);
+        layer = (idx - 1) / 19;
+        uint256 o = (idx - 1) % 19;
+        if (o == 0 || o == 13) kind = 1;
+        else if (o == 12) kind = 2;
+        else if (o == 18) kind = 3;
+        else if (o == 16) kind = 4;
+        else if (o == 8) kind = 5;
+    }
+
+    /// @notice Defender: opens the named output row of a row-op step (see `rowStep`) and its
+    /// inputs, and lets the verifier recompute the whole row. Inputs, in order: rmsnorm_quant
+    /// [x (s−1)]; residual [h (s−13 or s−6), y (s−1), the projection's input row (s−2) for its
+    /// scale]; silu_mul [gate (s−2), up (s−1), the normalized row (s−3) for its scale]; softmax
+    /// [scores (s−1), the rope_q row (s−4) for its scale]; argmax [logits (s−1)]. Vectors:
+    /// residual [the o/down scales]; silu_mul [gate scales, up scales, SIGMOID]; softmax [EXP2];
+    /// argmax [lm_head scales]. The defender wins when the recomputed row equals the committed one,
+    /// or when the row is empty in both the first input and the output.
+    /// @param gameId The game.
+    /// @param p The opening.
+    function proveRow(uint256 gameId, RowProof calldata p) external {
+        Game storage g = _move(gameId, Phase.Prove, true);
+        (uint8 kind, uint256 layer) = rowStep(g.skuId, g.lo);
+        if (kind == 0) revert NotARowStep(g.lo);
+        _openOutput(g, p);
+        uint256[3] memory off = _offsets(kind);
+        uint256 nIn = kind == 1 || kind == 6 ? 1 : kind == 5 ? 2 : 3;
+        uint256 nVec = kind == 1 ? 0 : kind == 4 ? 3 : 1;
+        if (p.inputs.length != nIn || p.vectors.length != nVec) revert WrongOpeningCount(nIn, nVec);
+        for (uint256 i = 0; i < nIn; ++i) {
+            _openInput(g, p.inputs[i], off[i]);
+        }
+        if (p.inputs[0].row.length == 0) {
+            bool bad = p.outRow.length != 0;
+            _resolve(gameId, g, bad, bad ? Reason.Fraud : Reason.Proven);
+            return;
+        }
+        _openVectors(g.skuId, kind, layer, p.vectors);
+        bytes memory want = _recompute(g.skuId, kind, p);
+        bool fraud = keccak256(want) != keccak256(p.outRow);
+        emit RowProven(gameId, g.lo, keccak256(p.outRow), keccak256(want));
+        _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
+    }
+
+    function _offsets(uint8 kind) internal pure returns (uint256[3] memory off) {
+        if (kind == 1 || kind == 6) off[0] = 1;
+        else if (kind == 2) off = [uint256(13), 1, 2];
+        else if (kind == 3) off = [uint256(6), 1, 2];
+        else if (kind == 4) off = [uint256(2), 1, 3];
+        else off = [uint256(1), 4, 0];
+    }
+
+    /// @dev Output root as leaf s (zero before, root after) and the named row of it.
+    function _openOutput(Game storage g, RowProof calldata p) internal view {
+        uint256 s = g.lo;
+        if (p.stepProof.length != Merkle.depthFor(g.stepCount)) revert ProofMismatch("step proof length");
+        if (Merkle.rootOf(bytes32(0), s, p.stepProof) != g.loRoot) revert ProofMismatch("pre-state");
+        if (Merkle.rootOf(p.outRoot, s, p.stepProof) != g.hiRoot) revert ProofMismatch("post-state");
+        bytes32 outLeaf = p.outRow.length == 0 ? bytes32(0) : Merkle.leafHash(p.outRow);
+        if (Merkle.rootOf(outLeaf, g.row, p.outRowProof) != p.outRoot) revert ProofMismatch("output row");
+    }
+
+    /// @dev An input tensor root as leaf s − offset of the agreed state and its row `row`.
+    function _openInput(Game storage g, Opening calldata o, uint256 offset) internal view {
+        if (offset > g.lo) revert ProofMismatch("input step");
+        if (o.stepProof.length != Merkle.depthFor(g.stepCount)) revert ProofMismatch("input step proof length");
+        if (Merkle.rootOf(o.root, g.lo - offset, o.stepProof) != g.loRoot) revert ProofMismatch("input root");
+        bytes32 leaf = o.row.length == 0 ? bytes32(0) : Merkle.leafHash(o.row);
+        if (Merkle.rootOf(leaf, g.row, o.rowProof) != o.root) revert ProofMismatch("input row");
+    }
+
+    /// @dev The vectors of a row op against the SKU's weight root (leaf indices of docs §5).
+    function _openVectors(bytes32 skuId, uint8 kind, uint256 layer, VectorOpening[] calldata v) internal view {
+        SkuRegistry.Sku memory k = skus.get(skuId);
+        uint256 stride = k.hasBias ? 10 : 7;
+        uint256 base = uint256(k.layers) * stride; // embedding; +1 lm_head, +2 EXP2, +3 SIGMOID
+        uint256 leaves = base + 5;
+        if (kind == 2) _openVector(k.weightRoot, v[0], layer * stride + 3, false, leaves);
+        if (kind == 3) _openVector(k.weightRoot, v[0], layer * stride + 6, false, leaves);
+        if (kind == 4) {
+            _openVector(k.weightRoot, v[0], layer * stride + 4, false, leaves);
+            _openVector(k.weightRoot, v[1], layer * stride + 5, false, leaves);
+            _openVector(k.weightRoot, v[2], base + 3, true, leaves);
+        }
+        if (kind == 5) _openVector(k.weightRoot, v[0], base + 2, true, leaves);
+        if (kind == 6) _openVector(k.weightRoot, v[0], base + 1, false, leaves);
+    }
+
+    function _openVector(bytes32 weightRoot, VectorOpening calldata v, uint256 index, bool table, uint256 leaves)
+        internal
+        pure
+    {
+        bytes32 root = Merkle.vectorRoot(v.data);
+        bytes32 leaf = table ? root : Merkle.node(v.rowsRoot, root);
+        if (Merkle.rootOfSized(leaf, index, v.weightProof, leaves) != weightRoot) revert ProofMismatch("vector");
+    }
+
+    /// @dev The scale (last 8 bytes) of a QRow.
+    function _scaleOf(bytes calldata row) internal pure returns (int256) {
+        if (row.length < 8) revert ProofMismatch("scale row");
+        return int256(int64(uint64(bytes8(row[row.length - 8:row.length]))));
+    }
+
+    /// @dev The recomputed output row bytes.
+    function _recompute(bytes32 skuId, uint8 kind, RowProof calldata p) internal view returns (bytes memory) {
+        Opening[] calldata ins = p.inputs;
+        if (kind == 1) return verifier.rmsnormQuantRow(ins[0].row, skus.get(skuId).epsQ32);
+        if (kind == 2 || kind == 3) {
+            return verifier.residualRow(ins[0].row, ins[1].row, p.vectors[0].data, _scaleOf(ins[2].row));
+        }
+        if (kind == 4) {
+            return verifier.siluMulRow(
+                ins[0].row, ins[1].row, p.vectors[0].data, p.vectors[1].data, _scaleOf(ins[2].row), p.vectors[2].data
+            );
+        }
+        if (kind == 5) {
+            return verifier.softmaxRow(ins[0].row, _scaleOf(ins[1].row), skus.get(skuId).softmaxC, p.vectors[0].data);
+        }
+        (, uint256 id) = verifier.argmaxRow(ins[0].row, p.vectors[0].data, skus.get(skuId).vocab);
+        return abi.encodePacked(uint32(id));
     }
 
     /// @notice Where step `s` of a program of SKU `skuId` is a GEMM: the offset back to its input

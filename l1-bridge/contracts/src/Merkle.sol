@@ -76,4 +76,33 @@ library Merkle {
         if (index >= leaves) revert IndexOutOfRange(index, want);
         return rootOf(leaf, index, siblings);
     }
+
+    /// @dev Root over already-hashed leaves (zero-leaf padding); overwrites `level`.
+    function rootOfLeaves(bytes32[] memory level) internal pure returns (bytes32) {
+        uint256 n = level.length;
+        bytes32 zero;
+        while (n > 1) {
+            uint256 half = (n + 1) / 2;
+            for (uint256 i = 0; i < half; ++i) {
+                bytes32 r = 2 * i + 1 < n ? level[2 * i + 1] : zero;
+                level[i] = node(level[2 * i], r);
+            }
+            zero = node(zero, zero);
+            n = half;
+        }
+        return n == 0 ? bytes32(0) : level[0];
+    }
+
+    /// @dev Root of a committed vector (weight scales, biases, tables): leaves are chunks of 256
+    /// four-byte elements (1024 bytes, the last one shorter), as `arith::vec_chunks_*`.
+    function vectorRoot(bytes calldata data) internal pure returns (bytes32) {
+        uint256 n = (data.length + 1023) / 1024;
+        bytes32[] memory leaves = new bytes32[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 end = (i + 1) * 1024;
+            if (end > data.length) end = data.length;
+            leaves[i] = leafHash(data[i * 1024:end]);
+        }
+        return rootOfLeaves(leaves);
+    }
 }

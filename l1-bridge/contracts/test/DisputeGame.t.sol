@@ -110,6 +110,8 @@ contract DisputeGameTest is Fixture {
         for (uint256 i = 0; i < 12; ++i) {
             weightLeaves.push(i == 0 ? _node(rowsRoot, scalesRoot) : keccak256(abi.encode("matrix", i)));
         }
+        weightLeaves[9] = _leaf(_exp2()); // EXP2: one 1024-byte chunk, its leaf is the root
+        weightLeaves[3] = _node(keccak256("o rows"), _leaf(_oScales())); // o matrix: 8 scales
         SkuRegistry.Sku memory s = _sku(1);
         s.weightRoot = _root(weightLeaves, 4);
         vm.prank(owner);
@@ -508,6 +510,20 @@ contract DisputeGameTest is Fixture {
         assertEq(game.maxDuration(), 2 * CLOCK, "duration");
     }
 
+    function test_rowProofAtGemmStepReverts() public {
+        Trace memory bad = _trace(true, 1, 2);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        _bisect(id, bad, _trace(false, 0, 0));
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 2);
+        DisputeGame.RowProof memory p;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotARowStep.selector, GEMM_STEP));
+        game.proveRow(id, p);
+    }
+
     function test_wrongProofsRevert() public {
         Trace memory bad = _trace(true, 1, 2);
         Trace memory good = _trace(false, 0, 0);
@@ -597,6 +613,261 @@ contract DisputeGameTest is Fixture {
             (isG,,,) = game.gemmStep(sku, s);
             bool want = s == 2 || s == 3 || s == 4 || s == 12 || s == 15 || s == 16 || s == 18 || s == 21;
             assertTrue(isG == want, "layout");
+        }
+    }
+
+    // ------------------------------------------------------------------ row ops
+
+    /// @dev A trace whose step 0 is a Q16 residual tensor and step 1 its rmsnorm_quant; the
+    /// cheater flips one byte of row `badRow` of step 1 (and everything after differs).
+    function _rmsTrace(bool cheat, uint256 badRow) internal view returns (Trace memory t, bytes[] memory x, bytes[] memory q) {
+        x = new bytes[](ROWS);
+        q = new bytes[](ROWS);
+        for (uint256 r = 0; r < ROWS; ++r) {
+            bytes memory row;
+            for (uint256 i = 0; i < K; ++i) {
+                row = abi.encodePacked(row, int32(int256(uint256(keccak256(abi.encode("x", r, i))) % 200000) - 100000));
+            }
+            x[r] = row;
+            q[r] = verifier.rmsnormQuantRow(row, 42950);
+        }
+        if (cheat) {
+            bytes memory bad = bytes.concat(q[badRow]);
+            bad[0] = bytes1(uint8(bad[0]) ^ 1);
+            q[badRow] = bad;
+        }
+        t.outs = new bytes32[](STEPS);
+        t.gemmRows = new bytes[](0);
+        for (uint256 s = 0; s < STEPS; ++s) {
+            if (s == 0) t.outs[s] = _tensorRoot(x);
+            else if (s == 1) t.outs[s] = _tensorRoot(q);
+            else if (cheat) t.outs[s] = keccak256(abi.encode("cheat", s));
+            else t.outs[s] = keccak256(abi.encode("step", s));
+        }
+    }
+
+    function _rowProof(Trace memory t, bytes[] memory x, bytes[] memory q, uint256 row)
+        internal
+        view
+        returns (DisputeGame.RowProof memory p)
+    {
+        p.outRoot = t.outs[1];
+        p.stepProof = _stateProof(t, 1, 1);
+        p.outRow = q[row];
+        p.outRowProof = _proof(_tensorLeaves(q), 1, row);
+        p.inputs = new DisputeGame.Opening[](1);
+        p.inputs[0] = DisputeGame.Opening({
+            root: t.outs[0],
+            stepProof: _stateProof(t, 1, 0),
+            row: x[row],
+            rowProof: _proof(_tensorLeaves(x), 1, row)
+        });
+        p.vectors = new DisputeGame.VectorOpening[](0);
+    }
+
+    function _playRms(bool cheatDefender, uint256 row) internal returns (uint256 id) {
+        (Trace memory def, bytes[] memory x, bytes[] memory q) = _rmsTrace(cheatDefender, 1);
+        (Trace memory other,,) = _rmsTrace(!cheatDefender, 1);
+        (uint256 batchId, Receipt memory r) = _post(def);
+        id = _open(batchId, r);
+        _bisect(id, def, other);
+        assertEq(game.getGame(id).lo, 1, "rmsnorm step");
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, uint32(row), 0);
+        DisputeGame.RowProof memory p = _rowProof(def, x, q, row);
+        vm.prank(worker);
+        game.proveRow(id, p);
+    }
+
+    function test_rowOpFraudIsCaught() public {
+        uint256 id = _playRms(true, 1);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.Fraud), "fraud");
+        assertEq(bridge.account(worker).stake, 5 ether, "heavy slash");
+    }
+
+    function test_honestRowOpIsProven() public {
+        uint256 id = _playRms(false, 1);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(!g.challengerWon, "defender won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.Proven), "proven");
+        assertEq(bridge.account(worker).stake, 10 ether, "not slashed");
+    }
+
+    function test_rowStepLayout() public view {
+        bytes32 sku = keccak256("real-sku");
+        uint8[23] memory want = [0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 0, 4, 0, 3, 0, 0, 6];
+        for (uint256 s = 0; s < 23; ++s) {
+            (uint8 kind,) = game.rowStep(sku, s);
+            assertEq(kind, want[s], "row kind");
+        }
+        (uint8 k2, uint256 layer) = game.rowStep(sku, 23 + 13);
+        assertTrue(k2 == 2 && layer == 0, "next round residual");
+    }
+
+    /// @dev A stand-in EXP2 table (any committed table is what the verifier must use).
+    function _exp2() internal pure returns (bytes memory t) {
+        for (uint256 f = 0; f < 256; ++f) {
+            t = abi.encodePacked(t, uint32((uint256(1) << 31) - f * 4_000_000));
+        }
+    }
+
+    /// @dev Softmax step 9 of round 0: scores (step 8, i64 rows) and rope_q rows (step 5, QRows).
+    function _softmaxTrace(bool cheat)
+        internal
+        view
+        returns (Trace memory t, bytes[] memory sc, bytes[] memory rq, bytes[] memory out)
+    {
+        sc = new bytes[](ROWS);
+        rq = new bytes[](ROWS);
+        out = new bytes[](ROWS);
+        for (uint256 r = 0; r < ROWS; ++r) {
+            sc[r] = abi.encodePacked(int64(-5_000_000), int64(int256(r) * 1000), int64(3_000_000));
+            rq[r] = abi.encodePacked(_i8row(300 + r, K), uint64(1 << 33));
+            out[r] = verifier.softmaxRow(sc[r], int256(1 << 33), 1 << 37, _exp2());
+        }
+        if (cheat) {
+            bytes memory bad = bytes.concat(out[1]);
+            bad[3] = bytes1(uint8(bad[3]) ^ 1);
+            out[1] = bad;
+        }
+        t.outs = new bytes32[](STEPS);
+        t.gemmRows = new bytes[](0);
+        for (uint256 s = 0; s < STEPS; ++s) {
+            if (s == 5) t.outs[s] = _tensorRoot(rq);
+            else if (s == 8) t.outs[s] = _tensorRoot(sc);
+            else if (s == 9) t.outs[s] = _tensorRoot(out);
+            else if (s > 9 && cheat) t.outs[s] = keccak256(abi.encode("cheat", s));
+            else t.outs[s] = keccak256(abi.encode("step", s));
+        }
+    }
+
+    function _softmaxProof(bool cheat) internal view returns (DisputeGame.RowProof memory p) {
+        (Trace memory t, bytes[] memory sc, bytes[] memory rq, bytes[] memory out) = _softmaxTrace(cheat);
+        p.outRoot = t.outs[9];
+        p.stepProof = _stateProof(t, 9, 9);
+        p.outRow = out[1];
+        p.outRowProof = _proof(_tensorLeaves(out), 1, 1);
+        p.inputs = new DisputeGame.Opening[](2);
+        p.inputs[0] = DisputeGame.Opening(t.outs[8], _stateProof(t, 9, 8), sc[1], _proof(_tensorLeaves(sc), 1, 1));
+        p.inputs[1] = DisputeGame.Opening(t.outs[5], _stateProof(t, 9, 5), rq[1], _proof(_tensorLeaves(rq), 1, 1));
+        p.vectors = new DisputeGame.VectorOpening[](1);
+        p.vectors[0] = DisputeGame.VectorOpening(_exp2(), bytes32(0), _proof(weightLeaves, 4, 9));
+    }
+
+    function _playSoftmax(bool cheatDefender) internal returns (uint256 id) {
+        (Trace memory def,,,) = _softmaxTrace(cheatDefender);
+        (Trace memory other,,,) = _softmaxTrace(!cheatDefender);
+        (uint256 batchId, Receipt memory r) = _post(def);
+        id = _open(batchId, r);
+        _bisect(id, def, other);
+        assertEq(game.getGame(id).lo, 9, "softmax step");
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 0);
+        DisputeGame.RowProof memory p = _softmaxProof(cheatDefender);
+        vm.prank(worker);
+        game.proveRow(id, p);
+    }
+
+    function test_softmaxRowBothOutcomes() public {
+        uint256 id = _playSoftmax(true);
+        assertTrue(game.getGame(id).challengerWon, "cheater caught");
+        _fresh(4);
+        id = _playSoftmax(false);
+        assertTrue(!game.getGame(id).challengerWon, "honest worker proven");
+    }
+
+    function test_rowProofGuards() public {
+        (Trace memory def,,,) = _softmaxTrace(true);
+        (Trace memory other,,,) = _softmaxTrace(false);
+        (uint256 batchId, Receipt memory r) = _post(def);
+        uint256 id = _open(batchId, r);
+        _bisect(id, def, other);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 0);
+        DisputeGame.RowProof memory p = _softmaxProof(true);
+        p.vectors[0].data[0] = 0x00; // not the committed table
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "vector"));
+        game.proveRow(id, p);
+        p = _softmaxProof(true);
+        p.vectors = new DisputeGame.VectorOpening[](0);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongOpeningCount.selector, 2, 1));
+        game.proveRow(id, p);
+        p = _softmaxProof(true);
+        p.inputs[1].row = p.inputs[0].row; // scores row passed as the rope_q row
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "input row"));
+        game.proveRow(id, p);
+        // A GEMM step cannot be answered with a row proof, nor a row step with a GEMM proof.
+        DisputeGame.GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAGemmStep.selector, 9));
+        game.proveGemm(id, gp);
+    }
+
+    function _oScales() internal pure returns (bytes memory t) {
+        for (uint256 i = 0; i < K; ++i) {
+            t = abi.encodePacked(t, uint32(3_000_000 + i * 77_777));
+        }
+    }
+
+    /// @dev Residual step 13 (after o): h = step 0, y = step 12, the attn_out row (step 11) for S_x.
+    function _residualProof(bool cheat) internal returns (Trace memory t, DisputeGame.RowProof memory p) {
+        bytes[] memory h = new bytes[](ROWS);
+        bytes[] memory y = new bytes[](ROWS);
+        bytes[] memory a = new bytes[](ROWS);
+        bytes[] memory out = new bytes[](ROWS);
+        for (uint256 r = 0; r < ROWS; ++r) {
+            for (uint256 i = 0; i < K; ++i) {
+                h[r] = abi.encodePacked(h[r], int32(int256(i * 1000) - int256(r * 77)));
+                y[r] = abi.encodePacked(y[r], int32(int256(i) * 123_456 - 400_000));
+            }
+            a[r] = abi.encodePacked(_i8row(500 + r, K), uint64(1 << 31));
+            out[r] = verifier.residualRow(h[r], y[r], _oScales(), int256(1 << 31));
+        }
+        if (cheat) out[0][5] = bytes1(uint8(out[0][5]) ^ 0x10);
+        t.outs = new bytes32[](STEPS);
+        for (uint256 s = 0; s < STEPS; ++s) {
+            t.outs[s] = keccak256(abi.encode(s > 13 && cheat ? "cheat" : "step", s));
+        }
+        t.outs[0] = _tensorRoot(h);
+        t.outs[11] = _tensorRoot(a);
+        t.outs[12] = _tensorRoot(y);
+        t.outs[13] = _tensorRoot(out);
+        p.outRoot = t.outs[13];
+        p.stepProof = _stateProof(t, 13, 13);
+        p.outRow = out[0];
+        p.outRowProof = _proof(_tensorLeaves(out), 1, 0);
+        p.inputs = new DisputeGame.Opening[](3);
+        p.inputs[0] = DisputeGame.Opening(t.outs[0], _stateProof(t, 13, 0), h[0], _proof(_tensorLeaves(h), 1, 0));
+        p.inputs[1] = DisputeGame.Opening(t.outs[12], _stateProof(t, 13, 12), y[0], _proof(_tensorLeaves(y), 1, 0));
+        p.inputs[2] = DisputeGame.Opening(t.outs[11], _stateProof(t, 13, 11), a[0], _proof(_tensorLeaves(a), 1, 0));
+        p.vectors = new DisputeGame.VectorOpening[](1);
+        p.vectors[0] = DisputeGame.VectorOpening(_oScales(), keccak256("o rows"), _proof(weightLeaves, 4, 3));
+    }
+
+    function test_residualRowBothOutcomes() public {
+        for (uint256 round = 0; round < 2; ++round) {
+            bool cheat = round == 0;
+            if (!cheat) _fresh(4);
+            (Trace memory def, DisputeGame.RowProof memory p) = _residualProof(cheat);
+            (Trace memory other,) = _residualProof(!cheat);
+            (uint256 batchId, Receipt memory r) = _post(def);
+            uint256 id = _open(batchId, r);
+            _bisect(id, def, other);
+            assertEq(game.getGame(id).lo, 13, "residual step");
+            bytes32 hi = game.getGame(id).hiRoot;
+            vm.prank(worker2);
+            game.nameEntry(id, hi, 0, 0);
+            vm.prank(worker);
+            game.proveRow(id, p);
+            assertTrue(game.getGame(id).challengerWon == cheat, "outcome follows the truth");
         }
     }
 }
