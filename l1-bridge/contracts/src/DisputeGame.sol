@@ -44,6 +44,11 @@ interface IOneStep {
         pure
         returns (bytes memory);
     function argmaxRow(bytes calldata y, bytes calldata sw, uint256 valid) external pure returns (bool, uint256);
+    function valueRow(bytes calldata y, bytes calldata sw, bytes calldata bias, int256 sx)
+        external
+        pure
+        returns (bytes memory);
+    function quantizeRow(bytes calldata z) external pure returns (bytes memory);
 }
 
 /// @title DisputeGame
@@ -419,9 +424,10 @@ contract DisputeGame {
         }
     }
 
-    /// @notice Row-op kinds the game can settle (steps whose inputs are rows of the same index
-    /// at fixed step offsets): 1 rmsnorm_quant (attention/ffn), 2 residual after o, 3 residual
-    /// after down, 4 silu_mul, 5 softmax, 6 argmax; 0 for the others.
+    /// @notice Row-op kinds the game can settle (steps whose input rows sit at fixed step offsets
+    /// and at row indices known from the output row): 1 rmsnorm_quant (attention/ffn),
+    /// 2 residual after o, 3 residual after down, 4 silu_mul, 5 softmax, 6 argmax, and, once the
+    /// SKU's shape is set, 7 value and 8 attn_out; 0 for the others.
     /// @param skuId The SKU.
     /// @param s The step.
     /// @return kind The row-op kind.
@@ -438,6 +444,7 @@ contract DisputeGame {
         else if (o == 18) kind = 3;
         else if (o == 16) kind = 4;
         else if (o == 8) kind = 5;
+        else if ((o == 6 || o == 10) && skus.shapeOf(skuId).heads != 0) kind = o == 6 ? 7 : 8;
     }
 
     /// @notice Defender: opens the named output row of a row-op step (see `rowStep`) and its
@@ -455,12 +462,16 @@ contract DisputeGame {
         (uint8 kind, uint256 layer) = rowStep(g.skuId, g.lo);
         if (kind == 0) revert NotARowStep(g.lo);
         _openOutput(g, p);
-        uint256[3] memory off = _offsets(kind);
-        uint256 nIn = kind == 1 || kind == 6 ? 1 : kind == 5 ? 2 : 3;
-        uint256 nVec = kind == 1 ? 0 : kind == 4 ? 3 : 1;
+        SkuRegistry.Shape memory sh = skus.shapeOf(g.skuId);
+        (uint256 nIn, uint256 nVec) = _counts(kind, sh.heads, skus.get(g.skuId).hasBias);
         if (p.inputs.length != nIn || p.vectors.length != nVec) revert WrongOpeningCount(nIn, nVec);
+        uint256[3] memory off = _offsets(kind);
         for (uint256 i = 0; i < nIn; ++i) {
-            _openInput(g, p.inputs[i], off[i]);
+            // value reads token row row/Hkv; attn_out reads the Hq head rows of its token.
+            uint256 r = g.row;
+            if (kind == 7) r = g.row / sh.kvHeads;
+            else if (kind == 8) r = uint256(g.row) * sh.heads + i;
+            _openInput(g, p.inputs[i], kind == 8 ? 1 : off[i], r);
         }
         if (p.inputs[0].row.length == 0) {
             bool bad = p.outRow.length != 0;
@@ -468,10 +479,45 @@ contract DisputeGame {
             return;
         }
         _openVectors(g.skuId, kind, layer, p.vectors);
-        bytes memory want = _recompute(g.skuId, kind, p);
+        bytes memory want = kind >= 7 ? _recomputeHeads(kind, g.row, sh, p) : _recompute(g.skuId, kind, p);
         bool fraud = keccak256(want) != keccak256(p.outRow);
         emit RowProven(gameId, g.lo, keccak256(p.outRow), keccak256(want));
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
+    }
+
+    function _counts(uint8 kind, uint256 heads, bool hasBias) internal pure returns (uint256 nIn, uint256 nVec) {
+        if (kind == 1) return (1, 0);
+        if (kind == 2 || kind == 3) return (3, 1);
+        if (kind == 4) return (3, 3);
+        if (kind == 5) return (2, 1);
+        if (kind == 6) return (1, 1);
+        if (kind == 7) return (2, hasBias ? 2 : 1);
+        return (heads, 0);
+    }
+
+    /// @dev value: the kv head's slice of the v projection row, its scales (and bias) slices,
+    /// the normalized row's scale; attn_out: quantize_row of the token's concatenated head rows.
+    function _recomputeHeads(uint8 kind, uint256 row, SkuRegistry.Shape memory sh, RowProof calldata p)
+        internal
+        view
+        returns (bytes memory)
+    {
+        if (kind == 8) {
+            bytes memory z;
+            for (uint256 h = 0; h < p.inputs.length; ++h) {
+                z = bytes.concat(z, p.inputs[h].row);
+            }
+            return verifier.quantizeRow(z);
+        }
+        uint256 width = uint256(sh.headDim) * 4;
+        uint256 from = (row % sh.kvHeads) * width;
+        if (p.inputs[0].row.length < from + width || p.vectors[0].data.length < from + width) {
+            revert ProofMismatch("head slice");
+        }
+        bytes calldata bias = p.vectors.length > 1 ? p.vectors[1].data[from:from + width] : p.vectors[0].data[0:0];
+        return verifier.valueRow(
+            p.inputs[0].row[from:from + width], p.vectors[0].data[from:from + width], bias, _scaleOf(p.inputs[1].row)
+        );
     }
 
     function _offsets(uint8 kind) internal pure returns (uint256[3] memory off) {
@@ -479,7 +525,8 @@ contract DisputeGame {
         else if (kind == 2) off = [uint256(13), 1, 2];
         else if (kind == 3) off = [uint256(6), 1, 2];
         else if (kind == 4) off = [uint256(2), 1, 3];
-        else off = [uint256(1), 4, 0];
+        else if (kind == 5) off = [uint256(1), 4, 0];
+        else if (kind == 7) off = [uint256(3), 6, 0];
     }
 
     /// @dev Output root as leaf s (zero before, root after) and the named row of it.
@@ -493,12 +540,12 @@ contract DisputeGame {
     }
 
     /// @dev An input tensor root as leaf s − offset of the agreed state and its row `row`.
-    function _openInput(Game storage g, Opening calldata o, uint256 offset) internal view {
+    function _openInput(Game storage g, Opening calldata o, uint256 offset, uint256 row) internal view {
         if (offset > g.lo) revert ProofMismatch("input step");
         if (o.stepProof.length != Merkle.depthFor(g.stepCount)) revert ProofMismatch("input step proof length");
         if (Merkle.rootOf(o.root, g.lo - offset, o.stepProof) != g.loRoot) revert ProofMismatch("input root");
         bytes32 leaf = o.row.length == 0 ? bytes32(0) : Merkle.leafHash(o.row);
-        if (Merkle.rootOf(leaf, g.row, o.rowProof) != o.root) revert ProofMismatch("input row");
+        if (Merkle.rootOf(leaf, row, o.rowProof) != o.root) revert ProofMismatch("input row");
     }
 
     /// @dev The vectors of a row op against the SKU's weight root (leaf indices of docs §5).
@@ -516,6 +563,10 @@ contract DisputeGame {
         }
         if (kind == 5) _openVector(k.weightRoot, v[0], base + 2, true, leaves);
         if (kind == 6) _openVector(k.weightRoot, v[0], base + 1, false, leaves);
+        if (kind == 7) {
+            _openVector(k.weightRoot, v[0], layer * stride + 2, false, leaves);
+            if (k.hasBias) _openVector(k.weightRoot, v[1], layer * stride + 9, true, leaves);
+        }
     }
 
     function _openVector(bytes32 weightRoot, VectorOpening calldata v, uint256 index, bool table, uint256 leaves)

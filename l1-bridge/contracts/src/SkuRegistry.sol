@@ -28,6 +28,20 @@ contract SkuRegistry is Owned {
         bool active;
     }
 
+    /// @notice Attention shape of a SKU (set once, after registration): query heads, key/value
+    /// heads, head dimension. Needed on chain to map a per-head row to its token row.
+    struct Shape {
+        uint16 heads;
+        uint16 kvHeads;
+        uint16 headDim;
+    }
+
+    /// @notice The SKU's shape is already set, or is unusable.
+    error BadShape(bytes32 skuId);
+
+    /// @notice A SKU's attention shape was set.
+    event SkuShapeSet(bytes32 indexed skuId, uint16 heads, uint16 kvHeads, uint16 headDim);
+
     /// @notice The SKU id is already taken.
     error SkuExists(bytes32 skuId);
     /// @notice No SKU has this id.
@@ -51,6 +65,7 @@ contract SkuRegistry is Owned {
     event SkuActiveChanged(bytes32 indexed skuId, bool active);
 
     mapping(bytes32 => Sku) internal skus;
+    mapping(bytes32 => Shape) internal shapes;
 
     constructor(address owner_) Owned(owner_) {}
 
@@ -68,6 +83,27 @@ contract SkuRegistry is Owned {
         emit SkuRegistered(
             skuId, s.weightRoot, s.tokenizerHash, s.configHash, s.layers, s.arithVersion, s.pricePerToken
         );
+    }
+
+    /// @notice Sets the attention shape of `skuId` (once).
+    /// @param skuId The SKU.
+    /// @param heads Query heads (Hq).
+    /// @param kvHeads Key/value heads (Hkv), dividing Hq.
+    /// @param headDim Head dimension D.
+    function setShape(bytes32 skuId, uint16 heads, uint16 kvHeads, uint16 headDim) external onlyOwner {
+        _known(skuId);
+        if (shapes[skuId].heads != 0 || heads == 0 || kvHeads == 0 || headDim == 0 || heads % kvHeads != 0) {
+            revert BadShape(skuId);
+        }
+        shapes[skuId] = Shape(heads, kvHeads, headDim);
+        emit SkuShapeSet(skuId, heads, kvHeads, headDim);
+    }
+
+    /// @notice The attention shape of `skuId` (all zero when not set).
+    /// @param skuId The SKU.
+    /// @return The shape.
+    function shapeOf(bytes32 skuId) external view returns (Shape memory) {
+        return shapes[skuId];
     }
 
     /// @notice Sets the price per processed token (wei) charged to buyers for new jobs.

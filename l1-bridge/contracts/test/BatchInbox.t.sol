@@ -278,6 +278,14 @@ contract SkuRegistryTest is Fixture {
         skus.setActive(bytes32(uint256(5)), true);
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.UnknownSku.selector, bytes32(uint256(5))));
         skus.get(bytes32(uint256(5)));
+        vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
+        skus.setShape(SKU, 3, 2, 128); // kv heads must divide heads
+        skus.setShape(SKU, 32, 8, 128);
+        assertEq(skus.shapeOf(SKU).kvHeads, 8, "shape");
+        vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
+        skus.setShape(SKU, 32, 8, 128); // once only
+        vm.expectRevert(abi.encodeWithSelector(SkuRegistry.UnknownSku.selector, bytes32(uint256(5))));
+        skus.setShape(bytes32(uint256(5)), 1, 1, 1);
         skus.transferOwnership(address(0x77));
         vm.stopPrank();
         assertEq(skus.owner(), address(0x77), "owner moved");

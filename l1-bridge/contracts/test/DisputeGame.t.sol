@@ -112,10 +112,13 @@ contract DisputeGameTest is Fixture {
         }
         weightLeaves[9] = _leaf(_exp2()); // EXP2: one 1024-byte chunk, its leaf is the root
         weightLeaves[3] = _node(keccak256("o rows"), _leaf(_oScales())); // o matrix: 8 scales
+        weightLeaves[2] = _node(keccak256("v rows"), _leaf(_oScales())); // v matrix: 8 scales
         SkuRegistry.Sku memory s = _sku(1);
         s.weightRoot = _root(weightLeaves, 4);
-        vm.prank(owner);
+        vm.startPrank(owner);
         skus.registerSku(keccak256("real-sku"), s);
+        skus.setShape(keccak256("real-sku"), 2, 2, 4); // Hq = Hkv = 2, D = 4
+        vm.stopPrank();
     }
 
     /// @dev A trace whose GEMM step output differs from the honest one at (badRow, badCol) when
@@ -187,7 +190,9 @@ contract DisputeGameTest is Fixture {
     }
 
     function _tensorRoot(bytes[] memory rows) internal pure returns (bytes32) {
-        return _root(_tensorLeaves(rows), 1);
+        uint256 depth;
+        while ((1 << depth) < rows.length) ++depth;
+        return _root(_tensorLeaves(rows), depth);
     }
 
     /// @dev State root after `n` steps.
@@ -698,7 +703,7 @@ contract DisputeGameTest is Fixture {
 
     function test_rowStepLayout() public view {
         bytes32 sku = keccak256("real-sku");
-        uint8[23] memory want = [0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 2, 1, 0, 0, 4, 0, 3, 0, 0, 6];
+        uint8[23] memory want = [0, 1, 0, 0, 0, 0, 0, 7, 0, 5, 0, 8, 0, 2, 1, 0, 0, 4, 0, 3, 0, 0, 6];
         for (uint256 s = 0; s < 23; ++s) {
             (uint8 kind,) = game.rowStep(sku, s);
             assertEq(kind, want[s], "row kind");
@@ -818,7 +823,7 @@ contract DisputeGameTest is Fixture {
     }
 
     /// @dev Residual step 13 (after o): h = step 0, y = step 12, the attn_out row (step 11) for S_x.
-    function _residualProof(bool cheat) internal returns (Trace memory t, DisputeGame.RowProof memory p) {
+    function _residualProof(bool cheat) internal view returns (Trace memory t, DisputeGame.RowProof memory p) {
         bytes[] memory h = new bytes[](ROWS);
         bytes[] memory y = new bytes[](ROWS);
         bytes[] memory a = new bytes[](ROWS);
@@ -865,6 +870,82 @@ contract DisputeGameTest is Fixture {
             bytes32 hi = game.getGame(id).hiRoot;
             vm.prank(worker2);
             game.nameEntry(id, hi, 0, 0);
+            vm.prank(worker);
+            game.proveRow(id, p);
+            assertTrue(game.getGame(id).challengerWon == cheat, "outcome follows the truth");
+        }
+    }
+
+    /// @dev value step 7 (row t·2 + g) from the v projection (step 4, row t) and the normalized
+    /// row (step 1, row t); attn_out step 11 (row t) from the pv rows (step 10, rows t·2 + h).
+    function _headsProof(bool cheat, bool attnOut) internal view returns (Trace memory t, DisputeGame.RowProof memory p) {
+        bytes[] memory a = new bytes[](ROWS); // step 4 (v proj) or step 10 (pv, 2 rows per token)
+        bytes[] memory b = new bytes[](ROWS); // step 1 (normalized rows)
+        bytes[] memory out = new bytes[](ROWS * (attnOut ? 1 : 2));
+        if (attnOut) a = new bytes[](ROWS * 2);
+        for (uint256 r = 0; r < a.length; ++r) {
+            for (uint256 i = 0; i < (attnOut ? 4 : 8); ++i) {
+                a[r] = abi.encodePacked(a[r], int32(int256(i * 98_765) - int256(r * 300_000)));
+            }
+        }
+        for (uint256 r = 0; r < ROWS; ++r) {
+            b[r] = abi.encodePacked(_i8row(700 + r, K), uint64(1 << 32));
+        }
+        for (uint256 o = 0; o < out.length; ++o) {
+            out[o] = attnOut
+                ? verifier.quantizeRow(bytes.concat(a[2 * o], a[2 * o + 1]))
+                : verifier.valueRow(_slice(a[o / 2], (o % 2) * 16, 16), _slice(_oScales(), (o % 2) * 16, 16), "", int256(1 << 32));
+        }
+        if (cheat) out[1][2] = bytes1(uint8(out[1][2]) ^ 0x40);
+        uint256 s = attnOut ? 11 : 7;
+        t.outs = new bytes32[](STEPS);
+        for (uint256 i = 0; i < STEPS; ++i) {
+            t.outs[i] = keccak256(abi.encode(i > s && cheat ? "cheat" : "step", i));
+        }
+        t.outs[attnOut ? 10 : 4] = _tensorRoot(a);
+        t.outs[1] = _tensorRoot(b);
+        t.outs[s] = _tensorRoot(out);
+        p.outRoot = t.outs[s];
+        p.stepProof = _stateProof(t, s, s);
+        p.outRow = out[1];
+        uint256 depth = attnOut ? 1 : 2;
+        p.outRowProof = _proof(_tensorLeaves(out), depth, 1);
+        if (attnOut) {
+            p.inputs = new DisputeGame.Opening[](2);
+            for (uint256 h = 0; h < 2; ++h) {
+                p.inputs[h] = DisputeGame.Opening(t.outs[10], _stateProof(t, s, 10), a[2 + h], _proof(_tensorLeaves(a), 2, 2 + h));
+            }
+            p.vectors = new DisputeGame.VectorOpening[](0);
+        } else {
+            p.inputs = new DisputeGame.Opening[](2);
+            p.inputs[0] = DisputeGame.Opening(t.outs[4], _stateProof(t, s, 4), a[0], _proof(_tensorLeaves(a), 1, 0));
+            p.inputs[1] = DisputeGame.Opening(t.outs[1], _stateProof(t, s, 1), b[0], _proof(_tensorLeaves(b), 1, 0));
+            p.vectors = new DisputeGame.VectorOpening[](1);
+            p.vectors[0] = DisputeGame.VectorOpening(_oScales(), keccak256("v rows"), _proof(weightLeaves, 4, 2));
+        }
+    }
+
+    function _slice(bytes memory b, uint256 from, uint256 n) internal pure returns (bytes memory out) {
+        out = new bytes(n);
+        for (uint256 i = 0; i < n; ++i) {
+            out[i] = b[from + i];
+        }
+    }
+
+    function test_headRowOpsBothOutcomes() public {
+        for (uint256 round = 0; round < 4; ++round) {
+            bool cheat = round % 2 == 0;
+            bool attnOut = round >= 2;
+            if (round != 0) _fresh(4);
+            (Trace memory def, DisputeGame.RowProof memory p) = _headsProof(cheat, attnOut);
+            (Trace memory other,) = _headsProof(!cheat, attnOut);
+            (uint256 batchId, Receipt memory r) = _post(def);
+            uint256 id = _open(batchId, r);
+            _bisect(id, def, other);
+            assertEq(game.getGame(id).lo, attnOut ? 11 : 7, "head op step");
+            bytes32 hi = game.getGame(id).hiRoot;
+            vm.prank(worker2);
+            game.nameEntry(id, hi, 1, 0);
             vm.prank(worker);
             game.proveRow(id, p);
             assertTrue(game.getGame(id).challengerWon == cheat, "outcome follows the truth");
