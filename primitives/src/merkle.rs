@@ -121,7 +121,10 @@ impl MerkleTree {
     /// The proof of leaf `index`.
     pub fn proof(&self, index: u64) -> Result<MerkleProof, MerkleError> {
         if index >= self.leaves {
-            return Err(MerkleError::IndexOutOfRange { index, leaves: self.leaves });
+            return Err(MerkleError::IndexOutOfRange {
+                index,
+                leaves: self.leaves,
+            });
         }
         let mut siblings = Vec::with_capacity(self.levels.len().saturating_sub(1));
         let mut i = index as usize;
@@ -148,7 +151,11 @@ impl MerkleProof {
         let mut node = leaf;
         let mut i = self.index;
         for sib in &self.siblings {
-            node = if i & 1 == 0 { hash_node(&node, sib) } else { hash_node(sib, &node) };
+            node = if i & 1 == 0 {
+                hash_node(&node, sib)
+            } else {
+                hash_node(sib, &node)
+            };
             i >>= 1;
         }
         node
@@ -157,11 +164,17 @@ impl MerkleProof {
     /// Checks the proof of `leaf` against `root` for a tree of `leaves` leaves.
     pub fn verify(&self, root: B256, leaf: B256, leaves: u64) -> Result<(), MerkleError> {
         if self.index >= leaves {
-            return Err(MerkleError::IndexOutOfRange { index: self.index, leaves });
+            return Err(MerkleError::IndexOutOfRange {
+                index: self.index,
+                leaves,
+            });
         }
         let want = depth_for(leaves);
         if self.siblings.len() != want {
-            return Err(MerkleError::WrongProofLength { got: self.siblings.len(), want });
+            return Err(MerkleError::WrongProofLength {
+                got: self.siblings.len(),
+                want,
+            });
         }
         if self.compute_root(leaf) == root {
             Ok(())
@@ -178,7 +191,9 @@ mod tests {
 
     fn rows(n: usize, seed: u64) -> Vec<Vec<u8>> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        (0..n).map(|_| (0..7).map(|_| rng.random()).collect()).collect()
+        (0..n)
+            .map(|_| (0..7).map(|_| rng.random()).collect())
+            .collect()
     }
 
     #[test]
@@ -208,12 +223,18 @@ mod tests {
         let b = hash_leaf(b"b");
         let c = hash_leaf(b"c");
         let root = MerkleTree::from_leaf_hashes(vec![a, b, c]).root();
-        assert_eq!(root, hash_node(&hash_node(&a, &b), &hash_node(&c, &B256::ZERO)));
+        assert_eq!(
+            root,
+            hash_node(&hash_node(&a, &b), &hash_node(&c, &B256::ZERO))
+        );
         let d = hash_leaf(b"d");
         let e = hash_leaf(b"e");
         let root5 = MerkleTree::from_leaf_hashes(vec![a, b, c, d, e]).root();
         let right = hash_node(&hash_node(&e, &B256::ZERO), &zero_hash(1));
-        assert_eq!(root5, hash_node(&hash_node(&hash_node(&a, &b), &hash_node(&c, &d)), &right));
+        assert_eq!(
+            root5,
+            hash_node(&hash_node(&hash_node(&a, &b), &hash_node(&c, &d)), &right)
+        );
         assert_eq!(depth_for(3), 2);
         assert_eq!(depth_for(4), 2);
         assert_eq!(depth_for(5), 3);

@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn encodings_are_big_endian_twos_complement() {
         assert_eq!(i8_row_bytes(&[-1, 127, -127]), vec![0xff, 0x7f, 0x81]);
-        assert_eq!(i32_row_bytes(&[-2, 258]), vec![0xff, 0xff, 0xff, 0xfe, 0, 0, 1, 2]);
+        assert_eq!(
+            i32_row_bytes(&[-2, 258]),
+            vec![0xff, 0xff, 0xff, 0xfe, 0, 0, 1, 2]
+        );
         assert_eq!(u32_row_bytes(&[1]), vec![0, 0, 0, 1]);
         assert_eq!(i64_row_bytes(&[-1]), vec![0xff; 8]);
     }

@@ -21,7 +21,10 @@ pub struct TraceState {
 impl TraceState {
     /// An empty trace for a program of `step_count` steps.
     pub fn new(step_count: u64) -> Self {
-        Self { step_count, output_roots: Vec::with_capacity(step_count as usize) }
+        Self {
+            step_count,
+            output_roots: Vec::with_capacity(step_count as usize),
+        }
     }
 
     /// Depth of the state tree.
@@ -38,7 +41,10 @@ impl TraceState {
     pub fn push(&mut self, output_root: B256) -> Result<(), MerkleError> {
         let index = self.output_roots.len() as u64;
         if index >= self.step_count {
-            return Err(MerkleError::IndexOutOfRange { index, leaves: self.step_count });
+            return Err(MerkleError::IndexOutOfRange {
+                index,
+                leaves: self.step_count,
+            });
         }
         self.output_roots.push(output_root);
         Ok(())
@@ -52,7 +58,9 @@ impl TraceState {
     /// State root after step `step` (`None` = before the first step).
     pub fn state_root(&self, step: Option<u64>) -> Result<B256, MerkleError> {
         let depth = self.depth();
-        let Some(step) = step else { return Ok(zero_hash(depth)) };
+        let Some(step) = step else {
+            return Ok(zero_hash(depth));
+        };
         let n = self.checked_len(step)?;
         let tree = MerkleTree::from_leaf_hashes(self.output_roots[..n].to_vec());
         let mut root = tree.root();
@@ -72,7 +80,10 @@ impl TraceState {
     /// the state root after step `state` (`None` = the empty state).
     pub fn proof(&self, leaf: u64, state: Option<u64>) -> Result<MerkleProof, MerkleError> {
         if leaf >= self.step_count {
-            return Err(MerkleError::IndexOutOfRange { index: leaf, leaves: self.step_count });
+            return Err(MerkleError::IndexOutOfRange {
+                index: leaf,
+                leaves: self.step_count,
+            });
         }
         let depth = self.depth();
         let n = match state {
@@ -128,7 +139,8 @@ mod tests {
                 let p = t.proof(s, pre).unwrap();
                 assert_eq!(p.siblings.len() as u64, d);
                 p.verify(pre_root, B256::ZERO, steps).unwrap();
-                p.verify(post_root, t.output_roots()[s as usize], steps).unwrap();
+                p.verify(post_root, t.output_roots()[s as usize], steps)
+                    .unwrap();
             }
             assert_eq!(t.trace_root(), t.state_root(Some(steps - 1)).unwrap());
         }
@@ -139,7 +151,10 @@ mod tests {
         let mut t = trace(13);
         let root = t.state_root(Some(9)).unwrap();
         for j in 0..=9u64 {
-            t.proof(j, Some(9)).unwrap().verify(root, t.output_roots()[j as usize], 13).unwrap();
+            t.proof(j, Some(9))
+                .unwrap()
+                .verify(root, t.output_roots()[j as usize], 13)
+                .unwrap();
         }
         assert!(t.push(B256::ZERO).is_err());
     }
