@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
+use jsonrpsee::http_client::HttpClientBuilder;
+use jsonrpsee::ws_client::WsClientBuilder;
 
 pub use jsonrpsee::core::ClientError;
+pub use jsonrpsee::http_client::HttpClient;
+pub use jsonrpsee::ws_client::WsClient;
 
 /// Request size the clients accept to send/receive (results with proofs can be large).
 const MAX_BODY: u32 = 64 * 1024 * 1024;

@@ -7,12 +7,14 @@
 //! - [`error`]: the application error codes and the [`ApiError`] that carries them.
 //! - [`sign`]: helpers that build and sign jobs, registrations and receipts (EIP-712).
 //! - [`client`]: connecting to a sequencer over HTTP or WebSocket.
+//! - [`openai`]: OpenAI Batch-API JSONL input, grouped into jobs.
 //!
 //! Every method, every error code and the JSON shapes are documented in `docs/RPC.md`.
 
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod openai;
 pub mod sign;
 pub mod types;
 
