@@ -64,7 +64,7 @@ fn u32s(r: &mut ChaCha8Rng, n: usize) -> Vec<u32> {
 
 fn one_step_rows() -> R {
     let mut e = evm::Evm::new();
-    let at = e.deploy(V::BYTECODE.clone());
+    let at = e.deploy(V::BYTECODE.clone()).map_err(anyhow::Error::msg)?;
     let mut r = ChaCha8Rng::seed_from_u64(9);
     let mut gas = |name: &str, data: Vec<u8>| -> R {
         let out = e

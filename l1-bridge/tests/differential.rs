@@ -25,7 +25,7 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         let mut evm = Evm::new();
-        let at = evm.deploy(V::BYTECODE.clone());
+        let at = evm.deploy(V::BYTECODE.clone()).expect("verifier deploys");
         Self { evm, at }
     }
 

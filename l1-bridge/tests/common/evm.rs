@@ -67,27 +67,32 @@ impl Evm {
     }
 
     /// Deploys `initcode` (committed) and returns the new contract's address.
-    pub fn deploy(&mut self, initcode: Bytes) -> Address {
+    pub fn deploy(&mut self, initcode: Bytes) -> Result<Address, String> {
         let tx = self.tx(TxKind::Create, initcode);
         let res = self
             .evm
             .transact_commit(tx)
-            .expect("deploy transaction runs");
+            .map_err(|e| format!("deploy did not run: {e:?}"))?;
         self.nonce += 1;
-        res.created_address().expect("contract created")
+        res.created_address()
+            .ok_or_else(|| format!("deploy failed: {res:?}"))
     }
 
-    /// Calls `to` with `data` without keeping any state change; Err(revert data) on revert.
-    pub fn call(&mut self, to: Address, data: Bytes) -> Result<Outcome, Bytes> {
+    /// Calls `to` with `data` without keeping any state change; Err(reason) on revert or halt.
+    pub fn call(&mut self, to: Address, data: Bytes) -> Result<Outcome, String> {
         let tx = self.tx(TxKind::Call(to), data);
-        let res = self.evm.transact(tx).expect("call transaction runs").result;
+        let res = self
+            .evm
+            .transact(tx)
+            .map_err(|e| format!("call did not run: {e:?}"))?
+            .result;
         let gas = res.tx_gas_used();
         let ok = res.is_success();
         let output = res.into_output().unwrap_or_default();
         if ok {
             Ok(Outcome { output, gas })
         } else {
-            Err(output)
+            Err(format!("reverted or halted, output {output}"))
         }
     }
 }
