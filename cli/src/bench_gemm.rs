@@ -61,18 +61,6 @@ fn fill(len: usize, seed: u64) -> Vec<i8> {
         .collect()
 }
 
-/// CPU time consumed so far by every thread of this process, in seconds (Linux
-/// `/proc/self/task/*/schedstat`), or `None` where that is not readable.
-fn process_cpu_secs() -> Option<f64> {
-    let mut ns: u64 = 0;
-    for entry in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = entry.ok()?.path().join("schedstat");
-        let text = std::fs::read_to_string(path).ok()?;
-        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(ns as f64 / 1e9)
-}
-
 /// One measurement: the best wall time of a run, and the CPU seconds per run averaged over the
 /// window (all threads together). On a shared machine the wall time includes time slices lost to
 /// other processes; the CPU time does not.
@@ -85,7 +73,7 @@ struct Timing {
 /// Times `f` over a window of at least `min` (and at least two runs after a warm-up run).
 fn time_best(min: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Timing> {
     f()?;
-    let cpu0 = process_cpu_secs();
+    let cpu0 = verinfer_gpu::process_cpu_secs();
     let start = Instant::now();
     let mut best = f64::INFINITY;
     let mut runs = 0;
@@ -96,7 +84,7 @@ fn time_best(min: Duration, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow
         runs += 1;
     }
     let cpu_s = cpu0
-        .zip(process_cpu_secs())
+        .zip(verinfer_gpu::process_cpu_secs())
         .map(|(a, b)| (b - a) / runs as f64);
     Ok(Timing {
         best_s: best,

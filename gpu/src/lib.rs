@@ -207,6 +207,27 @@ pub fn gemm_i8_unpacked(
     }
 }
 
+/// CPU seconds consumed so far by all threads of this process (`CLOCK_PROCESS_CPUTIME_ID`), or
+/// `None` where the clock is unavailable. Benchmarks use it beside the wall clock: on a shared
+/// machine the wall clock also counts time slices given to other processes.
+pub fn process_cpu_secs() -> Option<f64> {
+    #[cfg(unix)]
+    return cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID);
+    #[cfg(not(unix))]
+    None
+}
+
+#[cfg(unix)]
+fn cpu_clock(clock: libc::clockid_t) -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
 /// Runs `f` on a dedicated pool of `threads` worker threads (every product inside uses that
 /// pool). Products are bit-identical for every thread count.
 pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R, GemmError> {

@@ -320,8 +320,8 @@ unsafe fn kernel_vnni2(
 
 /// In-register throughput of the exact inner instruction sequence of `isa`, in multiply-adds
 /// per second on the calling thread: no loads or stores, independent accumulator chains as in
-/// the kernel tile (best of three windows after a warm-up, timed by the thread's CPU time where
-/// Linux reports it, else by the wall clock). Returns `None` when `isa` is not available.
+/// the kernel tile (best of three windows after a warm-up, timed by the thread's CPU time, else
+/// by the wall clock). Returns `None` when `isa` is not available.
 pub fn peak_macs_per_sec(isa: Isa, iters: u64) -> Option<f64> {
     if !isa.available() {
         return None;
@@ -350,11 +350,12 @@ pub fn peak_macs_per_sec(isa: Isa, iters: u64) -> Option<f64> {
     Some((0..3).map(|_| run(iters)).fold(0.0, f64::max))
 }
 
-/// CPU time of the calling thread in seconds (Linux `/proc/thread-self/schedstat`).
+/// CPU time of the calling thread in seconds.
 fn thread_cpu_secs() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 / 1e9)
+    #[cfg(unix)]
+    return crate::cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID);
+    #[cfg(not(unix))]
+    None
 }
 
 /// 8 chains of `vpsignb, vpmaddubsw, vpmaddwd, vpaddd` (the 4×16 tile of `kernel_avx2`),
