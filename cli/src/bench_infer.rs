@@ -5,9 +5,7 @@ use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use verinfer_prover::{
-    backend_from_name, sku, BuildOptions, Engine, RunStats, Shard, Sku, SynthSpec,
-};
+use verinfer_prover::{backend_from_name, sku, BuildOptions, Engine, Shard, Sku, SynthSpec};
 
 /// Arguments.
 #[derive(clap::Args)]
