@@ -132,6 +132,14 @@ async fn intake_codes_and_durable_acknowledgements() {
         ),
         Some(codes::OVERSIZED_REQUEST)
     );
+    // Oversized body: refused by the server before parsing, with the same code.
+    let big = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "verinfer_domain", "params": ["x".repeat(100_000)]});
+    let (status, body) = http_post(run.addr, &big.to_string()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains(&codes::OVERSIZED_REQUEST.to_string()),
+        "{body}"
+    );
     // Unknown job.
     assert_eq!(
         code(c.get_job(B256::repeat_byte(3)).await),
@@ -193,6 +201,27 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
+}
+
+/// Raw HTTP POST over loopback; returns status and body.
+async fn http_post(addr: std::net::SocketAddr, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // The server may answer and close before reading the whole body.
+    let _ = s.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
 }
 
 fn honest_outputs(a: &ShardAssignment) -> Vec<Vec<u32>> {

@@ -131,6 +131,7 @@ pub fn config(dir: &std::path::Path) -> Config {
         }],
         limits: Limits {
             max_prompts_per_job: 16,
+            max_request_bytes: 64 * 1024,
             ..Limits::default()
         },
         sharding: Sharding {
