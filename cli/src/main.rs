@@ -11,7 +11,11 @@ mod sequencer;
 mod sku;
 
 #[derive(Parser)]
-#[command(name = "verinfer", version, about = "Verifiable int8 LLM inference rollup")]
+#[command(
+    name = "verinfer",
+    version,
+    about = "Verifiable int8 LLM inference rollup"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
