@@ -18,6 +18,7 @@ const CONTRACTS: &[(&str, &str)] = &[
     ("Rewards", "Rewards"),
     ("Rewards", "VerinferToken"),
     ("OneStepVerifier", "OneStepVerifier"),
+    ("StepProver", "StepProver"),
     ("DisputeGame", "DisputeGame"),
 ];
 

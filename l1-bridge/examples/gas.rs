@@ -371,12 +371,22 @@ async fn whole_dispute(arity: u64) -> R {
         softmaxC: arith::softmax_constant(HEAD),
         vocab: VOCAB as u32,
         layers: LAYERS as u16,
-        arithVersion: 1,
+        arithVersion: 2,
         hasBias: false,
         active: true,
     };
-    SkuRegistry::new(d.sku_registry, po.clone())
+    let registry = SkuRegistry::new(d.sku_registry, po.clone());
+    registry
         .registerSku(sku_id, sku)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let shape = SkuRegistry::Shape {
+        heads: 32, kvHeads: 8, headDim: 128, maxSeq: 8192, eosIds: vec![128001, 128009],
+    };
+    registry
+        .setShape(sku_id, shape)
         .send()
         .await?
         .get_receipt()

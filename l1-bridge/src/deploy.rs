@@ -5,7 +5,7 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, WalletProvider};
 
 use crate::bindings::{
-    BatchInbox, DisputeGame, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
+    BatchInbox, DisputeGame, OneStepVerifier, Rewards, SkuRegistry, StakeBridge, StepProver,
 };
 use crate::L1Error;
 
@@ -76,11 +76,12 @@ pub struct Deployment {
     pub rewards: Address,
     pub token: Address,
     pub one_step_verifier: Address,
+    pub step_prover: Address,
     pub dispute_game: Address,
 }
 
-/// Deploys SkuRegistry, StakeBridge, Rewards (+ VerinferToken), BatchInbox, OneStepVerifier and
-/// DisputeGame from the provider's default sender (which becomes the owner of each) and wires
+/// Deploys SkuRegistry, StakeBridge, Rewards (+ VerinferToken), BatchInbox, OneStepVerifier,
+/// StepProver and DisputeGame from the provider's default sender (which becomes the owner of each) and wires
 /// them together (the bridge's inbox and fee sink, the rewards' inbox, the inbox's game, the
 /// bridge's registered game).
 pub async fn deploy<P: Provider + WalletProvider + Clone>(
@@ -142,12 +143,18 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
             contract: "OneStepVerifier",
             source,
         })?;
+    let prover = StepProver::deploy(provider.clone(), *skus.address(), *verifier.address())
+        .await
+        .map_err(|source| L1Error::Deploy {
+            contract: "StepProver",
+            source,
+        })?;
     let game = DisputeGame::deploy(
         provider.clone(),
         *bridge.address(),
         *inbox.address(),
         *skus.address(),
-        *verifier.address(),
+        *prover.address(),
         U256::from(cfg.arity),
         cfg.clock,
         cfg.min_bond,
@@ -200,6 +207,7 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         rewards: *rewards.address(),
         token,
         one_step_verifier: *verifier.address(),
+        step_prover: *prover.address(),
         dispute_game: *game.address(),
     })
 }

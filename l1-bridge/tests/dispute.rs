@@ -106,12 +106,22 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         softmaxC: 1 << 37,
         vocab: 100,
         layers: 1,
-        arithVersion: 1,
+        arithVersion: 2,
         hasBias: false,
         active: true,
     };
-    SkuRegistry::new(d.sku_registry, po.clone())
+    let registry = SkuRegistry::new(d.sku_registry, po.clone());
+    registry
         .registerSku(sku_id, sku)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    let shape = SkuRegistry::Shape {
+        heads: 2, kvHeads: 2, headDim: 4, maxSeq: 16, eosIds: vec![2],
+    };
+    registry
+        .setShape(sku_id, shape)
         .send()
         .await?
         .get_receipt()

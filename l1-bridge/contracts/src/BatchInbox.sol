@@ -226,8 +226,7 @@ contract BatchInbox is Owned {
         uint256 cap = q.maxPrice;
         // The charged field is 96 bits wide (≈ 7.9e10 ether): a larger cap is the same as no cap.
         if (cap > type(uint96).max) cap = type(uint96).max;
-        jobs[jobId] =
-            Job({buyer: q.buyer, charged: 0, pricePerToken: price, maxPrice: uint128(cap), skuId: q.skuId});
+        jobs[jobId] = Job({buyer: q.buyer, charged: 0, pricePerToken: price, maxPrice: uint128(cap), skuId: q.skuId});
         emit JobPosted(jobId, q.buyer, q.skuId, price);
     }
 

@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {Receipt} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
+import {StepProver, StepContext, GemmProof, RowProof} from "./StepProver.sol";
 
 /// @notice The inbox calls of the game.
 interface IInboxGame {
@@ -23,34 +24,6 @@ interface IBridgeGame {
     function hasRole(address who, uint8 role) external view returns (bool);
 }
 
-/// @notice The one-step calls of the game.
-interface IOneStep {
-    function gemmElement(bytes calldata x, bytes calldata w) external pure returns (int256);
-    function rmsnormQuantRow(bytes calldata x, uint256 epsQ32) external pure returns (bytes memory);
-    function residualRow(bytes calldata h, bytes calldata y, bytes calldata sw, int256 sx)
-        external
-        pure
-        returns (bytes memory);
-    function siluMulRow(
-        bytes calldata yg,
-        bytes calldata yu,
-        bytes calldata swg,
-        bytes calldata swu,
-        int256 sx,
-        bytes calldata sigmoid
-    ) external pure returns (bytes memory);
-    function softmaxRow(bytes calldata scores, int256 sq, uint256 c, bytes calldata exp2)
-        external
-        pure
-        returns (bytes memory);
-    function argmaxRow(bytes calldata y, bytes calldata sw, uint256 valid) external pure returns (bool, uint256);
-    function valueRow(bytes calldata y, bytes calldata sw, bytes calldata bias, int256 sx)
-        external
-        pure
-        returns (bytes memory);
-    function quantizeRow(bytes calldata z) external pure returns (bytes memory);
-}
-
 /// @title DisputeGame
 /// @notice One game per challenged receipt. The challenger (any account, with a bond) disputes
 /// the receipt's trace root. The trace is the fixed-depth state tree of `primitives::trace`: the
@@ -59,10 +32,10 @@ interface IOneStep {
 /// disputed state `hi`: the defender (the receipt's worker) posts the k−1 states between them
 /// (only their hash is stored), the challenger picks the sub-interval whose end it disputes,
 /// naming both end values. When `hi = lo + 1` the dispute is one step `s = lo`: the challenger
-/// names the entry (row, col) it says is wrong, and the defender opens it: the output root as
-/// leaf `s` (zero in the agreed state, the output root in the disputed one, one proof), the
-/// output row, the input row (its tensor root opened against the agreed state), the weight row
-/// (opened against the SKU's weight root); the one-step verifier re-computes the element.
+/// names the entry (row, col) it says is wrong, and the defender opens it: the output row of
+/// step `s`, its input rows (earlier leaves of the agreed state) and the SKU data it reads
+/// (against the weight root); `StepProver` checks the openings and has the one-step verifier
+/// recompute the entry.
 /// Each side has a chess clock; whoever lets its clock run out loses. Resolution does a fixed
 /// amount of work. A lost game slashes the worker (fraud: heavy; timeout in bisection: partial;
 /// an invalid receipt: everything), strikes it (removal at the bridge's limit) and pays part to
@@ -110,56 +83,11 @@ contract DisputeGame {
         bytes32 rootsHash;
         bytes32 receiptHash;
         bytes32 skuId;
-    }
-
-    /// @notice The defender's opening of one GEMM element of step `lo`.
-    struct GemmProof {
-        bytes32 outRoot; // output tensor root of step s
-        bytes32[] stepProof; // siblings of leaf s in the state tree (pre and post)
-        bytes outRow; // committed int32 output row `row` (empty: a zero leaf)
-        bytes32[] outRowProof;
-        bytes32 inRoot; // input tensor root (output of an earlier step)
-        bytes32[] inStepProof; // siblings of that step's leaf in the agreed state
-        bytes inRow; // int8 activation row `row` (QRow; empty: a zero leaf)
-        bytes32[] inRowProof;
-        bytes32 rowsRoot; // weight matrix: rows root
-        bytes32 scalesRoot; // weight matrix: scales root
-        bytes32[] matrixProof; // matrix leaf in the SKU's weight root
-        bytes wRow; // int8 weight row `col` (output channel)
-        bytes32[] wRowProof;
-    }
-
-    /// @notice A tensor root opened as an earlier step's leaf of the agreed state, and its row
-    /// `row` (empty bytes: a zero leaf, i.e. no such row).
-    struct Opening {
-        bytes32 root;
-        bytes32[] stepProof;
-        bytes row;
-        bytes32[] rowProof;
-    }
-
-    /// @notice A committed vector of the SKU (a weight matrix's scales, with the matrix's rows
-    /// root beside it, or a table, with `rowsRoot` unused), opened against the weight root.
-    struct VectorOpening {
-        bytes data;
-        bytes32 rowsRoot;
-        bytes32[] weightProof;
-    }
-
-    /// @notice The defender's opening of one output row of a row-op step.
-    struct RowProof {
-        bytes32 outRoot;
-        bytes32[] stepProof;
-        bytes outRow;
-        bytes32[] outRowProof;
-        Opening[] inputs;
-        VectorOpening[] vectors;
+        bytes32 inputRoot;
     }
 
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
-    error NotARowStep(uint256 step);
-    error WrongOpeningCount(uint256 inputs, uint256 vectors);
     error NotAVerifier(address caller);
     error GameExists(uint256 gameId);
     error UnknownGame(uint256 gameId);
@@ -171,11 +99,10 @@ contract DisputeGame {
     error WrongRootCount(uint256 got, uint256 want);
     error RootsMismatch();
     error BadChoice(uint256 index, uint256 parts);
-    error NotAGemmStep(uint256 step);
-    error ProofMismatch(string what);
     error NothingOwed();
     error TransferFailed(address to, uint256 amount);
     error BadConfig();
+    error ShapeNotSet(bytes32 skuId);
 
     event GameOpened(
         uint256 indexed gameId,
@@ -198,7 +125,8 @@ contract DisputeGame {
     IBridgeGame public immutable bridge;
     IInboxGame public immutable inbox;
     SkuRegistry public immutable skus;
-    IOneStep public immutable verifier;
+    /// @notice Settles the last step (openings + one-step recomputation).
+    StepProver public immutable prover;
     /// @notice Bisection arity: states posted per round + 1.
     uint256 public immutable arity;
     /// @notice Seconds on each side's chess clock.
@@ -218,7 +146,7 @@ contract DisputeGame {
         IBridgeGame bridge_,
         IInboxGame inbox_,
         SkuRegistry skus_,
-        IOneStep verifier_,
+        StepProver prover_,
         uint256 arity_,
         uint64 clock_,
         uint256 minBond_,
@@ -232,7 +160,7 @@ contract DisputeGame {
         bridge = bridge_;
         inbox = inbox_;
         skus = skus_;
-        verifier = verifier_;
+        prover = prover_;
         arity = arity_;
         clock = clock_;
         minBond = minBond_;
@@ -250,8 +178,9 @@ contract DisputeGame {
     // ------------------------------------------------------------------ opening
 
     /// @notice Challenges receipt `index` of batch `batchId` (inside its window), with a bond of
-    /// at least `minBond`; the caller must be a staked verifier. A receipt whose step count is not a whole number of rounds of its SKU's
-    /// program, or whose trace root is zero, is an invalid commitment and loses at once.
+    /// at least `minBond`; the caller must be a staked verifier and the SKU's shape must be set.
+    /// A receipt whose step count is not a whole number of rounds of its SKU's program, or whose
+    /// trace root is zero, is an invalid commitment and loses at once.
     /// @param batchId The batch.
     /// @param receipt The receipt.
     /// @param index Its position in the batch.
@@ -263,9 +192,12 @@ contract DisputeGame {
         returns (uint256 gameId)
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
-        // Challengers are staked verifiers (role 2): until every op has an on-chain opening
-        // (docs/CONTRACTS.md), a challenge is an accountable act of a known staker.
+        // Challengers are staked verifiers (role 2): every step has an on-chain opening, but the
+        // longest rows (pv at long contexts, silu_mul, argmax at real dims) still exceed a
+        // transaction's gas (docs/CONTRACTS.md), so a challenge stays an accountable act of a
+        // known staker until those are settled in chunks.
         if (!bridge.hasRole(msg.sender, 2)) revert NotAVerifier(msg.sender);
+        if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
         bytes32 key = keccak256(abi.encode(batchId, receiptHash));
@@ -284,6 +216,7 @@ contract DisputeGame {
         g.bond = uint128(msg.value);
         g.receiptHash = receiptHash;
         g.skuId = receipt.skuId;
+        g.inputRoot = receipt.inputRoot;
         g.hi = receipt.stepCount;
         g.hiRoot = receipt.traceRoot;
         emit GameOpened(gameId, batchId, receiptHash, msg.sender, receipt.worker, msg.value);
@@ -321,9 +254,7 @@ contract DisputeGame {
     /// @param j The part, 0 ≤ j < m.
     /// @param agreed The start state of part j.
     /// @param disputed The end state of part j.
-    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed)
-        external
-    {
+    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed) external {
         Game storage g = _move(gameId, Phase.Choose, false);
         if (keccak256(abi.encodePacked(roots)) != g.rootsHash) revert RootsMismatch();
         uint256 m = _parts(g);
@@ -359,283 +290,39 @@ contract DisputeGame {
 
     // ------------------------------------------------------------------ one step
 
-    /// @notice Defender: opens the named entry of a GEMM step and lets the verifier recompute it.
-    /// The defender wins when the recomputed accumulator equals the committed one, or when the
-    /// named row is empty in both the (agreed) input and the output tensor; it loses when the
-    /// values differ or the output row is too short for the named column.
+    /// @notice Defender: opens the named element of a GEMM step (`StepProver.checkGemm`); the
+    /// game resolves on the verdict.
     /// @param gameId The game.
     /// @param p The opening.
     function proveGemm(uint256 gameId, GemmProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
-        (bool isGemm, uint256 inOffset, uint256 matrix, uint256 weightLeaves) = gemmStep(g.skuId, g.lo);
-        if (!isGemm || inOffset > g.lo) revert NotAGemmStep(g.lo);
-        _openTensors(g, p, inOffset);
-        if (p.inRow.length == 0) {
-            // No such input row: the honest output row is empty too.
-            bool bad = p.outRow.length != 0;
-            _resolve(gameId, g, bad, bad ? Reason.Fraud : Reason.Proven);
-            return;
-        }
-        if (p.outRow.length == 0) {
-            _resolve(gameId, g, true, Reason.Fraud);
-            return;
-        }
-        _openWeight(g, p, matrix, weightLeaves);
-        uint256 at = uint256(g.col) * 4;
-        if (p.outRow.length < at + 4 || p.inRow.length < p.wRow.length) {
-            _resolve(gameId, g, true, Reason.Fraud);
-            return;
-        }
-        int256 committed = int256(int32(uint32(bytes4(p.outRow[at:at + 4]))));
-        int256 recomputed = verifier.gemmElement(p.inRow, p.wRow);
+        (bool fraud, int256 committed, int256 recomputed) = prover.checkGemm(_context(g), p);
         emit StepProven(gameId, g.lo, committed, recomputed);
-        bool fraud = committed != recomputed;
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
 
-    /// @dev Output root as leaf s (zero before, root after, one path), the input tensor root as an
-    /// earlier leaf of the agreed state, and row `row` of both tensors (empty bytes: zero leaf).
-    function _openTensors(Game storage g, GemmProof calldata p, uint256 inOffset) internal view {
-        uint256 s = g.lo;
-        uint256 depth = Merkle.depthFor(g.stepCount);
-        if (p.stepProof.length != depth) revert ProofMismatch("step proof length");
-        if (Merkle.rootOf(bytes32(0), s, p.stepProof) != g.loRoot) revert ProofMismatch("pre-state");
-        if (Merkle.rootOf(p.outRoot, s, p.stepProof) != g.hiRoot) revert ProofMismatch("post-state");
-        if (p.inStepProof.length != depth) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(p.inRoot, s - inOffset, p.inStepProof) != g.loRoot) revert ProofMismatch("input root");
-        bytes32 inLeaf = p.inRow.length == 0 ? bytes32(0) : Merkle.leafHash(p.inRow);
-        if (Merkle.rootOf(inLeaf, g.row, p.inRowProof) != p.inRoot) revert ProofMismatch("input row");
-        bytes32 outLeaf = p.outRow.length == 0 ? bytes32(0) : Merkle.leafHash(p.outRow);
-        if (Merkle.rootOf(outLeaf, g.row, p.outRowProof) != p.outRoot) revert ProofMismatch("output row");
-    }
-
-    /// @dev The weight row: the matrix root (rows root ‖ scales root) as leaf `matrix` of the
-    /// SKU's weight root, and row `col` of the matrix's rows.
-    function _openWeight(Game storage g, GemmProof calldata p, uint256 matrix, uint256 weightLeaves)
-        internal
-        view
-    {
-        bytes32 matrixRoot = Merkle.node(p.rowsRoot, p.scalesRoot);
-        if (Merkle.rootOfSized(matrixRoot, matrix, p.matrixProof, weightLeaves) != skus.get(g.skuId).weightRoot) {
-            revert ProofMismatch("matrix");
-        }
-        if (Merkle.rootOf(Merkle.leafHash(p.wRow), g.col, p.wRowProof) != p.rowsRoot) {
-            revert ProofMismatch("weight row");
-        }
-    }
-
-    /// @notice Row-op kinds the game can settle (steps whose input rows sit at fixed step offsets
-    /// and at row indices known from the output row): 1 rmsnorm_quant (attention/ffn),
-    /// 2 residual after o, 3 residual after down, 4 silu_mul, 5 softmax, 6 argmax, and, once the
-    /// SKU's shape is set, 7 value and 8 attn_out; 0 for the others.
-    /// @param skuId The SKU.
-    /// @param s The step.
-    /// @return kind The row-op kind.
-    /// @return layer The step's layer.
-    function rowStep(bytes32 skuId, uint256 s) public view returns (uint8 kind, uint256 layer) {
-        uint256 layers = skus.get(skuId).layers;
-        uint256 idx = s % (19 * layers + 4);
-        if (idx == 19 * layers + 3) return (6, 0);
-        if (idx == 0 || idx > 19 * layers) return (0, 0);
-        layer = (idx - 1) / 19;
-        uint256 o = (idx - 1) % 19;
-        if (o == 0 || o == 13) kind = 1;
-        else if (o == 12) kind = 2;
-        else if (o == 18) kind = 3;
-        else if (o == 16) kind = 4;
-        else if (o == 8) kind = 5;
-        else if ((o == 6 || o == 10) && skus.shapeOf(skuId).heads != 0) kind = o == 6 ? 7 : 8;
-    }
-
-    /// @notice Defender: opens the named output row of a row-op step (see `rowStep`) and its
-    /// inputs, and lets the verifier recompute the whole row. Inputs, in order: rmsnorm_quant
-    /// [x (s−1)]; residual [h (s−13 or s−6), y (s−1), the projection's input row (s−2) for its
-    /// scale]; silu_mul [gate (s−2), up (s−1), the normalized row (s−3) for its scale]; softmax
-    /// [scores (s−1), the rope_q row (s−4) for its scale]; argmax [logits (s−1)]. Vectors:
-    /// residual [the o/down scales]; silu_mul [gate scales, up scales, SIGMOID]; softmax [EXP2];
-    /// argmax [lm_head scales]. The defender wins when the recomputed row equals the committed one,
-    /// or when the row is empty in both the first input and the output.
+    /// @notice Defender: opens the named row (element, for scores) of any other step
+    /// (`StepProver.checkRow`); the game resolves on the verdict.
     /// @param gameId The game.
     /// @param p The opening.
     function proveRow(uint256 gameId, RowProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
-        (uint8 kind, uint256 layer) = rowStep(g.skuId, g.lo);
-        if (kind == 0) revert NotARowStep(g.lo);
-        _openOutput(g, p);
-        SkuRegistry.Shape memory sh = skus.shapeOf(g.skuId);
-        (uint256 nIn, uint256 nVec) = _counts(kind, sh.heads, skus.get(g.skuId).hasBias);
-        if (p.inputs.length != nIn || p.vectors.length != nVec) revert WrongOpeningCount(nIn, nVec);
-        uint256[3] memory off = _offsets(kind);
-        for (uint256 i = 0; i < nIn; ++i) {
-            // value reads token row row/Hkv; attn_out reads the Hq head rows of its token.
-            uint256 r = g.row;
-            if (kind == 7) r = g.row / sh.kvHeads;
-            else if (kind == 8) r = uint256(g.row) * sh.heads + i;
-            _openInput(g, p.inputs[i], kind == 8 ? 1 : off[i], r);
-        }
-        if (p.inputs[0].row.length == 0) {
-            bool bad = p.outRow.length != 0;
-            _resolve(gameId, g, bad, bad ? Reason.Fraud : Reason.Proven);
-            return;
-        }
-        _openVectors(g.skuId, kind, layer, p.vectors);
-        bytes memory want = kind >= 7 ? _recomputeHeads(kind, g.row, sh, p) : _recompute(g.skuId, kind, p);
-        bool fraud = keccak256(want) != keccak256(p.outRow);
-        emit RowProven(gameId, g.lo, keccak256(p.outRow), keccak256(want));
+        (bool fraud, bytes32 committed, bytes32 recomputed) = prover.checkRow(_context(g), p);
+        emit RowProven(gameId, g.lo, committed, recomputed);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
 
-    function _counts(uint8 kind, uint256 heads, bool hasBias) internal pure returns (uint256 nIn, uint256 nVec) {
-        if (kind == 1) return (1, 0);
-        if (kind == 2 || kind == 3) return (3, 1);
-        if (kind == 4) return (3, 3);
-        if (kind == 5) return (2, 1);
-        if (kind == 6) return (1, 1);
-        if (kind == 7) return (2, hasBias ? 2 : 1);
-        return (heads, 0);
-    }
-
-    /// @dev value: the kv head's slice of the v projection row, its scales (and bias) slices,
-    /// the normalized row's scale; attn_out: quantize_row of the token's concatenated head rows.
-    function _recomputeHeads(uint8 kind, uint256 row, SkuRegistry.Shape memory sh, RowProof calldata p)
-        internal
-        view
-        returns (bytes memory)
-    {
-        if (kind == 8) {
-            bytes memory z;
-            for (uint256 h = 0; h < p.inputs.length; ++h) {
-                z = bytes.concat(z, p.inputs[h].row);
-            }
-            return verifier.quantizeRow(z);
-        }
-        uint256 width = uint256(sh.headDim) * 4;
-        uint256 from = (row % sh.kvHeads) * width;
-        if (p.inputs[0].row.length < from + width || p.vectors[0].data.length < from + width) {
-            revert ProofMismatch("head slice");
-        }
-        bytes calldata bias = p.vectors.length > 1 ? p.vectors[1].data[from:from + width] : p.vectors[0].data[0:0];
-        return verifier.valueRow(
-            p.inputs[0].row[from:from + width], p.vectors[0].data[from:from + width], bias, _scaleOf(p.inputs[1].row)
-        );
-    }
-
-    function _offsets(uint8 kind) internal pure returns (uint256[3] memory off) {
-        if (kind == 1 || kind == 6) off[0] = 1;
-        else if (kind == 2) off = [uint256(13), 1, 2];
-        else if (kind == 3) off = [uint256(6), 1, 2];
-        else if (kind == 4) off = [uint256(2), 1, 3];
-        else if (kind == 5) off = [uint256(1), 4, 0];
-        else if (kind == 7) off = [uint256(3), 6, 0];
-    }
-
-    /// @dev Output root as leaf s (zero before, root after) and the named row of it.
-    function _openOutput(Game storage g, RowProof calldata p) internal view {
-        uint256 s = g.lo;
-        if (p.stepProof.length != Merkle.depthFor(g.stepCount)) revert ProofMismatch("step proof length");
-        if (Merkle.rootOf(bytes32(0), s, p.stepProof) != g.loRoot) revert ProofMismatch("pre-state");
-        if (Merkle.rootOf(p.outRoot, s, p.stepProof) != g.hiRoot) revert ProofMismatch("post-state");
-        bytes32 outLeaf = p.outRow.length == 0 ? bytes32(0) : Merkle.leafHash(p.outRow);
-        if (Merkle.rootOf(outLeaf, g.row, p.outRowProof) != p.outRoot) revert ProofMismatch("output row");
-    }
-
-    /// @dev An input tensor root as leaf s − offset of the agreed state and its row `row`.
-    function _openInput(Game storage g, Opening calldata o, uint256 offset, uint256 row) internal view {
-        if (offset > g.lo) revert ProofMismatch("input step");
-        if (o.stepProof.length != Merkle.depthFor(g.stepCount)) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(o.root, g.lo - offset, o.stepProof) != g.loRoot) revert ProofMismatch("input root");
-        bytes32 leaf = o.row.length == 0 ? bytes32(0) : Merkle.leafHash(o.row);
-        if (Merkle.rootOf(leaf, row, o.rowProof) != o.root) revert ProofMismatch("input row");
-    }
-
-    /// @dev The vectors of a row op against the SKU's weight root (leaf indices of docs §5).
-    function _openVectors(bytes32 skuId, uint8 kind, uint256 layer, VectorOpening[] calldata v) internal view {
-        SkuRegistry.Sku memory k = skus.get(skuId);
-        uint256 stride = k.hasBias ? 10 : 7;
-        uint256 base = uint256(k.layers) * stride; // embedding; +1 lm_head, +2 EXP2, +3 SIGMOID
-        uint256 leaves = base + 5;
-        if (kind == 2) _openVector(k.weightRoot, v[0], layer * stride + 3, false, leaves);
-        if (kind == 3) _openVector(k.weightRoot, v[0], layer * stride + 6, false, leaves);
-        if (kind == 4) {
-            _openVector(k.weightRoot, v[0], layer * stride + 4, false, leaves);
-            _openVector(k.weightRoot, v[1], layer * stride + 5, false, leaves);
-            _openVector(k.weightRoot, v[2], base + 3, true, leaves);
-        }
-        if (kind == 5) _openVector(k.weightRoot, v[0], base + 2, true, leaves);
-        if (kind == 6) _openVector(k.weightRoot, v[0], base + 1, false, leaves);
-        if (kind == 7) {
-            _openVector(k.weightRoot, v[0], layer * stride + 2, false, leaves);
-            if (k.hasBias) _openVector(k.weightRoot, v[1], layer * stride + 9, true, leaves);
-        }
-    }
-
-    function _openVector(bytes32 weightRoot, VectorOpening calldata v, uint256 index, bool table, uint256 leaves)
-        internal
-        pure
-    {
-        bytes32 root = Merkle.vectorRoot(v.data);
-        bytes32 leaf = table ? root : Merkle.node(v.rowsRoot, root);
-        if (Merkle.rootOfSized(leaf, index, v.weightProof, leaves) != weightRoot) revert ProofMismatch("vector");
-    }
-
-    /// @dev The scale (last 8 bytes) of a QRow.
-    function _scaleOf(bytes calldata row) internal pure returns (int256) {
-        if (row.length < 8) revert ProofMismatch("scale row");
-        return int256(int64(uint64(bytes8(row[row.length - 8:row.length]))));
-    }
-
-    /// @dev The recomputed output row bytes.
-    function _recompute(bytes32 skuId, uint8 kind, RowProof calldata p) internal view returns (bytes memory) {
-        Opening[] calldata ins = p.inputs;
-        if (kind == 1) return verifier.rmsnormQuantRow(ins[0].row, skus.get(skuId).epsQ32);
-        if (kind == 2 || kind == 3) {
-            return verifier.residualRow(ins[0].row, ins[1].row, p.vectors[0].data, _scaleOf(ins[2].row));
-        }
-        if (kind == 4) {
-            return verifier.siluMulRow(
-                ins[0].row, ins[1].row, p.vectors[0].data, p.vectors[1].data, _scaleOf(ins[2].row), p.vectors[2].data
-            );
-        }
-        if (kind == 5) {
-            return verifier.softmaxRow(ins[0].row, _scaleOf(ins[1].row), skus.get(skuId).softmaxC, p.vectors[0].data);
-        }
-        (, uint256 id) = verifier.argmaxRow(ins[0].row, p.vectors[0].data, skus.get(skuId).vocab);
-        return abi.encodePacked(uint32(id));
-    }
-
-    /// @notice Where step `s` of a program of SKU `skuId` is a GEMM: the offset back to its input
-    /// step, the weight matrix's leaf index in the weight root, and that root's leaf count
-    /// (docs/ARITHMETIC.md §6 and §5).
-    /// @param skuId The SKU.
-    /// @param s The step.
-    /// @return isGemm Whether the step is a GEMM.
-    /// @return inOffset Steps back to the input tensor's step.
-    /// @return matrix Leaf index of the weight matrix.
-    /// @return weightLeaves Leaves of the weight root.
-    function gemmStep(bytes32 skuId, uint256 s)
-        public
-        view
-        returns (bool isGemm, uint256 inOffset, uint256 matrix, uint256 weightLeaves)
-    {
-        SkuRegistry.Sku memory k = skus.get(skuId);
-        uint256 layers = k.layers;
-        uint256 stride = k.hasBias ? 10 : 7;
-        weightLeaves = layers * stride + 5;
-        uint256 idx = s % (19 * layers + 4);
-        if (idx == 0) return (false, 0, 0, weightLeaves);
-        if (idx == 19 * layers + 2) return (true, 1, layers * stride + 1, weightLeaves); // lm_head
-        if (idx > 19 * layers) return (false, 0, 0, weightLeaves);
-        uint256 l = (idx - 1) / 19;
-        uint256 o = (idx - 1) % 19;
-        // Offsets inside a layer: 1 q, 2 k, 3 v, 11 o, 14 gate, 15 up, 17 down.
-        if (o == 1) return (true, 1, l * stride, weightLeaves);
-        if (o == 2) return (true, 2, l * stride + 1, weightLeaves);
-        if (o == 3) return (true, 3, l * stride + 2, weightLeaves);
-        if (o == 11) return (true, 1, l * stride + 3, weightLeaves);
-        if (o == 14) return (true, 1, l * stride + 4, weightLeaves);
-        if (o == 15) return (true, 2, l * stride + 5, weightLeaves);
-        if (o == 17) return (true, 1, l * stride + 6, weightLeaves);
-        return (false, 0, 0, weightLeaves);
+    function _context(Game storage g) internal view returns (StepContext memory) {
+        return StepContext({
+            skuId: g.skuId,
+            inputRoot: g.inputRoot,
+            loRoot: g.loRoot,
+            hiRoot: g.hiRoot,
+            step: g.lo,
+            stepCount: g.stepCount,
+            row: g.row,
+            col: g.col
+        });
     }
 
     // ------------------------------------------------------------------ clocks

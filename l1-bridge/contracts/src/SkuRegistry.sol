@@ -28,19 +28,31 @@ contract SkuRegistry is Owned {
         bool active;
     }
 
-    /// @notice Attention shape of a SKU (set once, after registration): query heads, key/value
-    /// heads, head dimension. Needed on chain to map a per-head row to its token row.
+    /// @notice Attention shape and row layout of a SKU (set once, after registration; no game
+    /// can open before it is set): query heads, key/value heads, head dimension, the context
+    /// length `maxSeq` (a token's row address is prompt · maxSeq + position, docs/ARITHMETIC.md
+    /// §6) and the end-of-sequence token ids that stop a prompt.
     struct Shape {
         uint16 heads;
         uint16 kvHeads;
         uint16 headDim;
+        uint32 maxSeq;
+        uint32[] eosIds;
     }
 
     /// @notice The SKU's shape is already set, or is unusable.
     error BadShape(bytes32 skuId);
 
     /// @notice A SKU's attention shape was set.
-    event SkuShapeSet(bytes32 indexed skuId, uint16 heads, uint16 kvHeads, uint16 headDim);
+    event SkuShapeSet(
+        bytes32 indexed skuId, uint16 heads, uint16 kvHeads, uint16 headDim, uint32 maxSeq, uint32[] eosIds
+    );
+
+    /// @notice The arithmetic spec version the one-step verifier implements; a SKU of another
+    /// version could not be settled and is refused.
+    uint16 public constant ARITH_VERSION = 2;
+    /// @notice At most this many end-of-sequence ids (every embed one-step reads them).
+    uint256 public constant MAX_EOS_IDS = 8;
 
     /// @notice The SKU id is already taken.
     error SkuExists(bytes32 skuId);
@@ -74,7 +86,10 @@ contract SkuRegistry is Owned {
     /// @param sku Its fields; `active` is ignored (a new SKU starts active).
     function registerSku(bytes32 skuId, Sku calldata sku) external onlyOwner {
         if (skus[skuId].weightRoot != bytes32(0)) revert SkuExists(skuId);
-        if (skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0) {
+        if (
+            skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0
+                || sku.arithVersion != ARITH_VERSION
+        ) {
             revert InvalidSku(skuId);
         }
         Sku memory s = sku;
@@ -85,18 +100,20 @@ contract SkuRegistry is Owned {
         );
     }
 
-    /// @notice Sets the attention shape of `skuId` (once).
+    /// @notice Sets the attention shape and row layout of `skuId` (once).
     /// @param skuId The SKU.
-    /// @param heads Query heads (Hq).
-    /// @param kvHeads Key/value heads (Hkv), dividing Hq.
-    /// @param headDim Head dimension D.
-    function setShape(bytes32 skuId, uint16 heads, uint16 kvHeads, uint16 headDim) external onlyOwner {
+    /// @param shape Hq, Hkv (dividing Hq), D (even), maxSeq (≥ 2) and 1 to 8 EOS ids.
+    function setShape(bytes32 skuId, Shape calldata shape) external onlyOwner {
         _known(skuId);
-        if (shapes[skuId].heads != 0 || heads == 0 || kvHeads == 0 || headDim == 0 || heads % kvHeads != 0) {
+        if (
+            shapes[skuId].heads != 0 || shape.heads == 0 || shape.kvHeads == 0 || shape.headDim == 0
+                || shape.heads % shape.kvHeads != 0 || shape.headDim % 2 != 0 || shape.maxSeq < 2
+                || shape.eosIds.length == 0 || shape.eosIds.length > MAX_EOS_IDS
+        ) {
             revert BadShape(skuId);
         }
-        shapes[skuId] = Shape(heads, kvHeads, headDim);
-        emit SkuShapeSet(skuId, heads, kvHeads, headDim);
+        shapes[skuId] = shape;
+        emit SkuShapeSet(skuId, shape.heads, shape.kvHeads, shape.headDim, shape.maxSeq, shape.eosIds);
     }
 
     /// @notice The attention shape of `skuId` (all zero when not set).

@@ -377,8 +377,7 @@ contract StakeBridge is Owned {
     /// @return True for a non-removed worker at or above the minimum stake serving the SKU.
     function isWorkerFor(address who, bytes32 skuId) external view returns (bool) {
         Account storage a = accounts[who];
-        return a.roles & ROLE_WORKER != 0 && !a.removed && a.stake >= minStake && a.stake != 0
-            && serves[who][skuId];
+        return a.roles & ROLE_WORKER != 0 && !a.removed && a.stake >= minStake && a.stake != 0 && serves[who][skuId];
     }
 
     /// @notice Whether `who` is a non-removed staker holding `role`.

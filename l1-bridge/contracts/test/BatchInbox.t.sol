@@ -279,13 +279,13 @@ contract SkuRegistryTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.UnknownSku.selector, bytes32(uint256(5))));
         skus.get(bytes32(uint256(5)));
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
-        skus.setShape(SKU, 3, 2, 128); // kv heads must divide heads
-        skus.setShape(SKU, 32, 8, 128);
+        skus.setShape(SKU, _shape(3, 2, 128, 4096)); // kv heads must divide heads
+        skus.setShape(SKU, _shape(32, 8, 128, 4096));
         assertEq(skus.shapeOf(SKU).kvHeads, 8, "shape");
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
-        skus.setShape(SKU, 32, 8, 128); // once only
+        skus.setShape(SKU, _shape(32, 8, 128, 4096)); // once only
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.UnknownSku.selector, bytes32(uint256(5))));
-        skus.setShape(bytes32(uint256(5)), 1, 1, 1);
+        skus.setShape(bytes32(uint256(5)), _shape(1, 1, 2, 2));
         skus.transferOwnership(address(0x77));
         vm.stopPrank();
         assertEq(skus.owner(), address(0x77), "owner moved");

@@ -5,7 +5,8 @@ import {Fixture} from "./Fixture.sol";
 import {Receipt, SignedJob} from "../src/Types.sol";
 import {SkuRegistry} from "../src/SkuRegistry.sol";
 import {StakeBridge} from "../src/StakeBridge.sol";
-import {DisputeGame, IBridgeGame, IInboxGame, IOneStep} from "../src/DisputeGame.sol";
+import {DisputeGame, IBridgeGame, IInboxGame} from "../src/DisputeGame.sol";
+import {StepProver, IOneStep, GemmProof, RowProof, Opening, VectorOpening} from "../src/StepProver.sol";
 import {OneStepVerifier} from "../src/OneStepVerifier.sol";
 
 /// @dev Builds real traces (state trees over per-step output roots, tensors as Merkle trees over
@@ -23,6 +24,7 @@ contract DisputeGameTest is Fixture {
 
     DisputeGame internal game;
     OneStepVerifier internal verifier;
+    StepProver internal prover;
 
     // The honest data.
     bytes[] internal inRows; // QRows (K int8 + 8-byte scale)
@@ -49,22 +51,14 @@ contract DisputeGameTest is Fixture {
         delete outRows;
         delete weightLeaves;
         verifier = new OneStepVerifier();
+        prover = new StepProver(skus, IOneStep(address(verifier)));
         _makeData();
         game = _deployGame(arity);
     }
 
     function _deployGame(uint256 arity) internal returns (DisputeGame g) {
         g = new DisputeGame(
-            IBridgeGame(address(bridge)),
-            IInboxGame(address(inbox)),
-            skus,
-            IOneStep(address(verifier)),
-            arity,
-            CLOCK,
-            BOND,
-            5000,
-            1000,
-            5000
+            IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, arity, CLOCK, BOND, 5000, 1000, 5000
         );
         vm.startPrank(owner);
         bridge.registerGame(address(g));
@@ -117,7 +111,7 @@ contract DisputeGameTest is Fixture {
         s.weightRoot = _root(weightLeaves, 4);
         vm.startPrank(owner);
         skus.registerSku(keccak256("real-sku"), s);
-        skus.setShape(keccak256("real-sku"), 2, 2, 4); // Hq = Hkv = 2, D = 4
+        skus.setShape(keccak256("real-sku"), _shape(2, 2, 4, 16)); // Hq = Hkv = 2, D = 4
         vm.stopPrank();
     }
 
@@ -274,11 +268,7 @@ contract DisputeGameTest is Fixture {
         }
     }
 
-    function _gemmProof(Trace memory def, uint256 row, uint256 col)
-        internal
-        view
-        returns (DisputeGame.GemmProof memory p)
-    {
+    function _gemmProof(Trace memory def, uint256 row, uint256 col) internal view returns (GemmProof memory p) {
         p.outRoot = def.outs[GEMM_STEP];
         p.stepProof = _stateProof(def, GEMM_STEP, GEMM_STEP);
         p.outRow = def.gemmRows[row];
@@ -412,7 +402,11 @@ contract DisputeGameTest is Fixture {
         assertTrue(!g.challengerWon, "defender won");
         assertEq(uint256(g.reason), uint256(DisputeGame.Reason.ChallengerTimeout), "challenger timeout");
         assertEq(game.owed(worker), BOND / 2, "reward");
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Bisect, DisputeGame.Phase.Resolved));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                DisputeGame.WrongPhase.selector, DisputeGame.Phase.Bisect, DisputeGame.Phase.Resolved
+            )
+        );
         game.timeout(id);
     }
 
@@ -422,6 +416,8 @@ contract DisputeGameTest is Fixture {
         js[0] = _job(9, 1 ether);
         Receipt memory r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 10, _state(good, STEPS));
         r.stepCount = 22; // not a whole number of rounds
+        vm.prank(owner);
+        skus.setShape(SKU, _shape(2, 2, 4, 16));
         Receipt[] memory rs = new Receipt[](1);
         rs[0] = r;
         bytes[] memory sigs = new bytes[](1);
@@ -462,6 +458,23 @@ contract DisputeGameTest is Fixture {
         StakeBridge.Account memory a = bridge.account(worker);
         assertTrue(a.removed, "removed after three losses");
         assertTrue(!bridge.isWorkerFor(worker, keccak256("real-sku")), "no more shards");
+    }
+
+    function test_openNeedsTheShape() public {
+        Trace memory good = _trace(false, 0, 0);
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(8, 1 ether);
+        Receipt memory r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 10, _state(good, STEPS));
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _signReceipt(r, workerKey);
+        vm.prank(sequencer);
+        uint256 batchId = inbox.postBatch(js, rs, sigs);
+        vm.deal(worker2, BOND);
+        vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ShapeNotSet.selector, SKU));
+        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
     }
 
     function test_moveGuards() public {
@@ -523,9 +536,9 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, 1, 2);
-        DisputeGame.RowProof memory p;
+        RowProof memory p;
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotARowStep.selector, GEMM_STEP));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.WrongStepKind.selector, GEMM_STEP, StepProver.Op.Gemm));
         game.proveRow(id, p);
     }
 
@@ -538,25 +551,25 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, 1, 2);
-        DisputeGame.GemmProof memory p = _gemmProof(bad, 1, 2);
+        GemmProof memory p = _gemmProof(bad, 1, 2);
         p.wRow = wRows[1]; // another column's weights
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "weight row"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "weight row"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.inRow = inRows[0];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "input row"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "input row"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.outRoot = good.outs[GEMM_STEP];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "post-state"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "post-state"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.matrixProof[0] = bytes32(0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "matrix"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "matrix"));
         game.proveGemm(id, p);
     }
 
@@ -589,33 +602,35 @@ contract DisputeGameTest is Fixture {
         id = _open(batchId, rc);
         uint256 moves = _bisect(id, bad, _trace(false, 0, 0));
         uint256 rounds_;
-        for (uint256 span = STEPS; span > 1; span = (span + k - 1) / k) ++rounds_;
+        for (uint256 span = STEPS; span > 1; span = (span + k - 1) / k) {
+            ++rounds_;
+        }
         assertLe(moves, 2 * rounds_, "moves bounded by the arity");
         assertEq(game.getGame(id).lo, GEMM_STEP, "found");
     }
 
     function test_gemmStepLayout() public view {
         bytes32 sku = keccak256("real-sku");
-        (bool isG, uint256 off, uint256 m, uint256 leaves) = game.gemmStep(sku, 2);
+        (bool isG, uint256 off, uint256 m, uint256 leaves) = prover.gemmStep(sku, 2);
         assertTrue(isG && off == 1 && m == 0 && leaves == 12, "q");
-        (isG, off, m,) = game.gemmStep(sku, 3);
+        (isG, off, m,) = prover.gemmStep(sku, 3);
         assertTrue(isG && off == 2 && m == 1, "k");
-        (isG, off, m,) = game.gemmStep(sku, 4);
+        (isG, off, m,) = prover.gemmStep(sku, 4);
         assertTrue(isG && off == 3 && m == 2, "v");
-        (isG, off, m,) = game.gemmStep(sku, 12);
+        (isG, off, m,) = prover.gemmStep(sku, 12);
         assertTrue(isG && off == 1 && m == 3, "o");
-        (isG, off, m,) = game.gemmStep(sku, 15);
+        (isG, off, m,) = prover.gemmStep(sku, 15);
         assertTrue(isG && off == 1 && m == 4, "gate");
-        (isG, off, m,) = game.gemmStep(sku, 16);
+        (isG, off, m,) = prover.gemmStep(sku, 16);
         assertTrue(isG && off == 2 && m == 5, "up");
-        (isG, off, m,) = game.gemmStep(sku, 18);
+        (isG, off, m,) = prover.gemmStep(sku, 18);
         assertTrue(isG && off == 1 && m == 6, "down");
-        (isG, off, m,) = game.gemmStep(sku, 21);
+        (isG, off, m,) = prover.gemmStep(sku, 21);
         assertTrue(isG && off == 1 && m == 8, "lm_head");
-        (isG,,,) = game.gemmStep(sku, 23 + 2);
+        (isG,,,) = prover.gemmStep(sku, 23 + 2);
         assertTrue(isG, "next round q");
         for (uint256 s = 0; s < 23; ++s) {
-            (isG,,,) = game.gemmStep(sku, s);
+            (isG,,,) = prover.gemmStep(sku, s);
             bool want = s == 2 || s == 3 || s == 4 || s == 12 || s == 15 || s == 16 || s == 18 || s == 21;
             assertTrue(isG == want, "layout");
         }
@@ -625,7 +640,11 @@ contract DisputeGameTest is Fixture {
 
     /// @dev A trace whose step 0 is a Q16 residual tensor and step 1 its rmsnorm_quant; the
     /// cheater flips one byte of row `badRow` of step 1 (and everything after differs).
-    function _rmsTrace(bool cheat, uint256 badRow) internal view returns (Trace memory t, bytes[] memory x, bytes[] memory q) {
+    function _rmsTrace(bool cheat, uint256 badRow)
+        internal
+        view
+        returns (Trace memory t, bytes[] memory x, bytes[] memory q)
+    {
         x = new bytes[](ROWS);
         q = new bytes[](ROWS);
         for (uint256 r = 0; r < ROWS; ++r) {
@@ -654,20 +673,21 @@ contract DisputeGameTest is Fixture {
     function _rowProof(Trace memory t, bytes[] memory x, bytes[] memory q, uint256 row)
         internal
         view
-        returns (DisputeGame.RowProof memory p)
+        returns (RowProof memory p)
     {
         p.outRoot = t.outs[1];
         p.stepProof = _stateProof(t, 1, 1);
         p.outRow = q[row];
         p.outRowProof = _proof(_tensorLeaves(q), 1, row);
-        p.inputs = new DisputeGame.Opening[](1);
-        p.inputs[0] = DisputeGame.Opening({
+        p.inputs = new Opening[](1);
+        p.inputs[0] = Opening({
+            step: 0,
             root: t.outs[0],
             stepProof: _stateProof(t, 1, 0),
             row: x[row],
             rowProof: _proof(_tensorLeaves(x), 1, row)
         });
-        p.vectors = new DisputeGame.VectorOpening[](0);
+        p.vectors = new VectorOpening[](0);
     }
 
     function _playRms(bool cheatDefender, uint256 row) internal returns (uint256 id) {
@@ -680,7 +700,7 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, uint32(row), 0);
-        DisputeGame.RowProof memory p = _rowProof(def, x, q, row);
+        RowProof memory p = _rowProof(def, x, q, row);
         vm.prank(worker);
         game.proveRow(id, p);
     }
@@ -701,15 +721,18 @@ contract DisputeGameTest is Fixture {
         assertEq(bridge.account(worker).stake, 10 ether, "not slashed");
     }
 
-    function test_rowStepLayout() public view {
+    function test_stepOpLayout() public view {
         bytes32 sku = keccak256("real-sku");
-        uint8[23] memory want = [0, 1, 0, 0, 0, 0, 0, 7, 0, 5, 0, 8, 0, 2, 1, 0, 0, 4, 0, 3, 0, 0, 6];
+        // embed, norm, q, k, v, rope_q, rope_k, value, scores, softmax, pv, attn_out, o, residual,
+        // norm, gate, up, silu_mul, down, residual, final norm, lm_head, argmax
+        uint8[23] memory want = [1, 2, 3, 3, 3, 4, 5, 6, 7, 8, 9, 10, 3, 11, 2, 3, 3, 13, 3, 12, 14, 3, 15];
         for (uint256 s = 0; s < 23; ++s) {
-            (uint8 kind,) = game.rowStep(sku, s);
-            assertEq(kind, want[s], "row kind");
+            (StepProver.Op op,, uint256 round) = prover.stepOp(sku, s);
+            assertEq(uint256(op), want[s], "op");
+            assertEq(round, 0, "round");
         }
-        (uint8 k2, uint256 layer) = game.rowStep(sku, 23 + 13);
-        assertTrue(k2 == 2 && layer == 0, "next round residual");
+        (StepProver.Op op2, uint256 layer, uint256 round2) = prover.stepOp(sku, 23 + 13);
+        assertTrue(op2 == StepProver.Op.ResidualAttn && layer == 0 && round2 == 1, "next round residual");
     }
 
     /// @dev A stand-in EXP2 table (any committed table is what the verifier must use).
@@ -749,17 +772,17 @@ contract DisputeGameTest is Fixture {
         }
     }
 
-    function _softmaxProof(bool cheat) internal view returns (DisputeGame.RowProof memory p) {
+    function _softmaxProof(bool cheat) internal view returns (RowProof memory p) {
         (Trace memory t, bytes[] memory sc, bytes[] memory rq, bytes[] memory out) = _softmaxTrace(cheat);
         p.outRoot = t.outs[9];
         p.stepProof = _stateProof(t, 9, 9);
         p.outRow = out[1];
         p.outRowProof = _proof(_tensorLeaves(out), 1, 1);
-        p.inputs = new DisputeGame.Opening[](2);
-        p.inputs[0] = DisputeGame.Opening(t.outs[8], _stateProof(t, 9, 8), sc[1], _proof(_tensorLeaves(sc), 1, 1));
-        p.inputs[1] = DisputeGame.Opening(t.outs[5], _stateProof(t, 9, 5), rq[1], _proof(_tensorLeaves(rq), 1, 1));
-        p.vectors = new DisputeGame.VectorOpening[](1);
-        p.vectors[0] = DisputeGame.VectorOpening(_exp2(), bytes32(0), _proof(weightLeaves, 4, 9));
+        p.inputs = new Opening[](2);
+        p.inputs[0] = Opening(uint64(8), t.outs[8], _stateProof(t, 9, 8), sc[1], _proof(_tensorLeaves(sc), 1, 1));
+        p.inputs[1] = Opening(uint64(5), t.outs[5], _stateProof(t, 9, 5), rq[1], _proof(_tensorLeaves(rq), 1, 1));
+        p.vectors = new VectorOpening[](1);
+        p.vectors[0] = VectorOpening(_exp2(), bytes32(0), _proof(weightLeaves, 4, 9));
     }
 
     function _playSoftmax(bool cheatDefender) internal returns (uint256 id) {
@@ -772,7 +795,7 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, 1, 0);
-        DisputeGame.RowProof memory p = _softmaxProof(cheatDefender);
+        RowProof memory p = _softmaxProof(cheatDefender);
         vm.prank(worker);
         game.proveRow(id, p);
     }
@@ -794,25 +817,25 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, 1, 0);
-        DisputeGame.RowProof memory p = _softmaxProof(true);
+        RowProof memory p = _softmaxProof(true);
         p.vectors[0].data[0] = 0x00; // not the committed table
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "vector"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "vector"));
         game.proveRow(id, p);
         p = _softmaxProof(true);
-        p.vectors = new DisputeGame.VectorOpening[](0);
+        p.vectors = new VectorOpening[](0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongOpeningCount.selector, 2, 1));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.WrongOpeningCount.selector, 2, 1, 0));
         game.proveRow(id, p);
         p = _softmaxProof(true);
         p.inputs[1].row = p.inputs[0].row; // scores row passed as the rope_q row
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ProofMismatch.selector, "input row"));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "input row"));
         game.proveRow(id, p);
         // A GEMM step cannot be answered with a row proof, nor a row step with a GEMM proof.
-        DisputeGame.GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
+        GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAGemmStep.selector, 9));
+        vm.expectRevert(abi.encodeWithSelector(StepProver.WrongStepKind.selector, 9, StepProver.Op.Gemm));
         game.proveGemm(id, gp);
     }
 
@@ -823,7 +846,7 @@ contract DisputeGameTest is Fixture {
     }
 
     /// @dev Residual step 13 (after o): h = step 0, y = step 12, the attn_out row (step 11) for S_x.
-    function _residualProof(bool cheat) internal view returns (Trace memory t, DisputeGame.RowProof memory p) {
+    function _residualProof(bool cheat) internal view returns (Trace memory t, RowProof memory p) {
         bytes[] memory h = new bytes[](ROWS);
         bytes[] memory y = new bytes[](ROWS);
         bytes[] memory a = new bytes[](ROWS);
@@ -849,19 +872,19 @@ contract DisputeGameTest is Fixture {
         p.stepProof = _stateProof(t, 13, 13);
         p.outRow = out[0];
         p.outRowProof = _proof(_tensorLeaves(out), 1, 0);
-        p.inputs = new DisputeGame.Opening[](3);
-        p.inputs[0] = DisputeGame.Opening(t.outs[0], _stateProof(t, 13, 0), h[0], _proof(_tensorLeaves(h), 1, 0));
-        p.inputs[1] = DisputeGame.Opening(t.outs[12], _stateProof(t, 13, 12), y[0], _proof(_tensorLeaves(y), 1, 0));
-        p.inputs[2] = DisputeGame.Opening(t.outs[11], _stateProof(t, 13, 11), a[0], _proof(_tensorLeaves(a), 1, 0));
-        p.vectors = new DisputeGame.VectorOpening[](1);
-        p.vectors[0] = DisputeGame.VectorOpening(_oScales(), keccak256("o rows"), _proof(weightLeaves, 4, 3));
+        p.inputs = new Opening[](3);
+        p.inputs[0] = Opening(uint64(0), t.outs[0], _stateProof(t, 13, 0), h[0], _proof(_tensorLeaves(h), 1, 0));
+        p.inputs[1] = Opening(uint64(12), t.outs[12], _stateProof(t, 13, 12), y[0], _proof(_tensorLeaves(y), 1, 0));
+        p.inputs[2] = Opening(uint64(11), t.outs[11], _stateProof(t, 13, 11), a[0], _proof(_tensorLeaves(a), 1, 0));
+        p.vectors = new VectorOpening[](1);
+        p.vectors[0] = VectorOpening(_oScales(), keccak256("o rows"), _proof(weightLeaves, 4, 3));
     }
 
     function test_residualRowBothOutcomes() public {
         for (uint256 round = 0; round < 2; ++round) {
             bool cheat = round == 0;
             if (!cheat) _fresh(4);
-            (Trace memory def, DisputeGame.RowProof memory p) = _residualProof(cheat);
+            (Trace memory def, RowProof memory p) = _residualProof(cheat);
             (Trace memory other,) = _residualProof(!cheat);
             (uint256 batchId, Receipt memory r) = _post(def);
             uint256 id = _open(batchId, r);
@@ -878,7 +901,7 @@ contract DisputeGameTest is Fixture {
 
     /// @dev value step 7 (row t·2 + g) from the v projection (step 4, row t) and the normalized
     /// row (step 1, row t); attn_out step 11 (row t) from the pv rows (step 10, rows t·2 + h).
-    function _headsProof(bool cheat, bool attnOut) internal view returns (Trace memory t, DisputeGame.RowProof memory p) {
+    function _headsProof(bool cheat, bool attnOut) internal view returns (Trace memory t, RowProof memory p) {
         bytes[] memory a = new bytes[](ROWS); // step 4 (v proj) or step 10 (pv, 2 rows per token)
         bytes[] memory b = new bytes[](ROWS); // step 1 (normalized rows)
         bytes[] memory out = new bytes[](ROWS * (attnOut ? 1 : 2));
@@ -894,7 +917,9 @@ contract DisputeGameTest is Fixture {
         for (uint256 o = 0; o < out.length; ++o) {
             out[o] = attnOut
                 ? verifier.quantizeRow(bytes.concat(a[2 * o], a[2 * o + 1]))
-                : verifier.valueRow(_slice(a[o / 2], (o % 2) * 16, 16), _slice(_oScales(), (o % 2) * 16, 16), "", int256(1 << 32));
+                : verifier.valueRow(
+                    _slice(a[o / 2], (o % 2) * 16, 16), _slice(_oScales(), (o % 2) * 16, 16), "", int256(1 << 32)
+                );
         }
         if (cheat) out[1][2] = bytes1(uint8(out[1][2]) ^ 0x40);
         uint256 s = attnOut ? 11 : 7;
@@ -911,17 +936,19 @@ contract DisputeGameTest is Fixture {
         uint256 depth = attnOut ? 1 : 2;
         p.outRowProof = _proof(_tensorLeaves(out), depth, 1);
         if (attnOut) {
-            p.inputs = new DisputeGame.Opening[](2);
+            p.inputs = new Opening[](2);
             for (uint256 h = 0; h < 2; ++h) {
-                p.inputs[h] = DisputeGame.Opening(t.outs[10], _stateProof(t, s, 10), a[2 + h], _proof(_tensorLeaves(a), 2, 2 + h));
+                p.inputs[h] = Opening(
+                    uint64(10), t.outs[10], _stateProof(t, s, 10), a[2 + h], _proof(_tensorLeaves(a), 2, 2 + h)
+                );
             }
-            p.vectors = new DisputeGame.VectorOpening[](0);
+            p.vectors = new VectorOpening[](0);
         } else {
-            p.inputs = new DisputeGame.Opening[](2);
-            p.inputs[0] = DisputeGame.Opening(t.outs[4], _stateProof(t, s, 4), a[0], _proof(_tensorLeaves(a), 1, 0));
-            p.inputs[1] = DisputeGame.Opening(t.outs[1], _stateProof(t, s, 1), b[0], _proof(_tensorLeaves(b), 1, 0));
-            p.vectors = new DisputeGame.VectorOpening[](1);
-            p.vectors[0] = DisputeGame.VectorOpening(_oScales(), keccak256("v rows"), _proof(weightLeaves, 4, 2));
+            p.inputs = new Opening[](2);
+            p.inputs[0] = Opening(uint64(4), t.outs[4], _stateProof(t, s, 4), a[0], _proof(_tensorLeaves(a), 1, 0));
+            p.inputs[1] = Opening(uint64(1), t.outs[1], _stateProof(t, s, 1), b[0], _proof(_tensorLeaves(b), 1, 0));
+            p.vectors = new VectorOpening[](1);
+            p.vectors[0] = VectorOpening(_oScales(), keccak256("v rows"), _proof(weightLeaves, 4, 2));
         }
     }
 
@@ -937,7 +964,7 @@ contract DisputeGameTest is Fixture {
             bool cheat = round % 2 == 0;
             bool attnOut = round >= 2;
             if (round != 0) _fresh(4);
-            (Trace memory def, DisputeGame.RowProof memory p) = _headsProof(cheat, attnOut);
+            (Trace memory def, RowProof memory p) = _headsProof(cheat, attnOut);
             (Trace memory other,) = _headsProof(!cheat, attnOut);
             (uint256 batchId, Receipt memory r) = _post(def);
             uint256 id = _open(batchId, r);

@@ -70,7 +70,20 @@ abstract contract Fixture is Base {
         s.softmaxC = 1 << 37;
         s.vocab = 1000;
         s.layers = steps;
-        s.arithVersion = 1;
+        s.arithVersion = 2;
+    }
+
+    function _shape(uint16 hq, uint16 hkv, uint16 d, uint32 maxSeq)
+        internal
+        pure
+        returns (SkuRegistry.Shape memory sh)
+    {
+        sh.heads = hq;
+        sh.kvHeads = hkv;
+        sh.headDim = d;
+        sh.maxSeq = maxSeq;
+        sh.eosIds = new uint32[](1);
+        sh.eosIds[0] = 2;
     }
 
     function _stakeWorker(address who, uint256 amount) internal {

@@ -250,9 +250,7 @@ contract StakeBridgeTest is Fixture {
         vm.stopPrank();
     }
 
-    function testFuzz_slashNeverBreaksConservation(uint96 stakeAmt, uint96 unbondAmt, uint16 bps, uint16 rbps)
-        public
-    {
+    function testFuzz_slashNeverBreaksConservation(uint96 stakeAmt, uint96 unbondAmt, uint16 bps, uint16 rbps) public {
         uint256 s = bound(stakeAmt, MIN_STAKE, 1000 ether);
         uint256 u = bound(unbondAmt, 0, s);
         bps = uint16(bound(bps, 0, 10_000));
