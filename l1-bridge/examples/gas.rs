@@ -9,9 +9,6 @@
 //!
 //! `cargo run --release -p verinfer-l1 --example gas [-- ARITY]` (needs anvil on PATH).
 
-#[path = "../tests/common/evm.rs"]
-mod evm;
-
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::Anvil;
 use alloy::primitives::{keccak256, Bytes, B256, I256, U256};
@@ -25,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use verinfer_l1::bindings::{
     BatchInbox, DisputeGame, OneStepVerifier as V, SkuRegistry, StakeBridge,
 };
+use verinfer_l1::evm;
 use verinfer_l1::{deploy, job_digest, receipt_digest, DeployConfig, JobRequest};
 use verinfer_primitives::arith;
 use verinfer_primitives::merkle::{hash_leaf, hash_node, zero_hash, MerkleTree};
@@ -383,7 +381,11 @@ async fn whole_dispute(arity: u64) -> R {
         .get_receipt()
         .await?;
     let shape = SkuRegistry::Shape {
-        heads: 32, kvHeads: 8, headDim: 128, maxSeq: 8192, eosIds: vec![128001, 128009],
+        heads: 32,
+        kvHeads: 8,
+        headDim: 128,
+        maxSeq: 8192,
+        eosIds: vec![128001, 128009],
     };
     registry
         .setShape(sku_id, shape)

@@ -10,6 +10,7 @@
 
 pub mod bindings;
 pub mod deploy;
+pub mod evm;
 pub mod sign;
 
 pub use deploy::{deploy, DeployConfig, Deployment};

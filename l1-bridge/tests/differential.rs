@@ -2,8 +2,6 @@
 //! `verinfer_primitives::arith` on random inputs with edge values mixed in. Every op runs
 //! CASES cases and must agree byte for byte on the committed row encoding.
 
-mod common;
-
 use alloy::primitives::{Address, Bytes, I256, U256};
 use alloy::sol_types::SolCall;
 use rand::{Rng, SeedableRng};
@@ -12,7 +10,7 @@ use verinfer_l1::bindings::OneStepVerifier as V;
 use verinfer_primitives::arith;
 use verinfer_primitives::rows::{i32_row_bytes, i64_row_bytes, i8_row_bytes, u32_row_bytes};
 
-use common::evm::Evm;
+use verinfer_l1::evm::Evm;
 
 /// Cases per op (the acceptance bar is 10^4).
 const CASES: usize = 10_000;

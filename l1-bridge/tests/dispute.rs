@@ -118,7 +118,11 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         .get_receipt()
         .await?;
     let shape = SkuRegistry::Shape {
-        heads: 2, kvHeads: 2, headDim: 4, maxSeq: 16, eosIds: vec![2],
+        heads: 2,
+        kvHeads: 2,
+        headDim: 4,
+        maxSeq: 16,
+        eosIds: vec![2],
     };
     registry
         .setShape(sku_id, shape)

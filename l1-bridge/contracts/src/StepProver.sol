@@ -249,9 +249,10 @@ contract StepProver {
     // ------------------------------------------------------------------ GEMM elements
 
     /// @notice Settles one GEMM element: opens the output row (leaf s zero before, the output root
-    /// after), the input row (an earlier leaf of the agreed state), the weight row (against the
-    /// SKU's weight root) and recomputes the raw accumulator. An empty input row must have an
-    /// empty output row; an output row too short for the named column is fraud.
+    /// after), the input row (an earlier leaf of the agreed state), the weight row `col` (against
+    /// the SKU's weight root) and recomputes the raw accumulator. An empty input row must have an
+    /// empty output row; a column without a weight row must be past the output row's end; an
+    /// output row too short for a column that has one is fraud.
     /// @param c The step context.
     /// @param p The opening.
     /// @return fraud Whether the committed entry is wrong.
@@ -268,17 +269,17 @@ contract StepProver {
         uint256 depth = Merkle.depthFor(c.stepCount);
         if (p.inStepProof.length != depth) revert ProofMismatch("input step proof length");
         if (Merkle.rootOf(p.inRoot, c.step - inOffset, p.inStepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (Merkle.rootOf(_leaf(p.inRow), c.row, p.inRowProof) != p.inRoot) revert ProofMismatch("input row");
+        if (!_rowIn(p.inRoot, c.row, p.inRow, p.inRowProof)) revert ProofMismatch("input row");
         if (p.inRow.length == 0) return (p.outRow.length != 0, 0, 0);
         if (p.outRow.length == 0) return (true, 0, 0);
         bytes32 matrixRoot = Merkle.node(p.rowsRoot, p.scalesRoot);
         if (Merkle.rootOfSized(matrixRoot, matrix, p.matrixProof, weightLeaves) != skus.get(c.skuId).weightRoot) {
             revert ProofMismatch("matrix");
         }
-        if (Merkle.rootOf(Merkle.leafHash(p.wRow), c.col, p.wRowProof) != p.rowsRoot) {
-            revert ProofMismatch("weight row");
-        }
+        if (!_rowIn(p.rowsRoot, c.col, p.wRow, p.wRowProof)) revert ProofMismatch("weight row");
         uint256 at = uint256(c.col) * 4;
+        // No weight row `col` (past the output channels): the output row must end before it.
+        if (p.wRow.length == 0) return (p.outRow.length > at, 0, 0);
         if (p.outRow.length < at + 4 || p.inRow.length < p.wRow.length) return (true, 0, 0);
         committed = int256(int32(uint32(bytes4(p.outRow[at:at + 4]))));
         recomputed = verifier.gemmElement(p.inRow, p.wRow);
@@ -359,7 +360,7 @@ contract StepProver {
         if (x.round == 0) {
             if (p.inputs.length != 0 || p.leaves.length != 3) revert WrongOpeningCount(0, 0, 3);
             LeafOpening calldata pr = p.leaves[2];
-            if (Merkle.rootOf(_leaf(pr.data), uint256(c.row) / sq, pr.proof) != c.inputRoot) {
+            if (!_rowIn(c.inputRoot, uint256(c.row) / sq, pr.data, pr.proof)) {
                 revert ProofMismatch("prompt");
             }
             bytes calldata d = pr.data;
@@ -640,7 +641,7 @@ contract StepProver {
         }
         if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert ProofMismatch("pre-state");
         if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert ProofMismatch("post-state");
-        if (Merkle.rootOf(_leaf(outRow), c.row, outRowProof) != outRoot) revert ProofMismatch("output row");
+        if (!_rowIn(outRoot, c.row, outRow, outRowProof)) revert ProofMismatch("output row");
     }
 
     /// @dev An input tensor root as leaf `step` of the agreed state, and its row `row`.
@@ -648,7 +649,7 @@ contract StepProver {
         if (o.step != step || step >= c.step) revert ProofMismatch("input step");
         if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("input step proof length");
         if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (Merkle.rootOf(_leaf(o.row), row, o.rowProof) != o.root) revert ProofMismatch("input row");
+        if (!_rowIn(o.root, row, o.row, o.rowProof)) revert ProofMismatch("input row");
     }
 
     /// @dev A key (op offset 5) or value (6) row of this layer, from the round the defender names;
@@ -688,6 +689,24 @@ contract StepProver {
         if (o.data.length == 0 || Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) != o.root) {
             revert ProofMismatch(what);
         }
+    }
+
+    /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
+    /// as deep as their highest row needs, so a row at or beyond 2^depth has no leaf to open:
+    /// then `data` is empty and `proof` is the hash of the leaf at `row mod 2^depth` followed by
+    /// that leaf's siblings. A proof's length is the tree's depth (leaf and node hashes have
+    /// different domains, and no node hash is zero), so "beyond the tree" cannot be faked.
+    function _rowIn(bytes32 root, uint256 row, bytes calldata data, bytes32[] calldata proof)
+        internal
+        pure
+        returns (bool)
+    {
+        uint256 n = proof.length;
+        if (n < 256 && row >> n == 0 && Merkle.rootOf(_leaf(data), row, proof) == root) return true;
+        if (data.length != 0 || n == 0) return false;
+        uint256 d = n - 1;
+        if (d >= 256 || row >> d == 0) return false;
+        return Merkle.rootOf(proof[0], row & ((uint256(1) << d) - 1), proof[1:]) == root;
     }
 
     /// @dev The leaf of a row (a zero leaf for empty bytes).

@@ -1,5 +1,7 @@
-//! A minimal in-process EVM (revm, Cancun rules) for calling the contracts without a node:
-//! deploy once, then any number of read-only calls whose state changes are dropped.
+//! A minimal in-process EVM (revm, Cancun rules) for running the contracts without a node:
+//! deploy, send state-changing calls, then any number of read-only calls whose state changes
+//! are dropped. Used by the differential tests, the gas benchmark and the dispute crate's
+//! engine-against-contract tests.
 
 use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
@@ -20,13 +22,20 @@ pub struct Evm {
 }
 
 /// A call's return data and the gas its transaction used (intrinsic + calldata + execution).
-#[allow(dead_code)] // `gas` is read by the gas benchmark, which shares this module
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub output: Bytes,
     pub gas: u64,
 }
 
+impl Default for Evm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Evm {
+    /// A fresh chain with one funded caller (the deployer, hence the owner of what it deploys).
     pub fn new() -> Self {
         let caller = Address::repeat_byte(0xca);
         let mut db = CacheDB::<EmptyDB>::default();
@@ -76,6 +85,29 @@ impl Evm {
         self.nonce += 1;
         res.created_address()
             .ok_or_else(|| format!("deploy failed: {res:?}"))
+    }
+
+    /// The caller of every transaction.
+    pub fn caller(&self) -> Address {
+        self.caller
+    }
+
+    /// Calls `to` with `data` and keeps its state changes; Err(reason) on revert or halt.
+    pub fn send(&mut self, to: Address, data: Bytes) -> Result<Outcome, String> {
+        let tx = self.tx(TxKind::Call(to), data);
+        let res = self
+            .evm
+            .transact_commit(tx)
+            .map_err(|e| format!("call did not run: {e:?}"))?;
+        self.nonce += 1;
+        let gas = res.tx_gas_used();
+        let ok = res.is_success();
+        let output = res.into_output().unwrap_or_default();
+        if ok {
+            Ok(Outcome { output, gas })
+        } else {
+            Err(format!("reverted or halted, output {output}"))
+        }
     }
 
     /// Calls `to` with `data` without keeping any state change; Err(reason) on revert or halt.

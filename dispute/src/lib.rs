@@ -1,0 +1,41 @@
+//! The dispute side of Verinfer: everything a defender (a worker whose receipt is challenged)
+//! or a challenger needs to settle the last step of a bisection on L1.
+//!
+//! [`Opener`] replays a shard with the integer engine and turns any `(step, row, col)` of its
+//! trace into the exact calldata the L1 `StepProver` checks ([`StepProof`]), together with the
+//! [`StepContext`] the game holds at that point. The watcher and the defender daemon build on
+//! it; `tests/steps.rs` runs every step of real traces through the Solidity prover in revm.
+
+mod opener;
+pub mod weights;
+
+pub use opener::{Opener, StepProof};
+pub use verinfer_l1::bindings::StepProver::{
+    GemmProof, LeafOpening, Opening, RowProof, StepContext, VectorOpening,
+};
+
+/// Errors of building an opening.
+#[derive(Debug, thiserror::Error)]
+pub enum DisputeError {
+    /// The engine failed (loading, replaying).
+    #[error(transparent)]
+    Prover(#[from] verinfer_prover::ProverError),
+    /// A Merkle query failed.
+    #[error(transparent)]
+    Merkle(#[from] verinfer_primitives::MerkleError),
+    /// The SKU's section roots do not rebuild its weight root.
+    #[error("the SKU's sections do not rebuild its weight root")]
+    WeightRoot,
+    /// No section of that name in the weight root's layout.
+    #[error("no weight-root section named {0}")]
+    UnknownSection(String),
+    /// A row index past the end of a committed table or matrix.
+    #[error("{what} {row} is out of range")]
+    RowOutOfRange { what: &'static str, row: u64 },
+    /// The replay did not capture a tensor the route reads.
+    #[error("step {0}'s tensor was not captured by the replay")]
+    MissingTensor(u64),
+    /// The row names a position the shard does not have (no round produced it).
+    #[error("prompt {prompt} has no position {pos} in this shard")]
+    NoSuchPosition { prompt: u64, pos: u64 },
+}

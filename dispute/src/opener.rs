@@ -1,0 +1,474 @@
+//! Openings of any step of a shard's trace, route by route exactly as `StepProver.sol` reads
+//! them (the doc of `StepProver.checkRow` lists the inputs per op).
+
+use alloy_primitives::{Bytes, B256};
+use verinfer_primitives::job::Prompt;
+use verinfer_primitives::{SparseMerkleTree, TraceState};
+use verinfer_prover::{
+    Engine, LayerOp, Program, RowAddresses, Shard, StepKind, StepOpening, TensorOpening,
+};
+
+use crate::weights::{matrix_roots, matrix_row, rope_row, vector_bytes, vector_chunk, WeightRoot};
+use crate::{DisputeError, GemmProof, LeafOpening, Opening, RowProof, StepContext, VectorOpening};
+
+/// The defender's calldata for one step: `proveGemm` or `proveRow`.
+#[derive(Debug, Clone)]
+pub enum StepProof {
+    Gemm(GemmProof),
+    Row(RowProof),
+}
+
+/// Opens steps of one shard's trace (the shard is run once, then each opening replays it up to
+/// the step with the tensors it needs captured).
+pub struct Opener {
+    engine: Engine,
+    shard: Shard,
+    trace: TraceState,
+    weights: WeightRoot,
+    addrs: RowAddresses,
+    program: Program,
+    input_root: B256,
+    prompts: SparseMerkleTree,
+}
+
+type Result<T> = std::result::Result<T, DisputeError>;
+
+/// A row of a tensor at `address` with its proof, as `StepProver._rowIn` reads it: a row inside
+/// the tree is its bytes (empty for no row) and its siblings; past the tree (2^depth ≤ address)
+/// it is empty bytes and the hash of the leaf at `address mod 2^depth` before that leaf's
+/// siblings.
+fn row_in(
+    tree: &SparseMerkleTree,
+    bytes: impl FnOnce() -> Vec<u8>,
+    address: u64,
+) -> Result<(Bytes, Vec<B256>)> {
+    let depth = tree.depth();
+    if depth < 64 && address >> depth != 0 {
+        let at = address & ((1u64 << depth) - 1);
+        let mut proof = vec![tree.leaf(at)];
+        proof.extend(tree.proof(at)?.siblings);
+        return Ok((Bytes::new(), proof));
+    }
+    Ok((Bytes::from(bytes()), tree.proof(address)?.siblings))
+}
+
+/// An opening the route requires to be present but never reads (an entry it settles early).
+fn empty_opening() -> Opening {
+    Opening {
+        step: 0,
+        root: B256::ZERO,
+        stepProof: Vec::new(),
+        row: Bytes::new(),
+        rowProof: Vec::new(),
+    }
+}
+
+fn empty_leaf() -> LeafOpening {
+    LeafOpening {
+        root: B256::ZERO,
+        rootProof: Vec::new(),
+        data: Bytes::new(),
+        proof: Vec::new(),
+    }
+}
+
+fn tensor_row(t: &TensorOpening, address: u64) -> Result<(Bytes, Vec<B256>)> {
+    row_in(&t.tree, || t.row_bytes(address), address)
+}
+
+impl Opener {
+    /// Runs `shard` once on `engine` to get its trace.
+    pub fn new(engine: Engine, shard: Shard) -> Result<Self> {
+        let run = engine.run(&shard)?;
+        let sku = engine.sku().clone();
+        let weights = WeightRoot::new(&sku)?;
+        let prompt_leaves: Vec<(u64, B256)> = shard
+            .prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let leaf =
+                    verinfer_primitives::merkle::hash_leaf(&Prompt::Tokens(p.clone()).leaf_bytes());
+                (i as u64, leaf)
+            })
+            .collect();
+        let prompts = SparseMerkleTree::from_indexed_leaves(prompt_leaves)?;
+        Ok(Opener {
+            addrs: RowAddresses::new(sku.config()),
+            program: engine.program(&shard),
+            input_root: shard.input_root(),
+            trace: run.trace,
+            engine,
+            shard,
+            weights,
+            prompts,
+        })
+    }
+
+    /// The shard's trace (its root is the receipt's `traceRoot`).
+    pub fn trace(&self) -> &TraceState {
+        &self.trace
+    }
+
+    /// The program of the shard.
+    pub fn program(&self) -> Program {
+        self.program
+    }
+
+    /// The row-address scheme of the SKU.
+    pub fn addresses(&self) -> RowAddresses {
+        self.addrs
+    }
+
+    /// Replays the shard up to `step` and returns its opening (output and input tensors).
+    pub fn reproduce(&self, step: u64) -> Result<StepOpening> {
+        Ok(self.engine.reproduce_step(&self.shard, step)?)
+    }
+
+    /// What the game holds when step `step` is disputed at (`row`, `col`) and the trace is this
+    /// one: the agreed state before the step and the state after it.
+    pub fn context(&self, step: u64, row: u32, col: u32) -> Result<StepContext> {
+        Ok(StepContext {
+            skuId: self.engine.sku().id(),
+            inputRoot: self.input_root,
+            loRoot: self.trace.state_root(step.checked_sub(1))?,
+            hiRoot: self.trace.state_root(Some(step))?,
+            step,
+            stepCount: self.trace.step_count(),
+            row,
+            col,
+        })
+    }
+
+    /// The defender's opening of entry (`row`, `col`) of step `step` from a replay `op` of it.
+    pub fn open(&self, op: &StepOpening, row: u32, col: u32) -> Result<StepProof> {
+        let step = op.info.step;
+        let (out_row, out_proof) = tensor_row(&op.output, row as u64)?;
+        let out = (
+            op.output.root(),
+            op.state_proof_post.siblings.clone(),
+            out_row,
+            out_proof,
+        );
+        let is_gemm = matches!(op.info.kind, StepKind::LmHead)
+            || matches!(op.info.kind, StepKind::Layer { op: lop, .. } if lop.matrix().is_some());
+        if is_gemm {
+            return self.open_gemm(op, out, row, col).map(StepProof::Gemm);
+        }
+        let mut p = RowProof {
+            outRoot: out.0,
+            stepProof: out.1,
+            outRow: out.2,
+            outRowProof: out.3,
+            inputs: Vec::new(),
+            vectors: Vec::new(),
+            leaves: Vec::new(),
+        };
+        let row = row as u64;
+        let (hq, hkv, s) = (self.addrs.heads, self.addrs.kv_heads, self.addrs.max_seq);
+        let round = op.info.round;
+        match op.info.kind {
+            StepKind::Embed => self.open_embed(op, &mut p, row)?,
+            StepKind::FinalNorm => {
+                p.inputs.push(self.input(op, step - 1, row)?);
+                if round == 0 && row % s != s - 1 {
+                    p.inputs.push(self.input(op, step - 1, row + 1)?);
+                }
+            }
+            StepKind::Argmax => {
+                p.inputs.push(self.input(op, step - 1, row)?);
+                p.vectors.push(self.scales("lm_head")?);
+            }
+            StepKind::LmHead => unreachable!("handled as a GEMM"),
+            StepKind::Layer { layer: l, op: lop } => {
+                let m = |x: &str| format!("layers.{l}.{x}");
+                match lop {
+                    LayerOp::AttnNorm | LayerOp::FfnNorm => {
+                        p.inputs.push(self.input(op, step - 1, row)?)
+                    }
+                    LayerOp::RopeQ | LayerOp::RopeK => {
+                        let (heads, x, norm) = if lop == LayerOp::RopeQ {
+                            (hq, "q", 4)
+                        } else {
+                            (hkv, "k", 5)
+                        };
+                        let t = row / heads;
+                        p.inputs.push(self.input(op, step - 3, t)?);
+                        p.inputs.push(self.input(op, step - norm, t)?);
+                        p.vectors.push(self.scales(&m(x))?);
+                        if self.engine.sku().config().qkv_bias {
+                            p.vectors.push(self.table(&m(&format!("{x}.b")))?);
+                        }
+                        let (data, proof) = rope_row(self.engine.sku(), (t % s) as usize)?;
+                        p.leaves.push(LeafOpening {
+                            root: self.engine.sku().section("rope")?.root,
+                            rootProof: self.weights.proof("rope")?,
+                            data: data.into(),
+                            proof,
+                        });
+                    }
+                    LayerOp::Value => {
+                        let t = row / hkv;
+                        p.inputs.push(self.input(op, step - 3, t)?);
+                        p.inputs.push(self.input(op, step - 6, t)?);
+                        p.vectors.push(self.scales(&m("v"))?);
+                        if self.engine.sku().config().qkv_bias {
+                            p.vectors.push(self.table(&m("v.b"))?);
+                        }
+                    }
+                    LayerOp::Scores => {
+                        let q = self.input(op, step - 3, row)?;
+                        let (prompt, pos) = self.locate_head(row);
+                        let u = col as u64;
+                        let k = if q.row.is_empty() || u > pos {
+                            empty_opening()
+                        } else {
+                            self.kv(op, l, LayerOp::RopeK, prompt, u, (row % hq) / (hq / hkv))?
+                        };
+                        p.inputs.push(q);
+                        p.inputs.push(k);
+                    }
+                    LayerOp::Softmax => {
+                        p.inputs.push(self.input(op, step - 1, row)?);
+                        p.inputs.push(self.input(op, step - 4, row)?);
+                        p.vectors.push(self.table("exp2")?);
+                    }
+                    LayerOp::Pv => {
+                        let sm = self.input(op, step - 1, row)?;
+                        let present = !sm.row.is_empty();
+                        p.inputs.push(sm);
+                        if present {
+                            let (prompt, pos) = self.locate_head(row);
+                            let g = (row % hq) / (hq / hkv);
+                            for u in 0..=pos {
+                                p.inputs.push(self.kv(op, l, LayerOp::Value, prompt, u, g)?);
+                            }
+                        }
+                    }
+                    LayerOp::AttnOut => {
+                        for h in 0..hq {
+                            p.inputs.push(self.input(op, step - 1, row * hq + h)?);
+                        }
+                    }
+                    LayerOp::AttnResidual | LayerOp::FfnResidual => {
+                        let (back, x) = if lop == LayerOp::AttnResidual {
+                            (13, "o")
+                        } else {
+                            (6, "down")
+                        };
+                        p.inputs.push(self.input(op, step - back, row)?);
+                        p.inputs.push(self.input(op, step - 1, row)?);
+                        p.inputs.push(self.input(op, step - 2, row)?);
+                        p.vectors.push(self.scales(&m(x))?);
+                    }
+                    LayerOp::SiluMul => {
+                        p.inputs.push(self.input(op, step - 2, row)?);
+                        p.inputs.push(self.input(op, step - 1, row)?);
+                        p.inputs.push(self.input(op, step - 3, row)?);
+                        p.vectors.push(self.scales(&m("gate"))?);
+                        p.vectors.push(self.scales(&m("up"))?);
+                        p.vectors.push(self.table("sigmoid")?);
+                    }
+                    _ => unreachable!("GEMM layer ops are handled above"),
+                }
+            }
+        }
+        Ok(StepProof::Row(p))
+    }
+
+    /// (prompt, position) of a per-query-head row.
+    fn locate_head(&self, row: u64) -> (u64, u64) {
+        let t = row / self.addrs.heads;
+        (t / self.addrs.max_seq, t % self.addrs.max_seq)
+    }
+
+    /// Row `address` of the output of `step` (an input of `op`), opened against the agreed
+    /// state (the state before `op`'s step).
+    fn input(&self, op: &StepOpening, step: u64, address: u64) -> Result<Opening> {
+        let t = op
+            .inputs
+            .iter()
+            .find(|t| t.step == step)
+            .ok_or(DisputeError::MissingTensor(step))?;
+        let (row, row_proof) = tensor_row(t, address)?;
+        Ok(Opening {
+            step,
+            root: t.root(),
+            stepProof: self
+                .trace
+                .proof(step, op.info.step.checked_sub(1))?
+                .siblings,
+            row,
+            rowProof: row_proof,
+        })
+    }
+
+    /// The key (`RopeK`) or value row of position `u` of `prompt`, kv head `g`, from the round
+    /// that produced that position.
+    fn kv(
+        &self,
+        op: &StepOpening,
+        layer: usize,
+        which: LayerOp,
+        prompt: u64,
+        u: u64,
+        g: u64,
+    ) -> Result<Opening> {
+        let round = self
+            .shard
+            .round_of(prompt as usize, u as usize)
+            .ok_or(DisputeError::NoSuchPosition { prompt, pos: u })?;
+        let step = self
+            .program
+            .step_id(round, StepKind::Layer { layer, op: which });
+        self.input(
+            op,
+            step,
+            self.addrs.kv_head(prompt as usize, u as usize, g as usize),
+        )
+    }
+
+    /// A matrix's scales vector beside its rows root.
+    fn scales(&self, matrix: &str) -> Result<VectorOpening> {
+        let sku = self.engine.sku();
+        Ok(VectorOpening {
+            data: vector_bytes(sku, &format!("{matrix}.s"))?.into(),
+            rowsRoot: matrix_roots(sku, matrix)?.rows,
+            weightProof: self.weights.proof(matrix)?,
+        })
+    }
+
+    /// A table or bias vector (its own weight-root leaf).
+    fn table(&self, name: &str) -> Result<VectorOpening> {
+        Ok(VectorOpening {
+            data: vector_bytes(self.engine.sku(), name)?.into(),
+            rowsRoot: B256::ZERO,
+            weightProof: self.weights.proof(name)?,
+        })
+    }
+
+    fn open_embed(&self, op: &StepOpening, p: &mut RowProof, row: u64) -> Result<()> {
+        let s = self.addrs.max_seq;
+        let (prompt, pos) = (row / s, row % s);
+        let cfg = self.engine.sku().config();
+        if op.info.round == 0 {
+            let (data, proof) = row_in(
+                &self.prompts,
+                || {
+                    self.shard
+                        .prompts
+                        .get(prompt as usize)
+                        .map(|ids| Prompt::Tokens(ids.clone()).leaf_bytes())
+                        .unwrap_or_default()
+                },
+                prompt,
+            )?;
+            let leaf = LeafOpening {
+                root: self.input_root,
+                rootProof: Vec::new(),
+                data,
+                proof,
+            };
+            let id = self
+                .shard
+                .prompts
+                .get(prompt as usize)
+                .and_then(|ids| ids.get(pos as usize).copied());
+            p.leaves.extend(self.embedding(id)?);
+            p.leaves.push(leaf);
+        } else {
+            if pos == 0 {
+                return Ok(());
+            }
+            let tok = self.input(op, op.info.step - 1, row - 1)?;
+            let id = (tok.row.len() == 4)
+                .then(|| u32::from_be_bytes([tok.row[0], tok.row[1], tok.row[2], tok.row[3]]))
+                .filter(|id| !cfg.eos_ids.contains(id));
+            p.inputs.push(tok);
+            p.leaves.extend(self.embedding(id)?);
+        }
+        Ok(())
+    }
+
+    /// The embedding row of token `id` and its scale chunk (two empty openings without a token).
+    fn embedding(&self, id: Option<u32>) -> Result<[LeafOpening; 2]> {
+        let Some(id) = id else {
+            return Ok([empty_leaf(), empty_leaf()]);
+        };
+        let sku = self.engine.sku();
+        let roots = matrix_roots(sku, "embed")?;
+        let (row, row_proof) = matrix_row(sku, "embed", id as usize)?;
+        let (chunk, chunk_proof) = vector_chunk(sku, "embed.s", id as usize / 256)?;
+        Ok([
+            LeafOpening {
+                root: roots.rows,
+                rootProof: self.weights.half_proof(sku, "embed", 0)?,
+                data: row.into(),
+                proof: row_proof,
+            },
+            LeafOpening {
+                root: roots.scales,
+                rootProof: self.weights.half_proof(sku, "embed", 1)?,
+                data: chunk.into(),
+                proof: chunk_proof,
+            },
+        ])
+    }
+
+    fn open_gemm(
+        &self,
+        op: &StepOpening,
+        out: (B256, Vec<B256>, Bytes, Vec<B256>),
+        row: u32,
+        col: u32,
+    ) -> Result<GemmProof> {
+        let step = op.info.step;
+        let in_step = self
+            .program
+            .inputs(step)?
+            .first()
+            .copied()
+            .ok_or(DisputeError::MissingTensor(step))?;
+        let input = self.input(op, in_step, row as u64)?;
+        let matrix = match op.info.kind {
+            StepKind::Layer { layer, op: lop } => {
+                format!("layers.{layer}.{}", lop.matrix().unwrap_or_default())
+            }
+            _ => "lm_head".to_string(),
+        };
+        let sku = self.engine.sku();
+        let roots = matrix_roots(sku, &matrix)?;
+        let n = sku.section(&format!("{matrix}.w"))?.rows as u64;
+        let col64 = col as u64;
+        // A column past the output channels is proven absent like any row past a tree's end.
+        let (w_row, w_proof) = if col64 < n {
+            let (b, p) = matrix_row(sku, &matrix, col as usize)?;
+            (Bytes::from(b), p)
+        } else {
+            let data = sku.section_bytes(&format!("{matrix}.w"))?;
+            let cols = sku.section(&format!("{matrix}.w"))?.cols.max(1);
+            let leaves: Vec<(u64, B256)> = data
+                .chunks(cols)
+                .enumerate()
+                .map(|(i, r)| (i as u64, verinfer_primitives::merkle::hash_leaf(r)))
+                .collect();
+            let tree = SparseMerkleTree::from_indexed_leaves(leaves)?;
+            row_in(&tree, Vec::new, col64)?
+        };
+        Ok(GemmProof {
+            outRoot: out.0,
+            stepProof: out.1,
+            outRow: out.2,
+            outRowProof: out.3,
+            inRoot: input.root,
+            inStepProof: input.stepProof,
+            inRow: input.row,
+            inRowProof: input.rowProof,
+            rowsRoot: roots.rows,
+            scalesRoot: roots.scales,
+            matrixProof: self.weights.proof(&matrix)?,
+            wRow: w_row,
+            wRowProof: w_proof,
+        })
+    }
+}

@@ -1,0 +1,316 @@
+//! The engine against the L1: every step of real traces (tiny Llama and Qwen2 SKUs, prompts of
+//! different lengths, decode rounds, a prompt stopped by EOS) is opened by `Opener` and checked
+//! by the Solidity `StepProver` in revm. Honest openings of every present row (and of absent
+//! rows, in range and past the tree) must be proven; a tampered output row (or a row where none
+//! should be) must be found fraudulent.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, Bytes, B256};
+use alloy::sol_types::{SolCall, SolConstructor};
+use verinfer_dispute::{Opener, StepContext, StepProof};
+use verinfer_l1::bindings::{OneStepVerifier, SkuRegistry, StepProver};
+use verinfer_l1::evm::Evm;
+use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::{MerkleProof, SparseMerkleTree};
+use verinfer_prover::{
+    sku, Backend, BuildOptions, Checkpoint, Engine, Shard, Sku, StepKind, StepOpening, SynthSpec,
+};
+
+const MAX_SEQ: usize = 32;
+
+fn build_sku(spec: &SynthSpec, dir: &Path, eos: Option<&[u32]>) -> Arc<Sku> {
+    spec.write(dir).unwrap();
+    if let Some(eos) = eos {
+        let path = dir.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg["eos_token_id"] = serde_json::json!(eos);
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+    let ck = Checkpoint::open(dir).unwrap();
+    let bytes = sku::build(&ck, &BuildOptions { max_seq: MAX_SEQ }).unwrap();
+    Arc::new(Sku::from_bytes(bytes).unwrap())
+}
+
+/// The SKU registered with its shape, the one-step verifier and the step prover, in revm.
+struct Chain {
+    evm: Evm,
+    prover: Address,
+}
+
+impl Chain {
+    fn new(sku: &Sku) -> Self {
+        let mut evm = Evm::new();
+        let owner = evm.caller();
+        let deploy = |evm: &mut Evm, code: &Bytes, args: Vec<u8>| {
+            let mut init = code.to_vec();
+            init.extend(args);
+            evm.deploy(init.into()).unwrap()
+        };
+        let reg = deploy(
+            &mut evm,
+            &SkuRegistry::BYTECODE,
+            SkuRegistry::constructorCall { owner_: owner }.abi_encode(),
+        );
+        let cfg = sku.config();
+        let h = sku.header();
+        let call = SkuRegistry::registerSkuCall {
+            skuId: sku.id(),
+            sku: SkuRegistry::Sku {
+                weightRoot: h.weight_root,
+                tokenizerHash: h.tokenizer_hash,
+                configHash: h.config_hash,
+                pricePerToken: 1,
+                epsQ32: cfg.eps_q32,
+                softmaxC: cfg.softmax_c,
+                vocab: cfg.valid_vocab as u32,
+                layers: cfg.layers as u16,
+                arithVersion: 2,
+                hasBias: cfg.qkv_bias,
+                active: true,
+            },
+        };
+        evm.send(reg, call.abi_encode().into()).unwrap();
+        let shape = SkuRegistry::setShapeCall {
+            skuId: sku.id(),
+            shape: SkuRegistry::Shape {
+                heads: cfg.heads as u16,
+                kvHeads: cfg.kv_heads as u16,
+                headDim: cfg.head_dim as u16,
+                maxSeq: cfg.max_seq as u32,
+                eosIds: cfg.eos_ids.clone(),
+            },
+        };
+        evm.send(reg, shape.abi_encode().into()).unwrap();
+        let verifier = deploy(&mut evm, &OneStepVerifier::BYTECODE, Vec::new());
+        let prover = deploy(
+            &mut evm,
+            &StepProver::BYTECODE,
+            StepProver::constructorCall {
+                skus_: reg,
+                verifier_: verifier,
+            }
+            .abi_encode(),
+        );
+        Chain { evm, prover }
+    }
+
+    /// The verdict (true = fraud) or the revert.
+    fn check(&mut self, c: &StepContext, p: &StepProof) -> Result<bool, String> {
+        let data: Vec<u8> = match p {
+            StepProof::Gemm(g) => StepProver::checkGemmCall {
+                c: c.clone(),
+                p: g.clone(),
+            }
+            .abi_encode(),
+            StepProof::Row(r) => StepProver::checkRowCall {
+                c: c.clone(),
+                p: r.clone(),
+            }
+            .abi_encode(),
+        };
+        let out = self.evm.call(self.prover, data.into())?;
+        // Both calls return the verdict first.
+        Ok(out.output.get(31).copied() == Some(1))
+    }
+}
+
+/// Replaces the named output row of `p` by `row` (empty: no row) and returns the context of the
+/// trace that would commit it.
+fn tamper(op: &StepOpening, c: &StepContext, p: &mut StepProof, row: Vec<u8>) -> StepContext {
+    let at = c.row as u64;
+    let mut leaves: Vec<(u64, B256)> = op
+        .output
+        .addresses
+        .iter()
+        .filter(|&&a| a != at)
+        .map(|&a| (a, op.output.leaf(a)))
+        .collect();
+    if !row.is_empty() {
+        leaves.push((at, hash_leaf(&row)));
+        leaves.sort_by_key(|l| l.0);
+    }
+    let tree = SparseMerkleTree::from_indexed_leaves(leaves).unwrap();
+    let (root, proof) = (tree.root(), tree.proof(at).unwrap().siblings);
+    let step_proof = op.state_proof_post.clone();
+    let mut c2 = c.clone();
+    c2.hiRoot = MerkleProof {
+        index: step_proof.index,
+        siblings: step_proof.siblings,
+    }
+    .compute_root(root);
+    let bytes = Bytes::from(row);
+    match p {
+        StepProof::Gemm(g) => {
+            g.outRoot = root;
+            g.outRow = bytes;
+            g.outRowProof = proof;
+        }
+        StepProof::Row(r) => {
+            r.outRoot = root;
+            r.outRow = bytes;
+            r.outRowProof = proof;
+        }
+    }
+    c2
+}
+
+/// Flips one byte of the element the entry names (GEMM: 4-byte column, scores: 8-byte column)
+/// or of the row's last byte.
+fn corrupt(kind: StepKind, is_scores: bool, is_gemm: bool, mut row: Vec<u8>, col: u32) -> Vec<u8> {
+    let at = if is_gemm {
+        col as usize * 4 + 3
+    } else if is_scores {
+        col as usize * 8 + 7
+    } else {
+        row.len() - 1
+    };
+    let _ = kind;
+    row[at] ^= 0x01;
+    row
+}
+
+struct Tally {
+    honest: usize,
+    frauds: usize,
+}
+
+fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tally {
+    let dir = tempfile::tempdir().unwrap();
+    let sku = build_sku(&spec, dir.path(), eos.as_deref());
+    let engine = Engine::new(sku.clone(), Backend::Reference).unwrap();
+    let opener = Opener::new(engine, shard.clone()).unwrap();
+    let mut chain = Chain::new(&sku);
+    let addrs = opener.addresses();
+    let mut tally = Tally {
+        honest: 0,
+        frauds: 0,
+    };
+    for step in 0..opener.program().step_count() {
+        let op = opener.reproduce(step).unwrap();
+        let kind = op.info.kind;
+        let is_gemm = matches!(kind, StepKind::LmHead)
+            || matches!(kind, StepKind::Layer { op: l, .. } if l.matrix().is_some());
+        let is_scores = matches!(
+            kind,
+            StepKind::Layer {
+                op: verinfer_prover::LayerOp::Scores,
+                ..
+            }
+        );
+        let present: Vec<u64> = op.output.addresses.clone();
+        // Absent rows: the slot after a prompt's last token, and far past every tree.
+        let per_token = match kind.layout() {
+            verinfer_prover::RowLayout::Token => 1,
+            verinfer_prover::RowLayout::QueryHead => addrs.heads,
+            verinfer_prover::RowLayout::KvHead => addrs.kv_heads,
+        };
+        let after_first = addrs.token(0, shard.prompts[0].len() + shard.max_new_tokens) * per_token;
+        let absent = [after_first, 1 << 30];
+        for &row in present.iter().chain(absent.iter()) {
+            let row32 = row as u32;
+            let cols: Vec<u32> = if is_gemm {
+                let n = present
+                    .first()
+                    .map_or(0, |&a| op.output.row_bytes(a).len() as u32 / 4);
+                vec![0, n.saturating_sub(1), n]
+            } else if is_scores {
+                let pos = (row / addrs.heads) % addrs.max_seq;
+                vec![0, pos as u32, pos as u32 + 1]
+            } else {
+                vec![0]
+            };
+            for &col in &cols {
+                let c = opener.context(step, row32, col).unwrap();
+                let p = opener.open(&op, row32, col).unwrap();
+                let verdict = chain
+                    .check(&c, &p)
+                    .unwrap_or_else(|e| panic!("{} row {row} col {col}: {e}", op.info.label()));
+                assert!(
+                    !verdict,
+                    "{} row {row} col {col}: honest opening judged fraud",
+                    op.info.label()
+                );
+                tally.honest += 1;
+            }
+        }
+        // One tampered present row per step (the first), and a row invented where none is.
+        if let Some(&row) = present.first() {
+            let col = 0;
+            let c = opener.context(step, row as u32, col).unwrap();
+            let mut p = opener.open(&op, row as u32, col).unwrap();
+            let bad = corrupt(kind, is_scores, is_gemm, op.output.row_bytes(row), col);
+            let c2 = tamper(&op, &c, &mut p, bad);
+            let verdict = chain.check(&c2, &p).unwrap();
+            assert!(
+                verdict,
+                "{} row {row}: tampered row not caught",
+                op.info.label()
+            );
+            tally.frauds += 1;
+
+            let c = opener.context(step, after_first as u32, 0).unwrap();
+            let mut p = opener.open(&op, after_first as u32, 0).unwrap();
+            let c2 = tamper(&op, &c, &mut p, op.output.row_bytes(row));
+            let verdict = chain.check(&c2, &p).unwrap();
+            assert!(
+                verdict,
+                "{} row {after_first}: invented row not caught",
+                op.info.label()
+            );
+            tally.frauds += 1;
+        }
+    }
+    tally
+}
+
+fn prompts(valid_vocab: u32) -> Vec<Vec<u32>> {
+    let p = |len: usize, salt: u32| -> Vec<u32> {
+        (0..len as u32)
+            .map(|i| (i * 37 + salt * 11 + 5) % valid_vocab)
+            .collect()
+    };
+    vec![p(5, 1), p(2, 2), p(7, 3)]
+}
+
+#[test]
+fn every_step_of_a_llama_trace_settles() {
+    let spec = SynthSpec::tiny_llama();
+    let shard = Shard {
+        prompts: prompts(spec.tokenizer_vocab as u32),
+        max_new_tokens: 3,
+    };
+    let t = check_every_step(spec, None, shard);
+    assert!(
+        t.honest > 1000 && t.frauds > 100,
+        "{} honest, {} frauds",
+        t.honest,
+        t.frauds
+    );
+}
+
+#[test]
+fn every_step_of_a_qwen2_trace_with_eos_settles() {
+    let spec = SynthSpec::tiny_qwen2();
+    let shard = Shard {
+        prompts: prompts(spec.tokenizer_vocab as u32),
+        max_new_tokens: 3,
+    };
+    // Make the first token prompt 1 generates an EOS id, so it stops after round 0.
+    let dir = tempfile::tempdir().unwrap();
+    let sku = build_sku(&spec, dir.path(), None);
+    let first = Engine::new(sku, Backend::Reference)
+        .unwrap()
+        .run(&shard)
+        .unwrap()
+        .generated[1][0];
+    let t = check_every_step(spec, Some(vec![first]), shard);
+    assert!(
+        t.honest > 1000 && t.frauds > 100,
+        "{} honest, {} frauds",
+        t.honest,
+        t.frauds
+    );
+}
