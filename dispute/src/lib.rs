@@ -11,7 +11,8 @@ pub mod weights;
 
 pub use opener::{Opener, StepProof};
 pub use verinfer_l1::bindings::StepProver::{
-    GemmProof, LeafOpening, Opening, RowProof, StepContext, VectorOpening,
+    GemmProof, LeafOpening, Opening, OutputContext, OutputProof, RowProof, StepContext,
+    VectorOpening,
 };
 
 /// Errors of building an opening.

@@ -2,14 +2,18 @@
 //! them (the doc of `StepProver.checkRow` lists the inputs per op).
 
 use alloy_primitives::{Bytes, B256};
-use verinfer_primitives::job::Prompt;
+use verinfer_primitives::job::{completion_leaf_bytes, Prompt};
+use verinfer_primitives::merkle::hash_leaf;
 use verinfer_primitives::{SparseMerkleTree, TraceState};
 use verinfer_prover::{
     Engine, LayerOp, Program, RowAddresses, Shard, StepKind, StepOpening, TensorOpening,
 };
 
 use crate::weights::{matrix_roots, matrix_row, rope_row, vector_bytes, vector_chunk, WeightRoot};
-use crate::{DisputeError, GemmProof, LeafOpening, Opening, RowProof, StepContext, VectorOpening};
+use crate::{
+    DisputeError, GemmProof, LeafOpening, Opening, OutputContext, OutputProof, RowProof,
+    StepContext, VectorOpening,
+};
 
 /// The defender's calldata for one step: `proveGemm` or `proveRow`.
 #[derive(Debug, Clone)]
@@ -29,6 +33,9 @@ pub struct Opener {
     program: Program,
     input_root: B256,
     prompts: SparseMerkleTree,
+    generated: Vec<Vec<u32>>,
+    output_root: B256,
+    outputs: SparseMerkleTree,
 }
 
 type Result<T> = std::result::Result<T, DisputeError>;
@@ -93,7 +100,17 @@ impl Opener {
             })
             .collect();
         let prompts = SparseMerkleTree::from_indexed_leaves(prompt_leaves)?;
+        let outputs = SparseMerkleTree::from_indexed_leaves(
+            run.generated
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (i as u64, hash_leaf(&completion_leaf_bytes(g))))
+                .collect(),
+        )?;
         Ok(Opener {
+            generated: run.generated,
+            output_root: run.output_root,
+            outputs,
             addrs: RowAddresses::new(sku.config()),
             program: engine.program(&shard),
             input_root: shard.input_root(),
@@ -118,6 +135,78 @@ impl Opener {
     /// The row-address scheme of the SKU.
     pub fn addresses(&self) -> RowAddresses {
         self.addrs
+    }
+
+    /// The generated tokens per prompt (the completions under the receipt's `outputRoot`).
+    pub fn generated(&self) -> &[Vec<u32>] {
+        &self.generated
+    }
+
+    /// What the game holds for an output challenge of completion `prompt` at index `j`.
+    pub fn output_context(&self, prompt: u32, j: u32) -> OutputContext {
+        OutputContext {
+            skuId: self.engine.sku().id(),
+            inputRoot: self.input_root,
+            outputRoot: self.output_root,
+            traceRoot: self.trace.trace_root(),
+            stepCount: self.trace.step_count(),
+            prompt,
+            j,
+        }
+    }
+
+    /// The defender's answer to an output challenge: the completion and prompt leaves and, when
+    /// `j` is inside the completion, the argmax row of round `j` for the prompt.
+    pub fn open_output(&self, prompt: u32, j: u32) -> Result<OutputProof> {
+        let pi = prompt as u64;
+        let (completion, completion_proof) = row_in(
+            &self.outputs,
+            || {
+                self.generated
+                    .get(prompt as usize)
+                    .map(|g| completion_leaf_bytes(g))
+                    .unwrap_or_default()
+            },
+            pi,
+        )?;
+        let ids = self.shard.prompts.get(prompt as usize);
+        let (prompt_bytes, prompt_proof) = row_in(
+            &self.prompts,
+            || {
+                ids.map(|ids| Prompt::Tokens(ids.clone()).leaf_bytes())
+                    .unwrap_or_default()
+            },
+            pi,
+        )?;
+        let mut p = OutputProof {
+            completion,
+            completionProof: completion_proof,
+            prompt: prompt_bytes,
+            promptProof: prompt_proof,
+            pos: 0,
+            argmaxRoot: B256::ZERO,
+            stepProof: Vec::new(),
+            argmaxRow: Bytes::new(),
+            argmaxRowProof: Vec::new(),
+        };
+        let generated = self.generated.get(prompt as usize).map_or(0, Vec::len);
+        let (Some(ids), true) = (ids, (j as usize) < generated) else {
+            return Ok(p);
+        };
+        let pos = ids.len() + j as usize - 1;
+        let step = self.program.step_id(j as usize, StepKind::Argmax);
+        let op = self.reproduce(step)?;
+        let address = self.addrs.token(prompt as usize, pos);
+        let (row, row_proof) = tensor_row(&op.output, address)?;
+        p.pos = pos as u32;
+        p.argmaxRoot = op.output.root();
+        p.stepProof = self
+            .trace
+            .proof(step, Some(self.trace.step_count() - 1))?
+            .siblings;
+        p.argmaxRow = row;
+        p.argmaxRowProof = row_proof;
+        Ok(p)
     }
 
     /// Replays the shard up to `step` and returns its opening (output and input tensors).

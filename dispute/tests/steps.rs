@@ -4,118 +4,14 @@
 //! rows, in range and past the tree) must be proven; a tampered output row (or a row where none
 //! should be) must be found fraudulent.
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
-use alloy::primitives::{Address, Bytes, B256};
-use alloy::sol_types::{SolCall, SolConstructor};
+use alloy::primitives::{Bytes, B256};
+use common::{build_sku, prompts, Chain};
 use verinfer_dispute::{Opener, StepContext, StepProof};
-use verinfer_l1::bindings::{OneStepVerifier, SkuRegistry, StepProver};
-use verinfer_l1::evm::Evm;
 use verinfer_primitives::merkle::hash_leaf;
 use verinfer_primitives::{MerkleProof, SparseMerkleTree};
-use verinfer_prover::{
-    sku, Backend, BuildOptions, Checkpoint, Engine, Shard, Sku, StepKind, StepOpening, SynthSpec,
-};
-
-const MAX_SEQ: usize = 32;
-
-fn build_sku(spec: &SynthSpec, dir: &Path, eos: Option<&[u32]>) -> Arc<Sku> {
-    spec.write(dir).unwrap();
-    if let Some(eos) = eos {
-        let path = dir.join("config.json");
-        let mut cfg: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        cfg["eos_token_id"] = serde_json::json!(eos);
-        std::fs::write(&path, cfg.to_string()).unwrap();
-    }
-    let ck = Checkpoint::open(dir).unwrap();
-    let bytes = sku::build(&ck, &BuildOptions { max_seq: MAX_SEQ }).unwrap();
-    Arc::new(Sku::from_bytes(bytes).unwrap())
-}
-
-/// The SKU registered with its shape, the one-step verifier and the step prover, in revm.
-struct Chain {
-    evm: Evm,
-    prover: Address,
-}
-
-impl Chain {
-    fn new(sku: &Sku) -> Self {
-        let mut evm = Evm::new();
-        let owner = evm.caller();
-        let deploy = |evm: &mut Evm, code: &Bytes, args: Vec<u8>| {
-            let mut init = code.to_vec();
-            init.extend(args);
-            evm.deploy(init.into()).unwrap()
-        };
-        let reg = deploy(
-            &mut evm,
-            &SkuRegistry::BYTECODE,
-            SkuRegistry::constructorCall { owner_: owner }.abi_encode(),
-        );
-        let cfg = sku.config();
-        let h = sku.header();
-        let call = SkuRegistry::registerSkuCall {
-            skuId: sku.id(),
-            sku: SkuRegistry::Sku {
-                weightRoot: h.weight_root,
-                tokenizerHash: h.tokenizer_hash,
-                configHash: h.config_hash,
-                pricePerToken: 1,
-                epsQ32: cfg.eps_q32,
-                softmaxC: cfg.softmax_c,
-                vocab: cfg.valid_vocab as u32,
-                layers: cfg.layers as u16,
-                arithVersion: 2,
-                hasBias: cfg.qkv_bias,
-                active: true,
-            },
-        };
-        evm.send(reg, call.abi_encode().into()).unwrap();
-        let shape = SkuRegistry::setShapeCall {
-            skuId: sku.id(),
-            shape: SkuRegistry::Shape {
-                heads: cfg.heads as u16,
-                kvHeads: cfg.kv_heads as u16,
-                headDim: cfg.head_dim as u16,
-                maxSeq: cfg.max_seq as u32,
-                eosIds: cfg.eos_ids.clone(),
-            },
-        };
-        evm.send(reg, shape.abi_encode().into()).unwrap();
-        let verifier = deploy(&mut evm, &OneStepVerifier::BYTECODE, Vec::new());
-        let prover = deploy(
-            &mut evm,
-            &StepProver::BYTECODE,
-            StepProver::constructorCall {
-                skus_: reg,
-                verifier_: verifier,
-            }
-            .abi_encode(),
-        );
-        Chain { evm, prover }
-    }
-
-    /// The verdict (true = fraud) or the revert.
-    fn check(&mut self, c: &StepContext, p: &StepProof) -> Result<bool, String> {
-        let data: Vec<u8> = match p {
-            StepProof::Gemm(g) => StepProver::checkGemmCall {
-                c: c.clone(),
-                p: g.clone(),
-            }
-            .abi_encode(),
-            StepProof::Row(r) => StepProver::checkRowCall {
-                c: c.clone(),
-                p: r.clone(),
-            }
-            .abi_encode(),
-        };
-        let out = self.evm.call(self.prover, data.into())?;
-        // Both calls return the verdict first.
-        Ok(out.output.get(31).copied() == Some(1))
-    }
-}
+use verinfer_prover::{Backend, Engine, Shard, StepKind, StepOpening, SynthSpec};
 
 /// Replaces the named output row of `p` by `row` (empty: no row) and returns the context of the
 /// trace that would commit it.
@@ -178,6 +74,7 @@ struct Tally {
 }
 
 fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tally {
+    let spec_name = format!("{:?}", spec.arch);
     let dir = tempfile::tempdir().unwrap();
     let sku = build_sku(&spec, dir.path(), eos.as_deref());
     let engine = Engine::new(sku.clone(), Backend::Reference).unwrap();
@@ -263,16 +160,11 @@ fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tal
             tally.frauds += 1;
         }
     }
+    eprintln!(
+        "{}: {} honest openings proven, {} frauds caught",
+        spec_name, tally.honest, tally.frauds
+    );
     tally
-}
-
-fn prompts(valid_vocab: u32) -> Vec<Vec<u32>> {
-    let p = |len: usize, salt: u32| -> Vec<u32> {
-        (0..len as u32)
-            .map(|i| (i * 37 + salt * 11 + 5) % valid_vocab)
-            .collect()
-    };
-    vec![p(5, 1), p(2, 2), p(7, 3)]
 }
 
 #[test]

@@ -4,7 +4,7 @@ pragma solidity 0.8.30;
 import {Receipt} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
-import {StepProver, StepContext, GemmProof, RowProof} from "./StepProver.sol";
+import {StepProver, StepContext, GemmProof, RowProof, OutputContext, OutputProof} from "./StepProver.sol";
 
 /// @notice The inbox calls of the game.
 interface IInboxGame {
@@ -84,6 +84,8 @@ contract DisputeGame {
         bytes32 receiptHash;
         bytes32 skuId;
         bytes32 inputRoot;
+        bytes32 outputRoot; // set for output challenges only
+        bool output; // an output challenge (completion `row`, index `col`), not a trace dispute
     }
 
     error BondTooSmall(uint256 sent, uint256 minBond);
@@ -103,6 +105,7 @@ contract DisputeGame {
     error TransferFailed(address to, uint256 amount);
     error BadConfig();
     error ShapeNotSet(bytes32 skuId);
+    error WrongGameKind(uint256 gameId, bool output);
 
     event GameOpened(
         uint256 indexed gameId,
@@ -191,6 +194,49 @@ contract DisputeGame {
         payable
         returns (uint256 gameId)
     {
+        Game storage g;
+        (gameId, g) = _start(batchId, receipt, index, proof, false);
+        if (g.phase == Phase.Resolved) return gameId;
+        g.phase = receipt.stepCount == 1 ? Phase.Name : Phase.Bisect;
+    }
+
+    /// @notice Challenges the completions of receipt `index` of batch `batchId`: claims that
+    /// completion `prompt` is not what the receipt's own trace generated at index `j` (or, for
+    /// `j` equal to its length, that it should not end there). Same bond, caller and window rules
+    /// as `open`; at most one output challenge per receipt, beside at most one trace dispute.
+    /// The defender answers with `proveOutput` (no bisection: the trace root is the receipt's).
+    /// @param batchId The batch.
+    /// @param receipt The receipt.
+    /// @param index Its position in the batch.
+    /// @param proof Merkle siblings of its leaf in the batch.
+    /// @param prompt The completion (prompt index in the shard).
+    /// @param j The generated index disputed.
+    /// @return gameId The new game.
+    function openOutput(
+        uint256 batchId,
+        Receipt calldata receipt,
+        uint256 index,
+        bytes32[] calldata proof,
+        uint32 prompt,
+        uint32 j
+    ) external payable returns (uint256 gameId) {
+        Game storage g;
+        (gameId, g) = _start(batchId, receipt, index, proof, true);
+        if (g.phase == Phase.Resolved) return gameId;
+        g.output = true;
+        g.outputRoot = receipt.outputRoot;
+        g.row = prompt;
+        g.col = j;
+        g.phase = Phase.Prove;
+        emit EntryNamed(gameId, g.hi, prompt, j);
+    }
+
+    /// @dev Checks the challenger and the receipt, records the game, and resolves it at once
+    /// when the receipt is an invalid commitment.
+    function _start(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof, bool output)
+        internal
+        returns (uint256 gameId, Game storage g)
+    {
         if (msg.sender == receipt.worker) revert SelfChallenge();
         // Challengers are staked verifiers (role 2): every step has an on-chain opening, but the
         // longest rows (pv at long contexts, silu_mul, argmax at real dims) still exceed a
@@ -200,12 +246,12 @@ contract DisputeGame {
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
-        bytes32 key = keccak256(abi.encode(batchId, receiptHash));
+        bytes32 key = _key(batchId, receiptHash, output);
         if (gameIdPlusOne[key] != 0) revert GameExists(gameIdPlusOne[key] - 1);
         inbox.onDisputeOpened(batchId);
         gameId = games.length;
         gameIdPlusOne[key] = gameId + 1;
-        Game storage g = games.push();
+        g = games.push();
         g.challenger = msg.sender;
         g.defender = receipt.worker;
         g.lastMoveAt = uint64(block.timestamp);
@@ -224,10 +270,13 @@ contract DisputeGame {
         uint256 spr = skus.stepsPerRound(receipt.skuId);
         if (receipt.stepCount == 0 || receipt.stepCount % spr != 0 || receipt.traceRoot == bytes32(0)) {
             _resolve(gameId, g, true, Reason.InvalidCommitment);
-            return gameId;
+            return (gameId, g);
         }
         g.loRoot = Merkle.zeroHash(Merkle.depthFor(receipt.stepCount));
-        g.phase = receipt.stepCount == 1 ? Phase.Name : Phase.Bisect;
+    }
+
+    function _key(uint256 batchId, bytes32 receiptHash, bool output) internal pure returns (bytes32) {
+        return output ? keccak256(abi.encode(batchId, receiptHash, true)) : keccak256(abi.encode(batchId, receiptHash));
     }
 
     // ------------------------------------------------------------------ bisection
@@ -296,6 +345,7 @@ contract DisputeGame {
     /// @param p The opening.
     function proveGemm(uint256 gameId, GemmProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
+        if (g.output) revert WrongGameKind(gameId, true);
         (bool fraud, int256 committed, int256 recomputed) = prover.checkGemm(_context(g), p);
         emit StepProven(gameId, g.lo, committed, recomputed);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
@@ -307,8 +357,29 @@ contract DisputeGame {
     /// @param p The opening.
     function proveRow(uint256 gameId, RowProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
+        if (g.output) revert WrongGameKind(gameId, true);
         (bool fraud, bytes32 committed, bytes32 recomputed) = prover.checkRow(_context(g), p);
         emit RowProven(gameId, g.lo, committed, recomputed);
+        _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
+    }
+
+    /// @notice Defender: opens the challenged completion against the receipt's trace
+    /// (`StepProver.checkOutput`); the game resolves on the verdict.
+    /// @param gameId The game.
+    /// @param p The opening.
+    function proveOutput(uint256 gameId, OutputProof calldata p) external {
+        Game storage g = _move(gameId, Phase.Prove, true);
+        if (!g.output) revert WrongGameKind(gameId, false);
+        OutputContext memory c = OutputContext({
+            skuId: g.skuId,
+            inputRoot: g.inputRoot,
+            outputRoot: g.outputRoot,
+            traceRoot: g.hiRoot,
+            stepCount: g.stepCount,
+            prompt: g.row,
+            j: g.col
+        });
+        bool fraud = prover.checkOutput(c, p);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
 
@@ -377,7 +448,17 @@ contract DisputeGame {
     /// @return exists Whether a game was opened.
     /// @return gameId Its id.
     function gameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
-        uint256 v = gameIdPlusOne[keccak256(abi.encode(batchId, receiptHash))];
+        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, false)];
+        return (v != 0, v == 0 ? 0 : v - 1);
+    }
+
+    /// @notice The output challenge of receipt `receiptHash` in batch `batchId`.
+    /// @param batchId The batch.
+    /// @param receiptHash The receipt.
+    /// @return exists Whether one was opened.
+    /// @return gameId Its id.
+    function outputGameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
+        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, true)];
         return (v != 0, v == 0 ? 0 : v - 1);
     }
 

@@ -103,6 +103,34 @@ struct LeafOpening {
     bytes32[] proof;
 }
 
+/// @notice What an output challenge is about: the receipt's roots and the named completion
+/// `prompt` at generated index `j`.
+struct OutputContext {
+    bytes32 skuId;
+    bytes32 inputRoot;
+    bytes32 outputRoot;
+    bytes32 traceRoot;
+    uint64 stepCount;
+    uint32 prompt;
+    uint32 j;
+}
+
+/// @notice The defender's opening of one completion against the receipt's own trace: the
+/// completion leaf (under outputRoot), the prompt leaf (under inputRoot), and the argmax row
+/// of round `j` for that prompt (its tensor root as a leaf of the final trace state). `pos` is
+/// the row's position, read only for a text prompt (whose token count the L1 cannot know).
+struct OutputProof {
+    bytes completion;
+    bytes32[] completionProof;
+    bytes prompt;
+    bytes32[] promptProof;
+    uint32 pos;
+    bytes32 argmaxRoot;
+    bytes32[] stepProof;
+    bytes argmaxRow;
+    bytes32[] argmaxRowProof;
+}
+
 /// @notice The defender's opening of one output row (one element for scores) of a non-GEMM step.
 struct RowProof {
     bytes32 outRoot;
@@ -346,6 +374,58 @@ contract StepProver {
         fraud = recomputedHash != committedHash;
     }
 
+    // ------------------------------------------------------------------ outputs
+
+    /// @notice Settles an output challenge: is completion `prompt` of the receipt what its own
+    /// trace generated? A completion is consistent when it has 1 to R tokens (R = rounds), no EOS
+    /// id before its last token, ends on an EOS id or after R tokens, and token `j` equals the
+    /// argmax row of round `j` at the prompt's position `len + j − 1`. Any inconsistency of the
+    /// opened completion is fraud, whatever `j` the challenger named; `j` past the end only
+    /// checks the stop rule.
+    /// @param c The challenge.
+    /// @param p The opening.
+    /// @return fraud Whether the receipt's completion contradicts its trace.
+    function checkOutput(OutputContext calldata c, OutputProof calldata p) external view returns (bool fraud) {
+        if (!_rowIn(c.outputRoot, c.prompt, p.completion, p.completionProof)) revert ProofMismatch("completion");
+        if (!_rowIn(c.inputRoot, c.prompt, p.prompt, p.promptProof)) revert ProofMismatch("prompt");
+        bytes calldata comp = p.completion;
+        if (p.prompt.length == 0) return comp.length != 0;
+        SkuRegistry.Shape memory sh = skus.shapeOf(c.skuId);
+        uint256 spr = 19 * uint256(skus.get(c.skuId).layers) + 4;
+        uint256 g = comp.length / 4;
+        if (comp.length % 4 != 0 || g == 0 || g > c.stepCount / spr) return true;
+        for (uint256 i = 0; i + 1 < g; ++i) {
+            if (_isEos(sh.eosIds, _u32At(comp, i))) return true;
+        }
+        if (g < c.stepCount / spr && !_isEos(sh.eosIds, _u32At(comp, g - 1))) return true;
+        if (c.j >= g) return false;
+        uint256 pos = p.pos;
+        if (p.prompt[0] == 0x01) {
+            uint256 n = (p.prompt.length - 1) / 4;
+            if (n == 0) return true;
+            pos = n + c.j - 1;
+        }
+        if (pos >= sh.maxSeq) return true;
+        uint256 step = uint256(c.j) * spr + spr - 1;
+        if (p.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("step proof length");
+        if (Merkle.rootOf(p.argmaxRoot, step, p.stepProof) != c.traceRoot) revert ProofMismatch("argmax root");
+        if (!_rowIn(p.argmaxRoot, uint256(c.prompt) * sh.maxSeq + pos, p.argmaxRow, p.argmaxRowProof)) {
+            revert ProofMismatch("argmax row");
+        }
+        return p.argmaxRow.length != 4 || uint32(bytes4(p.argmaxRow)) != _u32At(comp, c.j);
+    }
+
+    function _u32At(bytes calldata b, uint256 i) internal pure returns (uint32) {
+        return uint32(bytes4(b[4 * i:4 * i + 4]));
+    }
+
+    function _isEos(uint32[] memory eos, uint32 id) internal pure returns (bool) {
+        for (uint256 i = 0; i < eos.length; ++i) {
+            if (eos[i] == id) return true;
+        }
+        return false;
+    }
+
     // ------------------------------------------------------------------ routes
 
     /// @dev embed: the token comes from the prompt (round 0) or the previous round's argmax.
@@ -378,10 +458,7 @@ contract StepProver {
             if (tok.length == 0) return (true, want);
             if (tok.length != 4) revert ProofMismatch("token row");
             id = uint32(bytes4(tok));
-            uint32[] memory eos = x.shape.eosIds;
-            for (uint256 i = 0; i < eos.length; ++i) {
-                if (eos[i] == id) return (true, want);
-            }
+            if (_isEos(x.shape.eosIds, uint32(id))) return (true, want);
         }
         // The embedding matrix leaf is node(rowsRoot, scalesRoot): each half is opened one level
         // below the weight root's leaves, its proof starting with the other half.

@@ -6,7 +6,7 @@ import {Receipt, SignedJob} from "../src/Types.sol";
 import {SkuRegistry} from "../src/SkuRegistry.sol";
 import {StakeBridge} from "../src/StakeBridge.sol";
 import {DisputeGame, IBridgeGame, IInboxGame} from "../src/DisputeGame.sol";
-import {StepProver, IOneStep, GemmProof, RowProof, Opening, VectorOpening} from "../src/StepProver.sol";
+import {StepProver, IOneStep, GemmProof, RowProof, Opening, VectorOpening, OutputProof} from "../src/StepProver.sol";
 import {OneStepVerifier} from "../src/OneStepVerifier.sol";
 
 /// @dev Builds real traces (state trees over per-step output roots, tensors as Merkle trees over
@@ -209,9 +209,18 @@ contract DisputeGameTest is Fixture {
     // ------------------------------------------------------------------ play
 
     function _post(Trace memory t) internal returns (uint256 batchId, Receipt memory r) {
+        return _postRoots(t, keccak256("in"), keccak256("out"));
+    }
+
+    function _postRoots(Trace memory t, bytes32 inputRoot, bytes32 outputRoot)
+        internal
+        returns (uint256 batchId, Receipt memory r)
+    {
         SignedJob[] memory js = new SignedJob[](1);
         js[0] = _job(1, 1 ether);
         r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 100, _state(t, STEPS));
+        r.inputRoot = inputRoot;
+        r.outputRoot = outputRoot;
         r.stepCount = uint64(STEPS);
         r.skuId = keccak256("real-sku");
         vm.prank(worker);
@@ -977,5 +986,92 @@ contract DisputeGameTest is Fixture {
             game.proveRow(id, p);
             assertTrue(game.getGame(id).challengerWon == cheat, "outcome follows the truth");
         }
+    }
+
+    // ------------------------------------------------------------------ output challenges
+
+    /// @dev One prompt [5, 6] whose completion is `completion`; the trace's argmax (step 22 of
+    /// the one-round program) generated 7 at the prompt's last position (address 1).
+    function _outputCase(bytes memory completion)
+        internal
+        returns (uint256 batchId, Receipt memory r, Trace memory t, OutputProof memory p)
+    {
+        bytes memory prompt = abi.encodePacked(uint8(1), uint32(5), uint32(6));
+        t.outs = new bytes32[](STEPS);
+        for (uint256 i = 0; i < STEPS; ++i) {
+            t.outs[i] = keccak256(abi.encode("step", i));
+        }
+        bytes memory token = abi.encodePacked(uint32(7));
+        t.outs[22] = _node(bytes32(0), _leaf(token));
+        (batchId, r) = _postRoots(t, _leaf(prompt), _leaf(completion));
+        p.completion = completion;
+        p.prompt = prompt;
+        p.argmaxRoot = t.outs[22];
+        p.stepProof = _stateProof(t, STEPS, 22);
+        p.argmaxRow = token;
+        p.argmaxRowProof = new bytes32[](1);
+    }
+
+    function _playOutput(bytes memory completion, uint32 j) internal returns (uint256 id) {
+        (uint256 batchId, Receipt memory r,, OutputProof memory p) = _outputCase(completion);
+        vm.deal(worker2, BOND);
+        vm.prank(worker2);
+        id = game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, j);
+        (bool exists, uint256 gid) = game.outputGameOf(batchId, game.getGame(id).receiptHash);
+        assertTrue(exists && gid == id, "output game recorded");
+        (exists,) = game.gameOf(batchId, game.getGame(id).receiptHash);
+        assertTrue(!exists, "no trace game");
+        vm.prank(worker);
+        game.proveOutput(id, p);
+    }
+
+    function test_honestCompletionIsProven() public {
+        for (uint32 j = 0; j < 2; ++j) {
+            uint256 id = _playOutput(abi.encodePacked(uint32(7)), j);
+            DisputeGame.Game memory g = game.getGame(id);
+            assertTrue(!g.challengerWon && g.reason == DisputeGame.Reason.Proven, "proven");
+            _fresh(4);
+        }
+    }
+
+    function test_wrongCompletionIsFraud() public {
+        uint256 id = _playOutput(abi.encodePacked(uint32(8)), 0);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon && g.reason == DisputeGame.Reason.Fraud, "changed token");
+        assertEq(bridge.account(worker).stake, 5 ether, "heavy slash");
+        _fresh(4);
+        // Two tokens from a one-round program: wrong whatever index is named.
+        id = _playOutput(abi.encodePacked(uint32(7), uint32(7)), 0);
+        assertTrue(game.getGame(id).challengerWon, "too long");
+    }
+
+    function test_outputGameGuards() public {
+        (uint256 batchId, Receipt memory r,, OutputProof memory p) = _outputCase(abi.encodePacked(uint32(7)));
+        vm.deal(worker2, 2 * BOND);
+        vm.startPrank(worker2);
+        uint256 id = game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.GameExists.selector, id));
+        game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, 1);
+        uint256 traceId = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        vm.stopPrank();
+        RowProof memory rp;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongGameKind.selector, id, true));
+        game.proveRow(id, rp);
+        GemmProof memory gp;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongGameKind.selector, id, true));
+        game.proveGemm(id, gp);
+        p.argmaxRow = abi.encodePacked(uint32(9));
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "argmax row"));
+        game.proveOutput(id, p);
+        // A trace game cannot be answered with an output proof (it is not at the proving phase
+        // either; the kind is checked first once it is).
+        vm.prank(worker);
+        vm.expectRevert(
+            abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Prove, DisputeGame.Phase.Bisect)
+        );
+        game.proveOutput(traceId, p);
     }
 }
