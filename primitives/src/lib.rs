@@ -8,6 +8,7 @@ pub mod job;
 pub mod merkle;
 pub mod receipt;
 pub mod rows;
+pub mod sparse;
 pub mod trace;
 
 pub use trace::TraceState;
@@ -15,3 +16,4 @@ pub use trace::TraceState;
 pub use alloy_primitives::{keccak256, Address, B256, U256};
 pub use merkle::{MerkleError, MerkleProof, MerkleTree};
 pub use receipt::Receipt;
+pub use sparse::SparseMerkleTree;

@@ -30,6 +30,8 @@ pub enum MerkleError {
     WrongProofLength { got: usize, want: usize },
     #[error("proof does not lead to the expected root")]
     RootMismatch,
+    #[error("leaf index {index} does not follow {previous} (indices must strictly increase)")]
+    NotIncreasing { previous: u64, index: u64 },
 }
 
 /// Hash of a leaf given its row bytes.

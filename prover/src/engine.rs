@@ -3,7 +3,7 @@
 //! `verinfer_gpu::Backend` (all bit-identical).
 
 use crate::error::{ProverError, Result};
-use crate::program::{LayerOp, Program, StepInfo, StepKind};
+use crate::program::{LayerOp, Program, RowAddresses, StepInfo, StepKind};
 use crate::sku::{Sku, SkuConfig};
 use crate::tensor::Tensor;
 use alloy_primitives::{Address, B256};
@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use verinfer_gpu::{gemm_i8, Backend, PackedWeights};
 use verinfer_primitives::arith;
-use verinfer_primitives::rows::u32_row_bytes;
-use verinfer_primitives::{MerkleProof, MerkleTree, Receipt, TraceState};
+use verinfer_primitives::job::{outputs_root, prompts_root, Prompt};
+use verinfer_primitives::{MerkleProof, Receipt, SparseMerkleTree, TraceState};
 
 /// A shard: prompts (token ids) and the number of tokens to generate per prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,17 +32,22 @@ impl Shard {
         }
     }
 
-    /// Merkle root over the prompts (one leaf per prompt, ids as u32 BE).
+    /// The receipt's `inputRoot`: `job::prompts_root` over the prompts as token-id prompts
+    /// (tagged leaves `0x01 ‖ ids as u32 BE`), the same root the sequencer expects for a shard
+    /// of a job whose prompts are token ids.
     pub fn input_root(&self) -> B256 {
-        MerkleTree::from_rows(
-            self.prompts
-                .iter()
-                .map(|p| u32_row_bytes(p))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|v| v.as_slice()),
-        )
-        .root()
+        let prompts: Vec<Prompt> = self.prompts.iter().cloned().map(Prompt::Tokens).collect();
+        prompts_root(&prompts)
+    }
+
+    /// The round that processes position `pos` of prompt `prompt` (0 for prompt tokens, `r` for
+    /// the token fed in decode round `r`); `None` past the program or for an unknown prompt.
+    /// The row exists only if the prompt was still active in that round. Scores/pv read the key/value rows of earlier positions from the rope_k/value tensors of
+    /// these rounds.
+    pub fn round_of(&self, prompt: usize, pos: usize) -> Option<usize> {
+        let len = self.prompts.get(prompt)?.len();
+        let round = if pos < len { 0 } else { pos - len + 1 };
+        (round < self.max_new_tokens).then_some(round)
     }
 }
 
@@ -118,28 +123,55 @@ impl RunOutput {
     }
 }
 
-/// A tensor with its Merkle tree, so any row's proof is a lookup.
+/// A tensor with its rows' addresses and its sparse Merkle tree, so any row's proof is a
+/// lookup. Rows are looked up by address (docs/ARITHMETIC.md §5), not by position in `tensor`.
 #[derive(Debug, Clone)]
 pub struct TensorOpening {
     pub step: u64,
     pub tensor: Tensor,
-    pub tree: MerkleTree,
+    /// Leaf index of each row of `tensor`, strictly increasing.
+    pub addresses: Vec<u64>,
+    pub tree: SparseMerkleTree,
 }
 
 impl TensorOpening {
-    fn new(step: u64, tensor: Tensor) -> Self {
-        let tree = tensor.tree();
-        TensorOpening { step, tensor, tree }
+    fn new(step: u64, tensor: Tensor, addresses: Vec<u64>) -> Result<Self> {
+        let tree = tensor.tree(&addresses)?;
+        Ok(TensorOpening {
+            step,
+            tensor,
+            addresses,
+            tree,
+        })
     }
 
-    /// Bytes of row `i`.
-    pub fn row_bytes(&self, i: usize) -> Vec<u8> {
-        self.tensor.row_bytes(i)
+    /// The tensor root (the trace's output root of `step`).
+    pub fn root(&self) -> B256 {
+        self.tree.root()
     }
 
-    /// Merkle proof of row `i` against this tensor's root.
-    pub fn proof(&self, i: usize) -> Result<MerkleProof> {
-        Ok(self.tree.proof(i as u64)?)
+    /// Index in `tensor` of the row at `address`, if there is one.
+    pub fn row_index(&self, address: u64) -> Option<usize> {
+        self.addresses.binary_search(&address).ok()
+    }
+
+    /// Bytes of the row at `address` (empty when no row sits there).
+    pub fn row_bytes(&self, address: u64) -> Vec<u8> {
+        self.row_index(address)
+            .map(|i| self.tensor.row_bytes(i))
+            .unwrap_or_default()
+    }
+
+    /// The leaf at `address` (`hash_leaf(row bytes)`, or zero when no row sits there).
+    pub fn leaf(&self, address: u64) -> B256 {
+        self.tree.leaf(address)
+    }
+
+    /// Merkle proof of the leaf at `address` against this tensor's root; for an address without
+    /// a row it proves the zero leaf. Fails only for addresses beyond the tree
+    /// (`address >= 2^tree.depth()`).
+    pub fn proof(&self, address: u64) -> Result<MerkleProof> {
+        Ok(self.tree.proof(address)?)
     }
 }
 
@@ -205,25 +237,29 @@ struct RowRef {
     token: u32,
 }
 
+/// A step's output kept for an opening: the tensor and its rows' addresses.
+type Captured = HashMap<u64, (Tensor, Vec<u64>)>;
+
 /// Collects step outputs: roots into the trace, chosen tensors kept for an opening.
 struct Sink<'a> {
     trace: TraceState,
     capture: &'a BTreeSet<u64>,
-    captured: HashMap<u64, Tensor>,
+    captured: Captured,
     stop_after: Option<u64>,
     hash_secs: f64,
 }
 
 impl Sink<'_> {
-    /// Commits the next step's output. Returns true when the run should stop.
-    fn commit(&mut self, step: u64, t: Tensor) -> Result<bool> {
+    /// Commits the next step's output, row `i` at leaf `addresses[i]`. Returns true when the
+    /// run should stop.
+    fn commit(&mut self, step: u64, t: Tensor, addresses: &[u64]) -> Result<bool> {
         debug_assert_eq!(step, self.trace.output_roots().len() as u64);
         let t0 = Instant::now();
-        let root = t.root();
+        let root = t.root(addresses)?;
         self.hash_secs += t0.elapsed().as_secs_f64();
         self.trace.push(root)?;
         if self.capture.contains(&step) {
-            self.captured.insert(step, t);
+            self.captured.insert(step, (t, addresses.to_vec()));
         }
         Ok(self.stop_after == Some(step))
     }
@@ -297,6 +333,16 @@ impl Engine {
         shard.program(self.cfg.layers)
     }
 
+    /// Where rows sit in their tensors' Merkle trees on this SKU (docs/ARITHMETIC.md §5).
+    pub fn addresses(&self) -> RowAddresses {
+        RowAddresses::new(&self.cfg)
+    }
+
+    /// Token address of position `pos` of prompt `prompt`: `prompt · max_seq + pos`.
+    pub fn token_address(&self, prompt: usize, pos: usize) -> u64 {
+        self.addresses().token(prompt, pos)
+    }
+
     /// Checks a shard against the SKU (token ids, lengths).
     pub fn check_shard(&self, shard: &Shard) -> Result<()> {
         if shard.prompts.is_empty() {
@@ -306,6 +352,12 @@ impl Engine {
             return Err(ProverError::Shard(
                 "max_new_tokens must be at least 1".into(),
             ));
+        }
+        if !self.addresses().fits(shard.prompts.len()) {
+            return Err(ProverError::Shard(format!(
+                "{} prompts overflow the 64-bit row addresses",
+                shard.prompts.len()
+            )));
         }
         for (i, p) in shard.prompts.iter().enumerate() {
             if p.is_empty() {
@@ -345,11 +397,17 @@ impl Engine {
         let mut capture: BTreeSet<u64> = inputs.iter().copied().collect();
         capture.insert(step);
         let (_, (trace, mut captured)) = self.execute(shard, &capture, Some(step))?;
-        let mut take = |s: u64| -> TensorOpening {
-            TensorOpening::new(s, captured.remove(&s).unwrap_or_else(Tensor::empty))
+        let mut take = |s: u64| -> Result<TensorOpening> {
+            let (t, a) = captured
+                .remove(&s)
+                .unwrap_or_else(|| (Tensor::empty(), Vec::new()));
+            TensorOpening::new(s, t, a)
         };
-        let output = take(step);
-        let inputs = inputs.into_iter().map(&mut take).collect();
+        let output = take(step)?;
+        let inputs = inputs
+            .into_iter()
+            .map(&mut take)
+            .collect::<Result<Vec<_>>>()?;
         let pre = step.checked_sub(1);
         Ok(StepOpening {
             info,
@@ -369,7 +427,7 @@ impl Engine {
         shard: &Shard,
         capture: &BTreeSet<u64>,
         stop_after: Option<u64>,
-    ) -> Result<(Option<RunOutput>, (TraceState, HashMap<u64, Tensor>))> {
+    ) -> Result<(Option<RunOutput>, (TraceState, Captured))> {
         match self.threads {
             Some(n) => {
                 verinfer_gpu::with_threads(n, || self.execute_inner(shard, capture, stop_after))
@@ -385,7 +443,7 @@ impl Engine {
         shard: &Shard,
         capture: &BTreeSet<u64>,
         stop_after: Option<u64>,
-    ) -> Result<(Option<RunOutput>, (TraceState, HashMap<u64, Tensor>))> {
+    ) -> Result<(Option<RunOutput>, (TraceState, Captured))> {
         self.check_shard(shard)?;
         let program = self.program(shard);
         let mut sink = Sink {
@@ -440,7 +498,7 @@ impl Engine {
             if rows.is_empty() {
                 // Every prompt has stopped: the remaining steps of the program have no rows.
                 for s in base..base + program.steps_per_round() {
-                    if sink.commit(s, Tensor::empty())? {
+                    if sink.commit(s, Tensor::empty(), &[])? {
                         return Ok((None, (sink.trace, sink.captured)));
                     }
                 }
@@ -478,15 +536,7 @@ impl Engine {
         }
         stats.hash_secs = sink.hash_secs;
         stats.gemm_secs = gemm_secs;
-        let output_root = MerkleTree::from_rows(
-            generated
-                .iter()
-                .map(|g| u32_row_bytes(g))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(|v| v.as_slice()),
-        )
-        .root();
+        let output_root = outputs_root(&generated);
         let tokens_processed = shard.prompts.iter().map(|p| p.len() as u64).sum::<u64>()
             + generated.iter().map(|g| g.len() as u64).sum::<u64>();
         let out = RunOutput {
@@ -530,9 +580,25 @@ impl Engine {
         let (h, d, hq, hkv) = (c.hidden, c.head_dim, c.heads, c.kv_heads);
         let group = hq / hkv;
         let t = rows.len();
+        // Leaf indices of this round's rows (spec v2): rows are in shard order, then position
+        // order, so each list is strictly increasing.
+        let at = self.addresses();
+        let tok_addr: Vec<u64> = rows.iter().map(|r| at.token(r.prompt, r.pos)).collect();
+        let q_addr: Vec<u64> = rows
+            .iter()
+            .flat_map(|r| (0..hq).map(move |hh| at.query_head(r.prompt, r.pos, hh)))
+            .collect();
+        let kv_addr: Vec<u64> = rows
+            .iter()
+            .flat_map(|r| (0..hkv).map(move |g| at.kv_head(r.prompt, r.pos, g)))
+            .collect();
+        let logit_addr: Vec<u64> = logit_rows.iter().map(|&i| tok_addr[i]).collect();
         macro_rules! commit {
             ($kind:expr, $tensor:expr) => {
-                if sink.commit(program.step_id(round, $kind), $tensor)? {
+                commit!($kind, $tensor, &tok_addr)
+            };
+            ($kind:expr, $tensor:expr, $addr:expr) => {
+                if sink.commit(program.step_id(round, $kind), $tensor, $addr)? {
                     return Ok(None);
                 }
             };
@@ -618,7 +684,8 @@ impl Engine {
                     cols: d,
                     values: q_vals.clone(),
                     scales: q_scales.clone()
-                }
+                },
+                &q_addr
             );
 
             // rope_k and value: rows (t, kv head)
@@ -653,7 +720,8 @@ impl Engine {
                 Tensor::I32 {
                     cols: d,
                     data: kr.clone()
-                }
+                },
+                &kv_addr
             );
             let vr = kvrow(&yv, wv, false);
             commit!(
@@ -661,7 +729,8 @@ impl Engine {
                 Tensor::I32 {
                     cols: d,
                     data: vr.clone()
-                }
+                },
+                &kv_addr
             );
             for (ti, r) in rows.iter().enumerate() {
                 let cache = &mut caches[r.prompt][l];
@@ -694,7 +763,7 @@ impl Engine {
                 .enumerate()
                 .map(|(rh, s)| arith::softmax_row(s, q_scales[rh], c.softmax_c, &self.exp2))
                 .collect();
-            commit!(step(LayerOp::Scores), Tensor::Scores(scores));
+            commit!(step(LayerOp::Scores), Tensor::Scores(scores), &q_addr);
             let pv: Vec<i32> = probs
                 .par_iter()
                 .enumerate()
@@ -709,13 +778,14 @@ impl Engine {
                     arith::pv_row(p, *ap, &vrows)
                 })
                 .collect();
-            commit!(step(LayerOp::Softmax), Tensor::Probs(probs));
+            commit!(step(LayerOp::Softmax), Tensor::Probs(probs), &q_addr);
             commit!(
                 step(LayerOp::Pv),
                 Tensor::I32 {
                     cols: d,
                     data: pv.clone()
-                }
+                },
+                &q_addr
             );
 
             // attention output quantization, o_proj, residual
@@ -829,7 +899,8 @@ impl Engine {
                 cols: h,
                 values: nq.clone(),
                 scales: ns
-            }
+            },
+            &logit_addr
         );
         let logits = self.gemm("lm_head", &nq, logit_rows.len(), &self.lm_head, gemm_secs)?;
         let v = c.vocab;
@@ -849,9 +920,14 @@ impl Engine {
             Tensor::I32 {
                 cols: v,
                 data: logits
-            }
+            },
+            &logit_addr
         );
-        commit!(StepKind::Argmax, Tensor::Tokens(tokens.clone()));
+        commit!(
+            StepKind::Argmax,
+            Tensor::Tokens(tokens.clone()),
+            &logit_addr
+        );
         Ok(Some(tokens))
     }
 
@@ -863,7 +939,7 @@ impl Engine {
         let norm = program.step_id(0, StepKind::FinalNorm);
         let capture: BTreeSet<u64> = [lm, norm].into_iter().collect();
         let (_, (_, captured)) = self.execute(shard, &capture, Some(lm))?;
-        let (Some(Tensor::I32 { cols, data }), Some(Tensor::Q { scales, .. })) =
+        let (Some((Tensor::I32 { cols, data }, _)), Some((Tensor::Q { scales, .. }, _))) =
             (captured.get(&lm), captured.get(&norm))
         else {
             return Err(ProverError::Shard("prefill produced no logits".into()));

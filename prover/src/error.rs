@@ -43,6 +43,8 @@ pub enum ProverError {
         #[source]
         source: verinfer_gpu::GemmError,
     },
+    #[error("a tensor of {rows} rows was given {addresses} row addresses")]
+    RowAddresses { rows: usize, addresses: usize },
     #[error("Merkle error: {0}")]
     Merkle(#[from] verinfer_primitives::MerkleError),
 }

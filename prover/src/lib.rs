@@ -6,7 +6,8 @@
 //! - [`engine`]: batched prefill + greedy decode with a KV cache, integer-only
 //!   (`verinfer_primitives::arith`), every step's output committed into a
 //!   [`verinfer_primitives::TraceState`]; any step reproducible with its Merkle proofs.
-//! - [`program`]: the fixed step list of a shard.
+//! - [`program`]: the fixed step list of a shard and where each step's rows sit in its tensor's
+//!   Merkle tree ([`RowAddresses`]).
 //! - [`synth`]: synthetic HF-format checkpoints for tests and benchmarks.
 //!
 //! See docs/ENGINE.md and docs/ARITHMETIC.md.
@@ -24,7 +25,7 @@ pub use checkpoint::Checkpoint;
 pub use config::{Arch, ModelConfig};
 pub use engine::{Engine, RunOutput, RunStats, Shard, StepOpening, TensorOpening};
 pub use error::{ProverError, Result};
-pub use program::{LayerOp, Program, StepInfo, StepKind};
+pub use program::{LayerOp, Program, RowAddresses, RowLayout, StepInfo, StepKind};
 pub use sku::{BuildOptions, Sku, SkuConfig, SkuHeader};
 pub use synth::{SynthDtype, SynthSpec};
 pub use tensor::Tensor;

@@ -2,6 +2,7 @@
 //! (docs/ARITHMETIC.md §6). Step `s` produces tensor `s`.
 
 use crate::error::{ProverError, Result};
+use crate::sku::SkuConfig;
 use verinfer_primitives::arith::OpCode;
 
 /// The 19 steps of one transformer layer, in program order.
@@ -133,6 +134,106 @@ impl StepInfo {
             StepKind::LmHead => format!("r{}.lm_head", self.round),
             StepKind::Argmax => format!("r{}.argmax", self.round),
         }
+    }
+}
+
+/// How the rows of a step's tensor are addressed in its Merkle tree (docs/ARITHMETIC.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowLayout {
+    /// One row per token: leaf index = token address.
+    Token,
+    /// One row per (token, query head): `token address · Hq + h`.
+    QueryHead,
+    /// One row per (token, key/value head): `token address · Hkv + g`.
+    KvHead,
+}
+
+impl LayerOp {
+    /// How this op's output rows are addressed.
+    pub fn layout(self) -> RowLayout {
+        match self {
+            LayerOp::RopeQ | LayerOp::Scores | LayerOp::Softmax | LayerOp::Pv => {
+                RowLayout::QueryHead
+            }
+            LayerOp::RopeK | LayerOp::Value => RowLayout::KvHead,
+            _ => RowLayout::Token,
+        }
+    }
+}
+
+impl StepKind {
+    /// How this step's output rows are addressed. The final norm, lm_head and argmax rows sit
+    /// at the address of the token whose logits they are.
+    pub fn layout(self) -> RowLayout {
+        match self {
+            StepKind::Layer { op, .. } => op.layout(),
+            _ => RowLayout::Token,
+        }
+    }
+}
+
+/// The row addresses of a SKU (spec v2): the token at position `pos` of prompt `p` (its index
+/// in the shard) has address `p · max_seq + pos`, so the L1 reads (prompt, position) off a leaf
+/// index alone. Per-head rows multiply the token address by the head count and add the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowAddresses {
+    pub max_seq: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+}
+
+impl RowAddresses {
+    /// The address scheme of a SKU.
+    pub fn new(cfg: &SkuConfig) -> Self {
+        RowAddresses {
+            max_seq: cfg.max_seq as u64,
+            heads: cfg.heads as u64,
+            kv_heads: cfg.kv_heads as u64,
+        }
+    }
+
+    /// Token address of position `pos` of prompt `prompt`.
+    pub fn token(&self, prompt: usize, pos: usize) -> u64 {
+        prompt as u64 * self.max_seq + pos as u64
+    }
+
+    /// Leaf index of query head `head` of that token (rope_q, scores, softmax, pv).
+    pub fn query_head(&self, prompt: usize, pos: usize, head: usize) -> u64 {
+        self.token(prompt, pos) * self.heads + head as u64
+    }
+
+    /// Leaf index of key/value head `head` of that token (rope_k, value).
+    pub fn kv_head(&self, prompt: usize, pos: usize, head: usize) -> u64 {
+        self.token(prompt, pos) * self.kv_heads + head as u64
+    }
+
+    /// Leaf index of a row of a step with `layout` (`head` is ignored for token rows).
+    pub fn leaf(&self, layout: RowLayout, prompt: usize, pos: usize, head: usize) -> u64 {
+        match layout {
+            RowLayout::Token => self.token(prompt, pos),
+            RowLayout::QueryHead => self.query_head(prompt, pos, head),
+            RowLayout::KvHead => self.kv_head(prompt, pos, head),
+        }
+    }
+
+    /// Inverse of [`Self::leaf`]: `(prompt, position, head)` of leaf index `index` (head 0 for
+    /// token rows). `None` when the scheme is degenerate (a zero dimension).
+    pub fn locate(&self, layout: RowLayout, index: u64) -> Option<(u64, u64, u64)> {
+        let per_token = match layout {
+            RowLayout::Token => 1,
+            RowLayout::QueryHead => self.heads,
+            RowLayout::KvHead => self.kv_heads,
+        };
+        let (a, head) = (index.checked_div(per_token)?, index.checked_rem(per_token)?);
+        Some((a.checked_div(self.max_seq)?, a % self.max_seq, head))
+    }
+
+    /// Whether every address of `prompts` prompts fits in a `u64`.
+    pub fn fits(&self, prompts: usize) -> bool {
+        (prompts as u64)
+            .checked_mul(self.max_seq)
+            .and_then(|t| t.checked_mul(self.heads.max(self.kv_heads).max(1)))
+            .is_some()
     }
 }
 
@@ -345,5 +446,36 @@ mod tests {
             }
         }
         assert!(p.step(p.step_count()).is_err());
+    }
+
+    #[test]
+    fn row_addresses_round_trip() {
+        let at = RowAddresses {
+            max_seq: 128,
+            heads: 6,
+            kv_heads: 2,
+        };
+        assert_eq!(at.token(3, 5), 3 * 128 + 5);
+        assert_eq!(at.query_head(3, 5, 4), (3 * 128 + 5) * 6 + 4);
+        assert_eq!(at.kv_head(3, 5, 1), (3 * 128 + 5) * 2 + 1);
+        for (layout, head) in [
+            (RowLayout::Token, 0),
+            (RowLayout::QueryHead, 5),
+            (RowLayout::KvHead, 1),
+        ] {
+            let leaf = at.leaf(layout, 7, 127, head);
+            assert_eq!(at.locate(layout, leaf), Some((7, 127, head as u64)));
+        }
+        assert_eq!(
+            StepKind::Layer {
+                layer: 0,
+                op: LayerOp::Pv
+            }
+            .layout(),
+            RowLayout::QueryHead
+        );
+        assert_eq!(StepKind::Argmax.layout(), RowLayout::Token);
+        assert!(at.fits(1000));
+        assert!(!at.fits(usize::MAX));
     }
 }

@@ -1,12 +1,15 @@
 //! Step output tensors and their row encodings (the preimages of the Merkle leaves).
 
+use crate::error::{ProverError, Result};
 use alloy_primitives::{keccak256, B256};
 use rayon::prelude::*;
 use verinfer_primitives::arith;
 use verinfer_primitives::merkle::LEAF_DOMAIN;
-use verinfer_primitives::MerkleTree;
+use verinfer_primitives::sparse::sparse_root;
+use verinfer_primitives::SparseMerkleTree;
 
-/// The output of one step. Rows are the Merkle leaves.
+/// The output of one step. Rows are the Merkle leaves; where each row sits in the tree (its
+/// address) is given next to the tensor, see [`Tensor::tree`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tensor {
     /// Uniform `i32` rows of `cols` elements (embed, GEMM, rope_k, value, pv, residual).
@@ -74,23 +77,43 @@ impl Tensor {
     pub fn leaf_hashes(&self) -> Vec<B256> {
         (0..self.rows())
             .into_par_iter()
-            .map_init(Vec::new, |buf, i| {
-                buf.clear();
-                buf.push(LEAF_DOMAIN);
-                self.encode_row(i, buf);
-                keccak256(&buf[..])
-            })
+            .map_init(Vec::new, |buf, i| self.hash_row(i, buf))
             .collect()
     }
 
-    /// The Merkle tree over the rows.
-    pub fn tree(&self) -> MerkleTree {
-        MerkleTree::from_leaf_hashes(self.leaf_hashes())
+    fn hash_row(&self, i: usize, buf: &mut Vec<u8>) -> B256 {
+        buf.clear();
+        buf.push(LEAF_DOMAIN);
+        self.encode_row(i, buf);
+        keccak256(&buf[..])
     }
 
-    /// The tensor root (zero for a tensor without rows).
-    pub fn root(&self) -> B256 {
-        self.tree().root()
+    /// `(address, leaf hash)` of every row, rows hashed in parallel; row `i` sits at
+    /// `addresses[i]` (docs/ARITHMETIC.md §5).
+    pub fn addressed_leaves(&self, addresses: &[u64]) -> Result<Vec<(u64, B256)>> {
+        if addresses.len() != self.rows() {
+            return Err(ProverError::RowAddresses {
+                rows: self.rows(),
+                addresses: addresses.len(),
+            });
+        }
+        Ok(addresses
+            .par_iter()
+            .enumerate()
+            .map_init(Vec::new, |buf, (i, &a)| (a, self.hash_row(i, buf)))
+            .collect())
+    }
+
+    /// The sparse Merkle tree of the rows placed at `addresses` (strictly increasing).
+    pub fn tree(&self, addresses: &[u64]) -> Result<SparseMerkleTree> {
+        Ok(SparseMerkleTree::from_indexed_leaves(
+            self.addressed_leaves(addresses)?,
+        )?)
+    }
+
+    /// The tensor root with rows at `addresses` (zero for a tensor without rows).
+    pub fn root(&self, addresses: &[u64]) -> Result<B256> {
+        Ok(sparse_root(self.addressed_leaves(addresses)?)?)
     }
 
     /// An empty tensor (a step of a round with no active prompt).
@@ -122,6 +145,20 @@ mod tests {
         assert_eq!(s.row_bytes(0), rows::i64_row_bytes(&[-1, 7]));
         let tok = Tensor::Tokens(vec![9, 10]);
         assert_eq!(tok.leaf_hashes()[1], hash_leaf(&rows::u32_row_bytes(&[10])));
-        assert_eq!(Tensor::empty().root(), B256::ZERO);
+        assert_eq!(Tensor::empty().root(&[]).unwrap(), B256::ZERO);
+        // Rows sit at their addresses; absent addresses are zero leaves.
+        let root = tok.root(&[1, 4]).unwrap();
+        let tree = tok.tree(&[1, 4]).unwrap();
+        assert_eq!(tree.root(), root);
+        let dense = verinfer_primitives::MerkleTree::from_leaf_hashes(vec![
+            B256::ZERO,
+            hash_leaf(&rows::u32_row_bytes(&[9])),
+            B256::ZERO,
+            B256::ZERO,
+            hash_leaf(&rows::u32_row_bytes(&[10])),
+        ]);
+        assert_eq!(root, dense.root());
+        assert!(tok.root(&[1]).is_err());
+        assert!(tok.root(&[4, 1]).is_err());
     }
 }

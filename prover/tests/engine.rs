@@ -95,14 +95,14 @@ fn reproduced_steps_open_against_the_trace_and_recompute() {
             .unwrap()
             .verify(state, o.output.tree.root(), p.step_count())
             .unwrap();
-        let row = o.output.tensor.rows() - 1;
+        let last = *o.output.addresses.last().unwrap();
         o.output
-            .proof(row)
+            .proof(last)
             .unwrap()
             .verify(
                 o.output.tree.root(),
-                hash_leaf(&o.output.row_bytes(row)),
-                o.output.tensor.rows() as u64,
+                hash_leaf(&o.output.row_bytes(last)),
+                o.output.tree.len(),
             )
             .unwrap();
         for inp in &o.inputs {

@@ -29,3 +29,16 @@ pub fn shard(valid_vocab: u32, max_new_tokens: usize) -> Shard {
         max_new_tokens,
     }
 }
+
+/// Writes `spec` into `dir` with `eos` as the config's EOS ids and builds its SKU.
+pub fn sku_with_eos(spec: &SynthSpec, dir: &Path, eos: &[u32]) -> Arc<Sku> {
+    spec.write(dir).unwrap();
+    let cfg_path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["eos_token_id"] = serde_json::json!(eos);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let ck = Checkpoint::open(dir).unwrap();
+    let bytes = sku::build(&ck, &BuildOptions { max_seq: 128 }).unwrap();
+    Arc::new(Sku::from_bytes(bytes).unwrap())
+}
