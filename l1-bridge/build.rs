@@ -19,6 +19,7 @@ const CONTRACTS: &[(&str, &str)] = &[
     ("Rewards", "VerinferToken"),
     ("OneStepVerifier", "OneStepVerifier"),
     ("StepProver", "StepProver"),
+    ("FoldProver", "FoldProver"),
     ("DisputeGame", "DisputeGame"),
 ];
 

@@ -9,7 +9,8 @@
 mod opener;
 pub mod weights;
 
-pub use opener::{Opener, StepProof};
+pub use opener::{recast, Opener, StepProof};
+pub use verinfer_l1::bindings::FoldProver::{FoldContext, FoldStep};
 pub use verinfer_l1::bindings::StepProver::{
     GemmProof, LeafOpening, Opening, OutputContext, OutputProof, RowProof, StepContext,
     VectorOpening,
@@ -36,6 +37,12 @@ pub enum DisputeError {
     /// The replay did not capture a tensor the route reads.
     #[error("step {0}'s tensor was not captured by the replay")]
     MissingTensor(u64),
+    /// An ABI struct did not re-decode as another binding's type.
+    #[error("cannot recast an ABI struct: {0}")]
+    Recast(String),
+    /// A fold was asked of a step that is not a pv or argmax step.
+    #[error("step {0} is not a pv or argmax step; only those rows are folded")]
+    NotAFold(u64),
     /// The row names a position the shard does not have (no round produced it).
     #[error("prompt {prompt} has no position {pos} in this shard")]
     NoSuchPosition { prompt: u64, pos: u64 },

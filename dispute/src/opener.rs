@@ -1,7 +1,8 @@
 //! Openings of any step of a shard's trace, route by route exactly as `StepProver.sol` reads
 //! them (the doc of `StepProver.checkRow` lists the inputs per op).
 
-use alloy_primitives::{Bytes, B256};
+use alloy_primitives::{Bytes, B256, I256, U256};
+use alloy_sol_types::{SolType, SolValue};
 use verinfer_primitives::job::{completion_leaf_bytes, Prompt};
 use verinfer_primitives::merkle::hash_leaf;
 use verinfer_primitives::{SparseMerkleTree, TraceState};
@@ -11,7 +12,7 @@ use verinfer_prover::{
 
 use crate::weights::{matrix_roots, matrix_row, rope_row, vector_bytes, vector_chunk, WeightRoot};
 use crate::{
-    DisputeError, GemmProof, LeafOpening, Opening, OutputContext, OutputProof, RowProof,
+    DisputeError, FoldStep, GemmProof, LeafOpening, Opening, OutputContext, OutputProof, RowProof,
     StepContext, VectorOpening,
 };
 
@@ -57,6 +58,14 @@ fn row_in(
         return Ok((Bytes::new(), proof));
     }
     Ok((Bytes::from(bytes()), tree.proof(address)?.siblings))
+}
+
+/// The same ABI struct as another contract's binding names it (each `sol!` module has its own
+/// Rust type for a shared Solidity struct).
+pub fn recast<A: SolValue, B: SolValue + From<<B::SolType as SolType>::RustType>>(
+    a: &A,
+) -> Result<B> {
+    B::abi_decode(&a.abi_encode()).map_err(|e| DisputeError::Recast(e.to_string()))
 }
 
 /// An opening the route requires to be present but never reads (an entry it settles early).
@@ -207,6 +216,181 @@ impl Opener {
         p.argmaxRow = row;
         p.argmaxRowProof = row_proof;
         Ok(p)
+    }
+
+    /// The states of a fold of row `row` of the replayed step `op`: entry `i` is the state after
+    /// the first `i` chunks, entry 0 the fixed start, the last one the final state. pv: the
+    /// accumulator (D big-endian i64) over chunks of `chunk` positions; argmax: the running best
+    /// over chunks of [`Self::ARGMAX_CHUNK`] ids. Empty when the row does not exist.
+    pub fn fold_states(&self, op: &StepOpening, row: u32, chunk: u64) -> Result<Vec<Vec<u8>>> {
+        if matches!(op.info.kind, StepKind::Argmax) {
+            return self.argmax_states(op, row as u64);
+        }
+        let (probs, values) = self.pv_inputs(op, row as u64)?;
+        let d = self.engine.sku().config().head_dim;
+        let mut acc = vec![0i64; d];
+        let enc = |acc: &[i64]| {
+            acc.iter()
+                .flat_map(|a| a.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let mut states = Vec::new();
+        if probs.is_empty() {
+            return Ok(states);
+        }
+        states.push(enc(&acc));
+        for (c, ps) in probs.chunks(chunk.max(1) as usize).enumerate() {
+            for (i, &p) in ps.iter().enumerate() {
+                let v = &values[c * chunk as usize + i];
+                for (a, &x) in acc.iter_mut().zip(v) {
+                    *a += i64::from(p) * i64::from(x);
+                }
+            }
+            states.push(enc(&acc));
+        }
+        Ok(states)
+    }
+
+    /// Ids per chunk of an argmax fold (one 1024-byte chunk of the lm_head scales vector).
+    pub const ARGMAX_CHUNK: u64 = 256;
+
+    /// The running best of an argmax fold after each chunk of [`Self::ARGMAX_CHUNK`] ids:
+    /// `abi.encode(found, key, id)` with key = Y_j · Sw_j, a strictly larger key replacing the
+    /// best (ties keep the lowest id).
+    fn argmax_states(&self, op: &StepOpening, row: u64) -> Result<Vec<Vec<u8>>> {
+        let y = self.input(op, op.info.step - 1, row)?.row;
+        if y.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sw = self.engine.sku().vec_u32("lm_head.s")?;
+        let valid = self.engine.sku().config().valid_vocab;
+        let enc = |found: bool, key: i128, id: usize| -> Vec<u8> {
+            (
+                found,
+                I256::try_from(key).unwrap_or_default(),
+                U256::from(id),
+            )
+                .abi_encode()
+        };
+        let (mut found, mut best, mut id) = (false, 0i128, 0usize);
+        let mut states = vec![enc(found, best, id)];
+        for from in (0..valid).step_by(Self::ARGMAX_CHUNK as usize) {
+            for j in from..(from + Self::ARGMAX_CHUNK as usize).min(valid) {
+                let yj = i32::from_be_bytes([y[4 * j], y[4 * j + 1], y[4 * j + 2], y[4 * j + 3]]);
+                let key = i128::from(yj) * i128::from(sw[j]);
+                if !found || key > best {
+                    (found, best, id) = (true, key, j);
+                }
+            }
+            states.push(enc(found, best, id));
+        }
+        Ok(states)
+    }
+
+    /// The softmax probabilities and the value rows (by position) a pv row reads.
+    fn pv_inputs(&self, op: &StepOpening, row: u64) -> Result<(Vec<i32>, Vec<Vec<i32>>)> {
+        let StepKind::Layer {
+            layer,
+            op: LayerOp::Pv,
+        } = op.info.kind
+        else {
+            return Err(DisputeError::NotAFold(op.info.step));
+        };
+        let sm = self.input(op, op.info.step - 1, row)?.row;
+        if sm.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let be = |b: &[u8]| i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let probs: Vec<i32> = sm[..sm.len() - 8].chunks(4).map(be).collect();
+        let (hq, hkv) = (self.addrs.heads, self.addrs.kv_heads);
+        let (prompt, _) = self.locate_head(row);
+        let g = (row % hq) / (hq / hkv);
+        let values = (0..probs.len() as u64)
+            .map(|u| {
+                let o = self.kv(op, layer, LayerOp::Value, prompt, u, g)?;
+                Ok(o.row.chunks(4).map(be).collect())
+            })
+            .collect::<Result<Vec<Vec<i32>>>>()?;
+        Ok((probs, values))
+    }
+
+    /// The defender's `foldRow` arguments for pv row `row`: the output and softmax openings,
+    /// and the final accumulator.
+    pub fn open_fold(&self, op: &StepOpening, row: u32, chunk: u64) -> Result<(RowProof, Bytes)> {
+        let (out_row, out_proof) = tensor_row(&op.output, row as u64)?;
+        let p = RowProof {
+            outRoot: op.output.root(),
+            stepProof: op.state_proof_post.siblings.clone(),
+            outRow: out_row,
+            outRowProof: out_proof,
+            inputs: vec![self.input(op, op.info.step - 1, row as u64)?],
+            vectors: Vec::new(),
+            leaves: Vec::new(),
+        };
+        let last = self.fold_states(op, row, chunk)?.pop().unwrap_or_default();
+        Ok((p, last.into()))
+    }
+
+    /// The defender's `proveFold` argument for chunk `lo` of pv row `row`.
+    pub fn open_fold_chunk(
+        &self,
+        op: &StepOpening,
+        row: u32,
+        chunk: u64,
+        lo: u64,
+    ) -> Result<FoldStep> {
+        let states = self.fold_states(op, row, chunk)?;
+        let at =
+            |i: u64| -> Result<Bytes> {
+                states.get(i as usize).cloned().map(Bytes::from).ok_or(
+                    DisputeError::RowOutOfRange {
+                        what: "fold chunk",
+                        row: i,
+                    },
+                )
+            };
+        let mut inputs = vec![recast(&self.input(op, op.info.step - 1, row as u64)?)?];
+        let mut leaves = Vec::new();
+        match op.info.kind {
+            StepKind::Argmax => {
+                let sku = self.engine.sku();
+                let (data, proof) = vector_chunk(sku, "lm_head.s", lo as usize)?;
+                let leaf = LeafOpening {
+                    root: matrix_roots(sku, "lm_head")?.scales,
+                    rootProof: self.weights.half_proof(sku, "lm_head", 1)?,
+                    data: data.into(),
+                    proof,
+                };
+                leaves.push(recast(&leaf)?);
+            }
+            StepKind::Layer {
+                layer,
+                op: LayerOp::Pv,
+            } => {
+                let (probs, _) = self.pv_inputs(op, row as u64)?;
+                let (hq, hkv) = (self.addrs.heads, self.addrs.kv_heads);
+                let (prompt, _) = self.locate_head(row as u64);
+                let g = (row as u64 % hq) / (hq / hkv);
+                let from = lo * chunk;
+                for u in from..(from + chunk).min(probs.len() as u64) {
+                    inputs.push(recast(&self.kv(
+                        op,
+                        layer,
+                        LayerOp::Value,
+                        prompt,
+                        u,
+                        g,
+                    )?)?);
+                }
+            }
+            _ => return Err(DisputeError::NotAFold(op.info.step)),
+        }
+        Ok(FoldStep {
+            loState: at(lo)?,
+            hiState: at(lo + 1)?,
+            inputs,
+            leaves,
+        })
     }
 
     /// Replays the shard up to `step` and returns its opening (output and input tensors).

@@ -6,8 +6,10 @@
 
 mod common;
 
+use alloy::primitives::keccak256;
 use alloy::primitives::{Bytes, B256};
-use common::{build_sku, prompts, Chain};
+use common::{build_sku, prompts, Chain, FOLD_CHUNK};
+use verinfer_dispute::{recast, FoldContext};
 use verinfer_dispute::{Opener, StepContext, StepProof};
 use verinfer_primitives::merkle::hash_leaf;
 use verinfer_primitives::{MerkleProof, SparseMerkleTree};
@@ -71,6 +73,76 @@ fn corrupt(kind: StepKind, is_scores: bool, is_gemm: bool, mut row: Vec<u8>, col
 struct Tally {
     honest: usize,
     frauds: usize,
+    folds: usize,
+}
+
+/// Every present row of a pv or argmax step, settled by folding instead: the final accumulator passes the
+/// final link, every chunk transition is proven, a tampered accumulator after any chunk is fraud,
+/// and a final accumulator off by one is caught by the final link or the last chunk.
+fn check_folds(opener: &Opener, chain: &mut Chain, op: &StepOpening) -> usize {
+    let mut checked = 0;
+    let step = op.info.step;
+    for &row in &op.output.addresses {
+        let row = row as u32;
+        let c = opener.context(step, row, 0).unwrap();
+        let (p, last) = opener.open_fold(op, row, FOLD_CHUNK).unwrap();
+        let states = opener.fold_states(op, row, FOLD_CHUNK).unwrap();
+        let (fraud, chunks, init) = chain.fold_start(&c, &p, &last).unwrap();
+        assert!(
+            !fraud,
+            "{} row {row}: honest final accumulator judged fraud",
+            op.info.label()
+        );
+        assert_eq!(chunks as usize, states.len() - 1, "chunk count");
+        assert_eq!(init, keccak256(&states[0]), "zero accumulator");
+        for lo in 0..chunks {
+            let mut f = FoldContext {
+                step: recast(&c).unwrap(),
+                lo,
+                loHash: keccak256(&states[lo as usize]),
+                hiHash: keccak256(&states[lo as usize + 1]),
+            };
+            let mut s = opener.open_fold_chunk(op, row, FOLD_CHUNK, lo).unwrap();
+            assert!(
+                !chain.fold_step(&f, &s).unwrap(),
+                "{} row {row} chunk {lo}: honest",
+                op.info.label()
+            );
+            let mut bad = s.hiState.to_vec();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            s.hiState = bad.into();
+            f.hiHash = keccak256(&s.hiState);
+            assert!(
+                chain.fold_step(&f, &s).unwrap(),
+                "{} row {row} chunk {lo}: tampered",
+                op.info.label()
+            );
+            checked += 2;
+        }
+        let mut off = last.to_vec();
+        let end = off.len() - 1;
+        off[end] ^= 1;
+        let off = Bytes::from(off);
+        let (final_fraud, _, _) = chain.fold_start(&c, &p, &off).unwrap();
+        let lo = chunks - 1;
+        let f = FoldContext {
+            step: recast(&c).unwrap(),
+            lo,
+            loHash: keccak256(&states[lo as usize]),
+            hiHash: keccak256(&off),
+        };
+        let mut s = opener.open_fold_chunk(op, row, FOLD_CHUNK, lo).unwrap();
+        s.hiState = off;
+        let last_fraud = chain.fold_step(&f, &s).unwrap();
+        assert!(
+            final_fraud || last_fraud,
+            "{} row {row}: wrong final accumulator escaped",
+            op.info.label()
+        );
+        checked += 1;
+    }
+    checked
 }
 
 fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tally {
@@ -84,12 +156,20 @@ fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tal
     let mut tally = Tally {
         honest: 0,
         frauds: 0,
+        folds: 0,
     };
     for step in 0..opener.program().step_count() {
         let op = opener.reproduce(step).unwrap();
         let kind = op.info.kind;
         let is_gemm = matches!(kind, StepKind::LmHead)
             || matches!(kind, StepKind::Layer { op: l, .. } if l.matrix().is_some());
+        let is_pv = matches!(
+            kind,
+            StepKind::Layer {
+                op: verinfer_prover::LayerOp::Pv,
+                ..
+            }
+        );
         let is_scores = matches!(
             kind,
             StepKind::Layer {
@@ -133,6 +213,9 @@ fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tal
                 tally.honest += 1;
             }
         }
+        if is_pv || matches!(kind, StepKind::Argmax) {
+            tally.folds += check_folds(&opener, &mut chain, &op);
+        }
         // One tampered present row per step (the first), and a row invented where none is.
         if let Some(&row) = present.first() {
             let col = 0;
@@ -161,8 +244,8 @@ fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tal
         }
     }
     eprintln!(
-        "{}: {} honest openings proven, {} frauds caught",
-        spec_name, tally.honest, tally.frauds
+        "{}: {} honest openings proven, {} frauds caught, {} fold checks",
+        spec_name, tally.honest, tally.frauds, tally.folds
     );
     tally
 }

@@ -181,6 +181,27 @@ fn one_step_rows() -> R {
             .abi_encode(),
         )?;
     }
+    // A fold settles a pv row one chunk at a time (FoldProver, default 64 positions).
+    let chunk = 64;
+    let p: Vec<i32> = (0..chunk).map(|_| r.random_range(0..=1 << 15)).collect();
+    let v = i32s(&mut r, chunk * HEAD, 1 << 20);
+    gas(
+        &format!("pv fold chunk ({chunk} positions × D = 128)"),
+        V::pvAccumulateCall {
+            acc: vec![0u8; HEAD * 8].into(),
+            p: i32_row_bytes(&p).into(),
+            v: i32_row_bytes(&v).into(),
+        }
+        .abi_encode(),
+    )?;
+    gas(
+        "pv fold final link (D = 128)",
+        V::pvFinishCall {
+            acc: vec![7u8; HEAD * 8].into(),
+            ap: I256::try_from(1i64 << 20)?,
+        }
+        .abi_encode(),
+    )?;
     gas(
         "attn_out row, Hq·D = 4096",
         V::quantizeRowCall {

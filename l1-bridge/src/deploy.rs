@@ -5,7 +5,8 @@ use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, WalletProvider};
 
 use crate::bindings::{
-    BatchInbox, DisputeGame, OneStepVerifier, Rewards, SkuRegistry, StakeBridge, StepProver,
+    BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
+    StepProver,
 };
 use crate::L1Error;
 
@@ -43,6 +44,8 @@ pub struct DeployConfig {
     pub slash_timeout_bps: u64,
     /// Share of a loser's slashed stake or bond paid to the winner, basis points (rest burned).
     pub reward_bps: u64,
+    /// Positions per chunk when a long pv row is settled by bisecting inside it.
+    pub fold_chunk: u64,
 }
 
 impl Default for DeployConfig {
@@ -63,6 +66,7 @@ impl Default for DeployConfig {
             slash_fraud_bps: 5000,
             slash_timeout_bps: 1000,
             reward_bps: 5000,
+            fold_chunk: 64,
         }
     }
 }
@@ -77,11 +81,12 @@ pub struct Deployment {
     pub token: Address,
     pub one_step_verifier: Address,
     pub step_prover: Address,
+    pub fold_prover: Address,
     pub dispute_game: Address,
 }
 
 /// Deploys SkuRegistry, StakeBridge, Rewards (+ VerinferToken), BatchInbox, OneStepVerifier,
-/// StepProver and DisputeGame from the provider's default sender (which becomes the owner of each) and wires
+/// StepProver, FoldProver and DisputeGame from the provider's default sender (which becomes the owner of each) and wires
 /// them together (the bridge's inbox and fee sink, the rewards' inbox, the inbox's game, the
 /// bridge's registered game).
 pub async fn deploy<P: Provider + WalletProvider + Clone>(
@@ -149,12 +154,25 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
             contract: "StepProver",
             source,
         })?;
+    let folder = FoldProver::deploy(
+        provider.clone(),
+        *skus.address(),
+        *prover.address(),
+        *verifier.address(),
+        U256::from(cfg.fold_chunk),
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "FoldProver",
+        source,
+    })?;
     let game = DisputeGame::deploy(
         provider.clone(),
         *bridge.address(),
         *inbox.address(),
         *skus.address(),
         *prover.address(),
+        *folder.address(),
         U256::from(cfg.arity),
         cfg.clock,
         cfg.min_bond,
@@ -208,6 +226,7 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         token,
         one_step_verifier: *verifier.address(),
         step_prover: *prover.address(),
+        fold_prover: *folder.address(),
         dispute_game: *game.address(),
     })
 }

@@ -345,6 +345,37 @@ fn pv_row_agrees() {
     }
 }
 
+/// The chunked form of pv that folds use: accumulating any split of the positions, then
+/// finishing, gives `arith::pv_row`'s bytes.
+#[test]
+fn pv_fold_agrees() {
+    let mut h = Harness::new();
+    let mut r = rng(18);
+    for case in 0..CASES {
+        let n = len(&mut r, 24).max(1);
+        let d = len(&mut r, 16).max(1);
+        let p: Vec<i32> = (0..n).map(|_| r.random_range(0..=1 << 15)).collect();
+        let ap: i64 = r.random_range(1 << 13..=1 << 30);
+        let v: Vec<Vec<i32>> = (0..n).map(|_| vec_of(&mut r, d, i32_edge)).collect();
+        let refs: Vec<&[i32]> = v.iter().map(|x| x.as_slice()).collect();
+        let want = i32_row_bytes(&arith::pv_row(&p, ap, &refs));
+        let split = r.random_range(0..=n);
+        let mut acc = Bytes::from(vec![0u8; d * 8]);
+        for (lo, hi) in [(0, split), (split, n)] {
+            acc = h.call(V::pvAccumulateCall {
+                acc: acc.clone(),
+                p: i32_row_bytes(&p[lo..hi]).into(),
+                v: i32_row_bytes(&v[lo..hi].concat()).into(),
+            });
+        }
+        let got = h.call(V::pvFinishCall {
+            acc,
+            ap: I256::try_from(ap).expect("fits"),
+        });
+        assert_eq!(got.to_vec(), want, "case {case}");
+    }
+}
+
 #[test]
 fn quantize_row_agrees() {
     let mut h = Harness::new();
@@ -404,6 +435,41 @@ fn silu_mul_row_agrees() {
             sigmoid: sig_bytes.clone().into(),
         });
         assert_eq!(got.to_vec(), qrow(&q, sq), "case {case}");
+    }
+}
+
+/// The chunked form of argmax that folds use: the running best over any split of the ids
+/// ends on `arith::argmax_row`'s token.
+#[test]
+fn argmax_fold_agrees() {
+    use alloy::sol_types::SolValue;
+    let mut h = Harness::new();
+    let mut r = rng(19);
+    for case in 0..CASES {
+        let n = len(&mut r, 64).max(1);
+        let y: Vec<i32> = if case % 3 == 0 {
+            (0..n).map(|_| r.random_range(-2..=2)).collect()
+        } else {
+            vec_of(&mut r, n, i32_edge)
+        };
+        let sw: Vec<u32> = if case % 3 == 0 {
+            vec![7; n]
+        } else {
+            vec_of(&mut r, n, u32_edge)
+        };
+        let want = arith::argmax_row(&y, &sw, n);
+        let split = r.random_range(0..=n);
+        let mut state = Bytes::from((false, I256::ZERO, U256::ZERO).abi_encode());
+        for (lo, hi) in [(0, split), (split, n)] {
+            state = h.call(V::argmaxAccumulateCall {
+                state: state.clone(),
+                y: i32_row_bytes(&y[lo..hi]).into(),
+                sw: u32_row_bytes(&sw[lo..hi]).into(),
+                first: U256::from(lo),
+            });
+        }
+        let (found, _, id) = <(bool, I256, U256)>::abi_decode(&state).expect("state decodes");
+        assert_eq!(found.then(|| id.to::<u32>()), want, "case {case}");
     }
 }
 

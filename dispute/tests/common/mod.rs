@@ -4,10 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use alloy::primitives::B256;
 use alloy::primitives::{Address, Bytes};
 use alloy::sol_types::{SolCall, SolConstructor};
+use verinfer_dispute::{FoldContext, FoldStep};
 use verinfer_dispute::{OutputContext, OutputProof, StepContext, StepProof};
-use verinfer_l1::bindings::{OneStepVerifier, SkuRegistry, StepProver};
+use verinfer_l1::bindings::{FoldProver, OneStepVerifier, SkuRegistry, StepProver};
 use verinfer_l1::evm::Evm;
 use verinfer_prover::{sku, BuildOptions, Checkpoint, Sku, SynthSpec};
 
@@ -31,7 +33,12 @@ pub fn build_sku(spec: &SynthSpec, dir: &Path, eos: Option<&[u32]>) -> Arc<Sku> 
 pub struct Chain {
     evm: Evm,
     prover: Address,
+    folder: Address,
 }
+
+/// Positions per chunk of the FoldProver in these tests (small, so that short rows fold into
+/// several chunks).
+pub const FOLD_CHUNK: u64 = 2;
 
 impl Chain {
     pub fn new(sku: &Sku) -> Self {
@@ -87,7 +94,22 @@ impl Chain {
             }
             .abi_encode(),
         );
-        Chain { evm, prover }
+        let folder = deploy(
+            &mut evm,
+            &FoldProver::BYTECODE,
+            FoldProver::constructorCall {
+                skus_: reg,
+                steps_: prover,
+                verifier_: verifier,
+                chunk_: alloy::primitives::U256::from(FOLD_CHUNK),
+            }
+            .abi_encode(),
+        );
+        Chain {
+            evm,
+            prover,
+            folder,
+        }
     }
 
     /// The verdict (true = fraud) or the revert.
@@ -111,6 +133,36 @@ impl Chain {
 }
 
 impl Chain {
+    /// `FoldProver.start`: (fraud, chunks, hash of the zero accumulator), or the revert.
+    pub fn fold_start(
+        &mut self,
+        c: &StepContext,
+        p: &verinfer_dispute::RowProof,
+        final_state: &Bytes,
+    ) -> Result<(bool, u64, B256), String> {
+        let data = FoldProver::startCall {
+            c: verinfer_dispute::recast(c).map_err(|e| e.to_string())?,
+            p: verinfer_dispute::recast(p).map_err(|e| e.to_string())?,
+            finalState: final_state.clone(),
+        }
+        .abi_encode();
+        let out = self.evm.call(self.folder, data.into())?;
+        let r =
+            FoldProver::startCall::abi_decode_returns(&out.output).map_err(|e| e.to_string())?;
+        Ok((r.fraud, r.chunks.to::<u64>(), r.initHash))
+    }
+
+    /// `FoldProver.step`: the verdict (true = fraud), or the revert.
+    pub fn fold_step(&mut self, f: &FoldContext, s: &FoldStep) -> Result<bool, String> {
+        let data = FoldProver::stepCall {
+            f: f.clone(),
+            s: s.clone(),
+        }
+        .abi_encode();
+        let out = self.evm.call(self.folder, data.into())?;
+        Ok(out.output.get(31).copied() == Some(1))
+    }
+
     /// The verdict of an output challenge (true = fraud) or the revert.
     pub fn check_output(&mut self, c: &OutputContext, p: &OutputProof) -> Result<bool, String> {
         let data = StepProver::checkOutputCall {

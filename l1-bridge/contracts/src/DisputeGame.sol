@@ -4,7 +4,9 @@ pragma solidity 0.8.30;
 import {Receipt} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
-import {StepProver, StepContext, GemmProof, RowProof, OutputContext, OutputProof} from "./StepProver.sol";
+import {StepProver} from "./StepProver.sol";
+import {FoldProver, FoldContext, FoldStep} from "./FoldProver.sol";
+import {StepContext, GemmProof, RowProof, OutputContext, OutputProof} from "./Openings.sol";
 
 /// @notice The inbox calls of the game.
 interface IInboxGame {
@@ -84,8 +86,18 @@ contract DisputeGame {
         bytes32 receiptHash;
         bytes32 skuId;
         bytes32 inputRoot;
-        bytes32 outputRoot; // set for output challenges only
         bool output; // an output challenge (completion `row`, index `col`), not a trace dispute
+        bool fold; // bisecting inside the row of step `extra.foldStep` (lo/hi/roots: chunk states)
+    }
+
+    /// @notice What some games need beyond `Game`: the challenged output root (output
+    /// challenges) and, during a fold, the step and the trace states around it (while lo/hi and
+    /// their roots are reused for the chunk bisection).
+    struct Extra {
+        bytes32 outputRoot;
+        uint64 foldStep;
+        bytes32 stepLoRoot;
+        bytes32 stepHiRoot;
     }
 
     error BondTooSmall(uint256 sent, uint256 minBond);
@@ -122,6 +134,7 @@ contract DisputeGame {
     event RowProven(uint256 indexed gameId, uint64 step, bytes32 committedHash, bytes32 recomputedHash);
     event Resolved(uint256 indexed gameId, bool challengerWon, Reason reason, uint256 slashed);
     event Withdrawn(address indexed who, uint256 amount);
+    event FoldStarted(uint256 indexed gameId, uint64 step, uint256 chunks, bytes32 finalState);
 
     uint256 internal constant BPS = 10_000;
 
@@ -130,6 +143,8 @@ contract DisputeGame {
     SkuRegistry public immutable skus;
     /// @notice Settles the last step (openings + one-step recomputation).
     StepProver public immutable prover;
+    /// @notice Settles rows too long for one transaction by bisecting inside them.
+    FoldProver public immutable folder;
     /// @notice Bisection arity: states posted per round + 1.
     uint256 public immutable arity;
     /// @notice Seconds on each side's chess clock.
@@ -141,6 +156,7 @@ contract DisputeGame {
     uint256 public immutable rewardBps;
 
     Game[] internal games;
+    mapping(uint256 => Extra) internal extras;
     mapping(bytes32 => uint256) internal gameIdPlusOne;
     mapping(address => uint256) public owed;
     uint256 public burnedBonds;
@@ -150,6 +166,7 @@ contract DisputeGame {
         IInboxGame inbox_,
         SkuRegistry skus_,
         StepProver prover_,
+        FoldProver folder_,
         uint256 arity_,
         uint64 clock_,
         uint256 minBond_,
@@ -164,6 +181,7 @@ contract DisputeGame {
         inbox = inbox_;
         skus = skus_;
         prover = prover_;
+        folder = folder_;
         arity = arity_;
         clock = clock_;
         minBond = minBond_;
@@ -224,7 +242,7 @@ contract DisputeGame {
         (gameId, g) = _start(batchId, receipt, index, proof, true);
         if (g.phase == Phase.Resolved) return gameId;
         g.output = true;
-        g.outputRoot = receipt.outputRoot;
+        extras[gameId].outputRoot = receipt.outputRoot;
         g.row = prompt;
         g.col = j;
         g.phase = Phase.Prove;
@@ -319,7 +337,7 @@ contract DisputeGame {
         g.loRoot = newLoRoot;
         g.hiRoot = newHiRoot;
         g.rootsHash = bytes32(0);
-        g.phase = g.hi - g.lo == 1 ? Phase.Name : Phase.Bisect;
+        g.phase = g.hi - g.lo == 1 ? (g.fold ? Phase.Prove : Phase.Name) : Phase.Bisect;
         emit Chosen(gameId, g.lo, g.hi, newLoRoot, newHiRoot);
     }
 
@@ -345,8 +363,8 @@ contract DisputeGame {
     /// @param p The opening.
     function proveGemm(uint256 gameId, GemmProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
-        if (g.output) revert WrongGameKind(gameId, true);
-        (bool fraud, int256 committed, int256 recomputed) = prover.checkGemm(_context(g), p);
+        if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
+        (bool fraud, int256 committed, int256 recomputed) = prover.checkGemm(_context(gameId, g), p);
         emit StepProven(gameId, g.lo, committed, recomputed);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
@@ -357,8 +375,8 @@ contract DisputeGame {
     /// @param p The opening.
     function proveRow(uint256 gameId, RowProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
-        if (g.output) revert WrongGameKind(gameId, true);
-        (bool fraud, bytes32 committed, bytes32 recomputed) = prover.checkRow(_context(g), p);
+        if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
+        (bool fraud, bytes32 committed, bytes32 recomputed) = prover.checkRow(_context(gameId, g), p);
         emit RowProven(gameId, g.lo, committed, recomputed);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
@@ -369,11 +387,11 @@ contract DisputeGame {
     /// @param p The opening.
     function proveOutput(uint256 gameId, OutputProof calldata p) external {
         Game storage g = _move(gameId, Phase.Prove, true);
-        if (!g.output) revert WrongGameKind(gameId, false);
+        if (!g.output || g.fold) revert WrongGameKind(gameId, false);
         OutputContext memory c = OutputContext({
             skuId: g.skuId,
             inputRoot: g.inputRoot,
-            outputRoot: g.outputRoot,
+            outputRoot: extras[gameId].outputRoot,
             traceRoot: g.hiRoot,
             stepCount: g.stepCount,
             prompt: g.row,
@@ -383,13 +401,52 @@ contract DisputeGame {
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
 
-    function _context(Game storage g) internal view returns (StepContext memory) {
+    /// @notice Defender: instead of recomputing a long pv row at once, states its final
+    /// accumulator (checked against the committed row by `FoldProver.start`) and opens a
+    /// bisection over chunks of its positions: the states are accumulator hashes, the one before
+    /// position 0 is all zero, and the last step is one chunk's transition (`proveFold`).
+    /// @param gameId The game.
+    /// @param p The output row and the softmax row it reads.
+    /// @param finalState The accumulator after every position.
+    function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external {
+        Game storage g = _move(gameId, Phase.Prove, true);
+        if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
+        (bool fraud, uint256 chunks, bytes32 initHash) = folder.start(_context(gameId, g), p, finalState);
+        if (fraud || chunks == 0) {
+            _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
+            return;
+        }
+        g.fold = true;
+        extras[gameId] = Extra({outputRoot: bytes32(0), foldStep: g.lo, stepLoRoot: g.loRoot, stepHiRoot: g.hiRoot});
+        g.lo = 0;
+        g.hi = uint64(chunks);
+        g.loRoot = initHash;
+        g.hiRoot = keccak256(finalState);
+        g.phase = chunks == 1 ? Phase.Prove : Phase.Bisect;
+        emit FoldStarted(gameId, extras[gameId].foldStep, chunks, g.hiRoot);
+    }
+
+    /// @notice Defender: opens the one chunk of a fold the bisection ended on
+    /// (`FoldProver.step`); the game resolves on the verdict.
+    /// @param gameId The game.
+    /// @param s The accumulators around the chunk and its inputs.
+    function proveFold(uint256 gameId, FoldStep calldata s) external {
+        Game storage g = _move(gameId, Phase.Prove, true);
+        if (!g.fold) revert WrongGameKind(gameId, g.output);
+        FoldContext memory f = FoldContext({step: _context(gameId, g), lo: g.lo, loHash: g.loRoot, hiHash: g.hiRoot});
+        bool fraud = folder.step(f, s);
+        _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
+    }
+
+    function _context(uint256 gameId, Game storage g) internal view returns (StepContext memory) {
+        bool f = g.fold;
+        Extra storage e = extras[gameId];
         return StepContext({
             skuId: g.skuId,
             inputRoot: g.inputRoot,
-            loRoot: g.loRoot,
-            hiRoot: g.hiRoot,
-            step: g.lo,
+            loRoot: f ? e.stepLoRoot : g.loRoot,
+            hiRoot: f ? e.stepHiRoot : g.hiRoot,
+            step: f ? e.foldStep : g.lo,
             stepCount: g.stepCount,
             row: g.row,
             col: g.col
@@ -409,7 +466,9 @@ contract DisputeGame {
         uint256 elapsed = block.timestamp - g.lastMoveAt;
         if (elapsed <= left) revert ClockNotExpired(elapsed, left);
         if (defenderToMove) {
-            _resolve(gameId, g, true, ph == Phase.Prove ? Reason.ProofTimeout : Reason.DefenderTimeout);
+            // Silence once the entry is named (the proof, or a fold of it) is as heavy as fraud.
+            bool named = ph == Phase.Prove || g.fold;
+            _resolve(gameId, g, true, named ? Reason.ProofTimeout : Reason.DefenderTimeout);
         } else {
             _resolve(gameId, g, false, Reason.ChallengerTimeout);
         }
@@ -450,6 +509,14 @@ contract DisputeGame {
     function gameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
         uint256 v = gameIdPlusOne[_key(batchId, receiptHash, false)];
         return (v != 0, v == 0 ? 0 : v - 1);
+    }
+
+    /// @notice The extra record of game `gameId` (output root, fold step and trace states).
+    /// @param gameId The game.
+    /// @return The record (all zero when unused).
+    function getExtra(uint256 gameId) external view returns (Extra memory) {
+        _game(gameId);
+        return extras[gameId];
     }
 
     /// @notice The output challenge of receipt `receiptHash` in batch `batchId`.

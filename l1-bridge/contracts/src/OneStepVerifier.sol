@@ -440,6 +440,57 @@ contract OneStepVerifier {
         }
     }
 
+    /// @notice One chunk of a pv row, for disputes that bisect over its positions: adds
+    /// Σ_u p_u · v_u[d] over the chunk's positions to the running accumulator.
+    /// @param acc The accumulator before the chunk: D big-endian i64 (all zero before position 0).
+    /// @param p The chunk's probabilities (i32, one per position).
+    /// @param v The chunk's value rows, concatenated (each D big-endian i32).
+    /// @return out The accumulator after the chunk (D big-endian i64; |acc| < 2^62 for ≤ 2^16
+    /// positions, as the spec bounds it).
+    function pvAccumulate(bytes calldata acc, bytes calldata p, bytes calldata v)
+        external
+        pure
+        returns (bytes memory out)
+    {
+        uint256 d = _count(acc, 8);
+        uint256 n = _count(p, 4);
+        if (_count(v, 4) != n * d) revert LengthMismatch(v.length, n * d * 4);
+        uint256 pa;
+        uint256 pp;
+        uint256 pv;
+        assembly ("memory-safe") {
+            pa := acc.offset
+            pp := p.offset
+            pv := v.offset
+        }
+        out = new bytes(d * 8);
+        unchecked {
+            for (uint256 j = 0; j < d; ++j) {
+                int256 a = _i64(pa, j);
+                for (uint256 u = 0; u < n; ++u) {
+                    a += _i32(pp, u) * _i32(pv, u * d + j);
+                }
+                _put64(out, j * 8, a);
+            }
+        }
+    }
+
+    /// @notice The end of a pv row: o_d = sat_i32(round(acc_d · A_p / 2^45)).
+    /// @param acc The accumulator over all visible positions (D big-endian i64).
+    /// @param ap The softmax row's A_p.
+    /// @return out The Q16 i32 row (D).
+    function pvFinish(bytes calldata acc, int256 ap) external pure returns (bytes memory out) {
+        uint256 d = _count(acc, 8);
+        uint256 pa;
+        assembly ("memory-safe") {
+            pa := acc.offset
+        }
+        out = new bytes(d * 4);
+        for (uint256 j = 0; j < d; ++j) {
+            _put32(out, j, _sat(_rsr(_i64(pa, j) * ap, 45)));
+        }
+    }
+
     /// @notice attn_out: quantize_row of the concatenated Q16 head outputs.
     /// @param z The Q16 i32 row.
     /// @return The QRow bytes.
@@ -559,5 +610,41 @@ contract OneStepVerifier {
                 }
             }
         }
+    }
+
+    /// @notice One chunk of an argmax row, for disputes that bisect over the vocabulary: folds
+    /// the keys Y_j · Sw_j of ids first .. first + n − 1 into the running best (a strictly larger
+    /// key replaces it, so ties keep the lowest id, as `argmaxRow`).
+    /// @param state The best so far: abi.encode(bool found, int256 key, uint256 id).
+    /// @param y The chunk's logits (i32).
+    /// @param sw The chunk's lm_head scales (u32).
+    /// @param first The id of the chunk's first element.
+    /// @return The best after the chunk, encoded the same way.
+    function argmaxAccumulate(bytes calldata state, bytes calldata y, bytes calldata sw, uint256 first)
+        external
+        pure
+        returns (bytes memory)
+    {
+        uint256 n = _count(y, 4);
+        if (sw.length != y.length) revert LengthMismatch(y.length, sw.length);
+        if (state.length != 96) revert BadEncoding(state.length, 96);
+        (bool found, int256 best, uint256 id) = abi.decode(state, (bool, int256, uint256));
+        uint256 py;
+        uint256 pw;
+        assembly ("memory-safe") {
+            py := y.offset
+            pw := sw.offset
+        }
+        unchecked {
+            for (uint256 j = 0; j < n; ++j) {
+                int256 key = _i32(py, j) * _u32(pw, j);
+                if (!found || key > best) {
+                    best = key;
+                    id = first + j;
+                    found = true;
+                }
+            }
+        }
+        return abi.encode(found, best, id);
     }
 }

@@ -3,6 +3,17 @@ pragma solidity 0.8.30;
 
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
+import {
+    Openings,
+    StepContext,
+    GemmProof,
+    Opening,
+    VectorOpening,
+    LeafOpening,
+    OutputContext,
+    OutputProof,
+    RowProof
+} from "./Openings.sol";
 
 /// @notice The one-step calls the prover makes (OneStepVerifier).
 interface IOneStep {
@@ -43,105 +54,6 @@ interface IOneStep {
     function argmaxRow(bytes calldata y, bytes calldata sw, uint256 valid) external pure returns (bool, uint256);
 }
 
-/// @notice What the game knows about the disputed step: the SKU, the shard's input root, the
-/// agreed state before the step and the disputed one after it, and the named entry.
-struct StepContext {
-    bytes32 skuId;
-    bytes32 inputRoot;
-    bytes32 loRoot;
-    bytes32 hiRoot;
-    uint64 step;
-    uint64 stepCount;
-    uint32 row;
-    uint32 col;
-}
-
-/// @notice The defender's opening of one GEMM element (including lm_head).
-struct GemmProof {
-    bytes32 outRoot; // output tensor root of step s
-    bytes32[] stepProof; // siblings of leaf s in the state tree (pre and post)
-    bytes outRow; // committed int32 output row `row` (empty: a zero leaf)
-    bytes32[] outRowProof;
-    bytes32 inRoot; // input tensor root (output of an earlier step)
-    bytes32[] inStepProof; // siblings of that step's leaf in the agreed state
-    bytes inRow; // int8 activation row `row` (QRow; empty: a zero leaf)
-    bytes32[] inRowProof;
-    bytes32 rowsRoot; // weight matrix: rows root
-    bytes32 scalesRoot; // weight matrix: scales root
-    bytes32[] matrixProof; // matrix leaf in the SKU's weight root
-    bytes wRow; // int8 weight row `col` (output channel)
-    bytes32[] wRowProof;
-}
-
-/// @notice A row of an earlier step's output tensor: the tensor root opened as leaf `step` of
-/// the agreed state, and the row (empty bytes: a zero leaf, i.e. no such row). Which step and
-/// which row are fixed by the route; `step` is named so that routes reading several rounds
-/// (scores, pv) can point at the round that produced a position.
-struct Opening {
-    uint64 step;
-    bytes32 root;
-    bytes32[] stepProof;
-    bytes row;
-    bytes32[] rowProof;
-}
-
-/// @notice A whole committed vector of the SKU (a matrix's scales, with the matrix's rows root
-/// beside it, or a table / bias vector, `rowsRoot` unused), opened against the weight root.
-struct VectorOpening {
-    bytes data;
-    bytes32 rowsRoot;
-    bytes32[] weightProof;
-}
-
-/// @notice One leaf `data` of a committed tree `root`, where `root` is itself opened by
-/// `rootProof`: against the weight root (a table such as ROPE, or one half of a matrix leaf, the
-/// proof then starting with the other half), or unused for the shard's input root.
-struct LeafOpening {
-    bytes32 root;
-    bytes32[] rootProof;
-    bytes data;
-    bytes32[] proof;
-}
-
-/// @notice What an output challenge is about: the receipt's roots and the named completion
-/// `prompt` at generated index `j`.
-struct OutputContext {
-    bytes32 skuId;
-    bytes32 inputRoot;
-    bytes32 outputRoot;
-    bytes32 traceRoot;
-    uint64 stepCount;
-    uint32 prompt;
-    uint32 j;
-}
-
-/// @notice The defender's opening of one completion against the receipt's own trace: the
-/// completion leaf (under outputRoot), the prompt leaf (under inputRoot), and the argmax row
-/// of round `j` for that prompt (its tensor root as a leaf of the final trace state). `pos` is
-/// the row's position, read only for a text prompt (whose token count the L1 cannot know).
-struct OutputProof {
-    bytes completion;
-    bytes32[] completionProof;
-    bytes prompt;
-    bytes32[] promptProof;
-    uint32 pos;
-    bytes32 argmaxRoot;
-    bytes32[] stepProof;
-    bytes argmaxRow;
-    bytes32[] argmaxRowProof;
-}
-
-/// @notice The defender's opening of one output row (one element for scores) of a non-GEMM step.
-struct RowProof {
-    bytes32 outRoot;
-    bytes32[] stepProof;
-    bytes outRow;
-    bytes32[] outRowProof;
-    Opening[] inputs;
-    VectorOpening[] vectors;
-    LeafOpening[] leaves;
-}
-
 /// @title StepProver
 /// @notice Settles the last step of a bisection: given what the game agreed on (the state before
 /// step `s`, the disputed state after it, the named row/column) and the defender's opening, it
@@ -158,7 +70,7 @@ struct RowProof {
 ///
 /// Merkle failures revert (the defender must bring a valid opening or lose on its clock); a
 /// valid opening yields a verdict.
-contract StepProver {
+contract StepProver is Openings {
     /// @notice The ops of a round, as routed.
     enum Op {
         None,
@@ -179,8 +91,6 @@ contract StepProver {
         Argmax
     }
 
-    /// @notice A Merkle path or a named input does not match what the route requires.
-    error ProofMismatch(string what);
     /// @notice The step is not of the kind the called function settles.
     error WrongStepKind(uint256 step, Op op);
     /// @notice The proof carries the wrong number of inputs, vectors or leaves.
@@ -705,30 +615,6 @@ contract StepProver {
 
     // ------------------------------------------------------------------ openings
 
-    /// @dev Output root as leaf s (zero before, the root after, one path) and the named row.
-    function _openPost(
-        StepContext calldata c,
-        bytes32 outRoot,
-        bytes32[] calldata stepProof,
-        bytes calldata outRow,
-        bytes32[] calldata outRowProof
-    ) internal pure {
-        if (stepProof.length != Merkle.depthFor(c.stepCount)) {
-            revert ProofMismatch("step proof length");
-        }
-        if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert ProofMismatch("pre-state");
-        if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert ProofMismatch("post-state");
-        if (!_rowIn(outRoot, c.row, outRow, outRowProof)) revert ProofMismatch("output row");
-    }
-
-    /// @dev An input tensor root as leaf `step` of the agreed state, and its row `row`.
-    function _openInput(StepContext calldata c, Opening calldata o, uint256 step, uint256 row) internal pure {
-        if (o.step != step || step >= c.step) revert ProofMismatch("input step");
-        if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (!_rowIn(o.root, row, o.row, o.rowProof)) revert ProofMismatch("input row");
-    }
-
     /// @dev A key (op offset 5) or value (6) row of this layer, from the round the defender names;
     /// it must exist (in an honest trace exactly one round holds each position).
     function _openKv(StepContext calldata c, Ctx memory x, Opening calldata o, uint256 opOffset, uint256 row)
@@ -748,52 +634,5 @@ contract StepProver {
         if (Merkle.rootOfSized(leaf, index, v.weightProof, x.base + 5) != x.sku.weightRoot) {
             revert ProofMismatch("vector");
         }
-    }
-
-    /// @dev One half of a matrix leaf (rows root at 2·leaf, scales root at 2·leaf + 1, one level
-    /// below the weight root's leaves) and its leaf `index`.
-    function _openSub(
-        bytes32 weightRoot,
-        LeafOpening calldata o,
-        uint256 at,
-        uint256 depth,
-        uint256 index,
-        string memory what
-    ) internal pure {
-        if (o.rootProof.length != depth || Merkle.rootOf(o.root, at, o.rootProof) != weightRoot) {
-            revert ProofMismatch(what);
-        }
-        if (o.data.length == 0 || Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) != o.root) {
-            revert ProofMismatch(what);
-        }
-    }
-
-    /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
-    /// as deep as their highest row needs, so a row at or beyond 2^depth has no leaf to open:
-    /// then `data` is empty and `proof` is the hash of the leaf at `row mod 2^depth` followed by
-    /// that leaf's siblings. A proof's length is the tree's depth (leaf and node hashes have
-    /// different domains, and no node hash is zero), so "beyond the tree" cannot be faked.
-    function _rowIn(bytes32 root, uint256 row, bytes calldata data, bytes32[] calldata proof)
-        internal
-        pure
-        returns (bool)
-    {
-        uint256 n = proof.length;
-        if (n < 256 && row >> n == 0 && Merkle.rootOf(_leaf(data), row, proof) == root) return true;
-        if (data.length != 0 || n == 0) return false;
-        uint256 d = n - 1;
-        if (d >= 256 || row >> d == 0) return false;
-        return Merkle.rootOf(proof[0], row & ((uint256(1) << d) - 1), proof[1:]) == root;
-    }
-
-    /// @dev The leaf of a row (a zero leaf for empty bytes).
-    function _leaf(bytes calldata row) internal pure returns (bytes32) {
-        return row.length == 0 ? bytes32(0) : Merkle.leafHash(row);
-    }
-
-    /// @dev The scale (last 8 bytes) of a QRow.
-    function _scaleOf(bytes calldata row) internal pure returns (int256) {
-        if (row.length < 8) revert ProofMismatch("scale row");
-        return int256(int64(uint64(bytes8(row[row.length - 8:row.length]))));
     }
 }

@@ -6,7 +6,9 @@ import {Receipt, SignedJob} from "../src/Types.sol";
 import {SkuRegistry} from "../src/SkuRegistry.sol";
 import {StakeBridge} from "../src/StakeBridge.sol";
 import {DisputeGame, IBridgeGame, IInboxGame} from "../src/DisputeGame.sol";
-import {StepProver, IOneStep, GemmProof, RowProof, Opening, VectorOpening, OutputProof} from "../src/StepProver.sol";
+import {StepProver, IOneStep} from "../src/StepProver.sol";
+import {FoldProver, IFoldMath, FoldStep} from "../src/FoldProver.sol";
+import {Openings, GemmProof, RowProof, Opening, VectorOpening, OutputProof, StepContext} from "../src/Openings.sol";
 import {OneStepVerifier} from "../src/OneStepVerifier.sol";
 
 /// @dev Builds real traces (state trees over per-step output roots, tensors as Merkle trees over
@@ -25,6 +27,7 @@ contract DisputeGameTest is Fixture {
     DisputeGame internal game;
     OneStepVerifier internal verifier;
     StepProver internal prover;
+    FoldProver internal folder;
 
     // The honest data.
     bytes[] internal inRows; // QRows (K int8 + 8-byte scale)
@@ -52,13 +55,24 @@ contract DisputeGameTest is Fixture {
         delete weightLeaves;
         verifier = new OneStepVerifier();
         prover = new StepProver(skus, IOneStep(address(verifier)));
+        folder = new FoldProver(skus, prover, IFoldMath(address(verifier)), 2);
         _makeData();
         game = _deployGame(arity);
     }
 
     function _deployGame(uint256 arity) internal returns (DisputeGame g) {
         g = new DisputeGame(
-            IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, arity, CLOCK, BOND, 5000, 1000, 5000
+            IBridgeGame(address(bridge)),
+            IInboxGame(address(inbox)),
+            skus,
+            prover,
+            folder,
+            arity,
+            CLOCK,
+            BOND,
+            5000,
+            1000,
+            5000
         );
         vm.startPrank(owner);
         bridge.registerGame(address(g));
@@ -563,22 +577,22 @@ contract DisputeGameTest is Fixture {
         GemmProof memory p = _gemmProof(bad, 1, 2);
         p.wRow = wRows[1]; // another column's weights
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "weight row"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "weight row"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.inRow = inRows[0];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "input row"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.outRoot = good.outs[GEMM_STEP];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "post-state"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "post-state"));
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.matrixProof[0] = bytes32(0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "matrix"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "matrix"));
         game.proveGemm(id, p);
     }
 
@@ -829,7 +843,7 @@ contract DisputeGameTest is Fixture {
         RowProof memory p = _softmaxProof(true);
         p.vectors[0].data[0] = 0x00; // not the committed table
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "vector"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "vector"));
         game.proveRow(id, p);
         p = _softmaxProof(true);
         p.vectors = new VectorOpening[](0);
@@ -839,7 +853,7 @@ contract DisputeGameTest is Fixture {
         p = _softmaxProof(true);
         p.inputs[1].row = p.inputs[0].row; // scores row passed as the rope_q row
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "input row"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
         game.proveRow(id, p);
         // A GEMM step cannot be answered with a row proof, nor a row step with a GEMM proof.
         GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
@@ -1064,7 +1078,7 @@ contract DisputeGameTest is Fixture {
         game.proveGemm(id, gp);
         p.argmaxRow = abi.encodePacked(uint32(9));
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(StepProver.ProofMismatch.selector, "argmax row"));
+        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "argmax row"));
         game.proveOutput(id, p);
         // A trace game cannot be answered with an output proof (it is not at the proving phase
         // either; the kind is checked first once it is).
@@ -1073,5 +1087,177 @@ contract DisputeGameTest is Fixture {
             abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Prove, DisputeGame.Phase.Bisect)
         );
         game.proveOutput(traceId, p);
+    }
+
+    // ------------------------------------------------------------------ folds (pv rows)
+
+    /// @dev A pv row (step 10, row 4: prompt 0, position 2, head 0) over three positions, as a
+    /// defender states it: its value rows (step 7, rows 0/2/4), softmax row (step 9), the
+    /// accumulators after 0, 2 and 3 positions, and the committed row. A cheat adds 2^46 to the
+    /// final accumulator and commits the row that rounds from it.
+    struct PvCase {
+        Trace t;
+        bytes[] v;
+        bytes sm;
+        bytes[] acc; // after 0, 2, 3 positions
+        bytes out;
+        bytes32[] vLeaves;
+        bytes32[] smLeaves;
+        bytes32[] outLeaves;
+    }
+
+    function _pvCase(bool cheat) internal view returns (PvCase memory c) {
+        c.v = new bytes[](3);
+        for (uint256 u = 0; u < 3; ++u) {
+            for (uint256 d = 0; d < 4; ++d) {
+                c.v[u] = abi.encodePacked(c.v[u], int32(int256(u * 70_000 + d * 9_000) - 100_000));
+            }
+        }
+        bytes memory probs = abi.encodePacked(int32(20_000), int32(9_000), int32(3_768));
+        c.sm = abi.encodePacked(probs, int64(1 << 26));
+        c.acc = new bytes[](3);
+        c.acc[0] = new bytes(32);
+        c.acc[1] = verifier.pvAccumulate(c.acc[0], _slice(probs, 0, 8), bytes.concat(c.v[0], c.v[1]));
+        c.acc[2] = verifier.pvAccumulate(c.acc[1], _slice(probs, 8, 4), c.v[2]);
+        if (cheat) {
+            bytes memory a = c.acc[2];
+            a[2] = bytes1(uint8(a[2]) ^ 0x40); // +2^46 on the first element
+            c.acc[2] = a;
+        }
+        c.out = verifier.pvFinish(c.acc[2], int256(1 << 26));
+        c.vLeaves = new bytes32[](5);
+        c.smLeaves = new bytes32[](5);
+        c.outLeaves = new bytes32[](5);
+        for (uint256 u = 0; u < 3; ++u) {
+            c.vLeaves[2 * u] = _leaf(c.v[u]);
+        }
+        c.smLeaves[4] = _leaf(c.sm);
+        c.outLeaves[4] = _leaf(c.out);
+        c.t.outs = new bytes32[](STEPS);
+        for (uint256 i = 0; i < STEPS; ++i) {
+            c.t.outs[i] = keccak256(abi.encode(i > 10 && cheat ? "cheat" : "step", i));
+        }
+        c.t.outs[7] = _root(c.vLeaves, 3);
+        c.t.outs[9] = _root(c.smLeaves, 3);
+        c.t.outs[10] = _root(c.outLeaves, 3);
+    }
+
+    function _smOpening(PvCase memory c) internal view returns (Opening memory) {
+        return Opening(uint64(9), c.t.outs[9], _stateProof(c.t, 10, 9), c.sm, _proof(c.smLeaves, 3, 4));
+    }
+
+    /// @dev Plays a pv dispute to its fold; the challenger disputes chunk `part`.
+    function _playFold(bool cheat, uint256 part) internal returns (uint256 id, PvCase memory c) {
+        c = _pvCase(cheat);
+        PvCase memory other = _pvCase(!cheat);
+        (uint256 batchId, Receipt memory r) = _post(c.t);
+        id = _open(batchId, r);
+        _bisect(id, c.t, other.t);
+        assertEq(game.getGame(id).lo, 10, "pv step");
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 4, 0);
+        RowProof memory p;
+        p.outRoot = c.t.outs[10];
+        p.stepProof = _stateProof(c.t, 10, 10);
+        p.outRow = c.out;
+        p.outRowProof = _proof(c.outLeaves, 3, 4);
+        p.inputs = new Opening[](1);
+        p.inputs[0] = _smOpening(c);
+        vm.prank(worker);
+        game.foldRow(id, p, c.acc[2]);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.fold && g.lo == 0 && g.hi == 2 && g.phase == DisputeGame.Phase.Bisect, "fold over 2 chunks");
+        assertEq(game.getExtra(id).foldStep, 10, "fold step kept");
+        bytes32[] memory roots = new bytes32[](1);
+        roots[0] = keccak256(c.acc[1]);
+        vm.prank(worker);
+        game.bisect(id, g.hiRoot, roots);
+        vm.prank(worker2);
+        game.choose(id, roots, part, part == 0 ? g.loRoot : roots[0], part == 0 ? roots[0] : g.hiRoot);
+        assertTrue(game.getGame(id).phase == DisputeGame.Phase.Prove, "one chunk left");
+        FoldStep memory f;
+        f.loState = c.acc[part];
+        f.hiState = c.acc[part + 1];
+        f.inputs = new Opening[](part == 0 ? 3 : 2);
+        f.inputs[0] = _smOpening(c);
+        for (uint256 u = part * 2; u < (part == 0 ? 2 : 3); ++u) {
+            f.inputs[1 + u - part * 2] =
+                Opening(uint64(7), c.t.outs[7], _stateProof(c.t, 10, 7), c.v[u], _proof(c.vLeaves, 3, 2 * u));
+        }
+        vm.prank(worker);
+        game.proveFold(id, f);
+    }
+
+    function test_foldCatchesAWrongPvRow() public {
+        (uint256 id,) = _playFold(true, 1);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon && g.reason == DisputeGame.Reason.Fraud, "fraud in the last chunk");
+        assertEq(bridge.account(worker).stake, 5 ether, "heavy slash");
+    }
+
+    function test_foldProvesAnHonestPvRow() public {
+        for (uint256 part = 0; part < 2; ++part) {
+            if (part != 0) _fresh(4);
+            (uint256 id,) = _playFold(false, part);
+            DisputeGame.Game memory g = game.getGame(id);
+            assertTrue(!g.challengerWon && g.reason == DisputeGame.Reason.Proven, "every chunk proves");
+        }
+    }
+
+    function test_foldGuards() public {
+        PvCase memory c = _pvCase(true);
+        PvCase memory other = _pvCase(false);
+        (uint256 batchId, Receipt memory r) = _post(c.t);
+        uint256 id = _open(batchId, r);
+        _bisect(id, c.t, other.t);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 4, 0);
+        FoldStep memory f;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongGameKind.selector, id, false));
+        game.proveFold(id, f);
+        RowProof memory p;
+        p.outRoot = c.t.outs[10];
+        p.stepProof = _stateProof(c.t, 10, 10);
+        p.outRow = c.out;
+        p.outRowProof = _proof(c.outLeaves, 3, 4);
+        p.inputs = new Opening[](1);
+        p.inputs[0] = _smOpening(c);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(FoldProver.BadState.selector, "final accumulator"));
+        game.foldRow(id, p, new bytes(8));
+        vm.prank(worker);
+        game.foldRow(id, p, c.acc[2]);
+        vm.prank(worker);
+        vm.expectRevert(
+            abi.encodeWithSelector(DisputeGame.WrongPhase.selector, DisputeGame.Phase.Prove, DisputeGame.Phase.Bisect)
+        );
+        game.proveRow(id, p);
+        // Silence inside a fold is silence after the entry was named: the heavy slash.
+        vm.warp(block.timestamp + CLOCK + 1);
+        game.timeout(id);
+        assertEq(uint256(game.getGame(id).reason), uint256(DisputeGame.Reason.ProofTimeout), "proof timeout");
+    }
+
+    function test_foldOnlyForPvSteps() public {
+        RowProof memory p;
+        StepContextLike memory x;
+        x.skuId = keccak256("real-sku");
+        x.step = 9;
+        vm.expectRevert(abi.encodeWithSelector(FoldProver.WrongStepKind.selector, 9));
+        folder.start(_ctx(x), p, "");
+    }
+
+    struct StepContextLike {
+        bytes32 skuId;
+        uint64 step;
+    }
+
+    function _ctx(StepContextLike memory x) internal pure returns (StepContext memory c) {
+        c.skuId = x.skuId;
+        c.step = x.step;
+        c.stepCount = 23;
     }
 }

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {SkuRegistry} from "./SkuRegistry.sol";
+import {StepProver} from "./StepProver.sol";
+import {Merkle} from "./Merkle.sol";
+import {Openings, StepContext, Opening, LeafOpening, RowProof} from "./Openings.sol";
+
+/// @notice The chunked arithmetic the fold reads (OneStepVerifier).
+interface IFoldMath {
+    function pvAccumulate(bytes calldata acc, bytes calldata p, bytes calldata v) external pure returns (bytes memory);
+    function pvFinish(bytes calldata acc, int256 ap) external pure returns (bytes memory);
+    function argmaxAccumulate(bytes calldata state, bytes calldata y, bytes calldata sw, uint256 first)
+        external
+        pure
+        returns (bytes memory);
+}
+
+/// @notice Where an in-row bisection stands: the disputed step (as the trace game left it), the
+/// chunk `lo` whose transition is checked, and the agreed / disputed accumulator hashes around it.
+struct FoldContext {
+    StepContext step;
+    uint64 lo;
+    bytes32 loHash;
+    bytes32 hiHash;
+}
+
+/// @notice The defender's opening of one chunk transition: the states before and after it
+/// (their hashes are on chain) and what the chunk reads. pv: inputs [softmax row, then the value
+/// rows of the chunk's positions]. argmax: inputs [logits row], leaves [the lm_head scales chunk
+/// (the scales root as the right half of the lm_head matrix leaf)].
+struct FoldStep {
+    bytes loState;
+    bytes hiState;
+    Opening[] inputs;
+    LeafOpening[] leaves;
+}
+
+/// @title FoldProver
+/// @notice Settles rows too long to recompute in one transaction by bisecting inside the row.
+/// A pv row at position `pos` reads `pos + 1` value rows (at 4096 positions, ~100 M gas in one
+/// go); an argmax row folds 128k keys (~38 M gas). Instead the defender states the row's final
+/// state (`start`: checked against the committed row), the game bisects over chunks of items
+/// with state hashes (the state before the first item is fixed), and one chunk's transition is
+/// recomputed (`step`). pv's state is the accumulator (D big-endian i64, the spec's sums before
+/// the final rounding), argmax's the best (found, key, id) so far. An honest defender can answer
+/// every chunk the challenger picks; a wrong row breaks the final link or some transition.
+contract FoldProver is Openings {
+    /// @notice The step is not one this contract folds.
+    error WrongStepKind(uint256 step);
+    /// @notice The proof carries the wrong number of inputs.
+    error WrongOpeningCount(uint256 got, uint256 want);
+    /// @notice A stated accumulator is malformed or does not match its hash.
+    error BadState(string what);
+
+    SkuRegistry public immutable skus;
+    StepProver public immutable steps;
+    IFoldMath public immutable verifier;
+    /// @notice Positions per chunk of a pv fold.
+    uint256 public immutable chunk;
+    /// @notice Vocabulary ids per chunk of an argmax fold: one 1024-byte chunk of the committed
+    /// lm_head scales vector.
+    uint256 public constant ARGMAX_CHUNK = 256;
+
+    constructor(SkuRegistry skus_, StepProver steps_, IFoldMath verifier_, uint256 chunk_) {
+        if (chunk_ == 0) revert WrongOpeningCount(0, 1);
+        skus = skus_;
+        steps = steps_;
+        verifier = verifier_;
+        chunk = chunk_;
+    }
+
+    /// @notice Opens a fold of the named row: the output row, the input row it reads and the
+    /// defender's final state, which must give the committed row. pv: inputs [softmax row
+    /// (s − 1)], state = the accumulator (D big-endian i64) that rounds to the row with the
+    /// softmax row's A_p. argmax: inputs [logits row (s − 1)], state = abi.encode(found, key, id)
+    /// whose id is the committed token.
+    /// @param c The step context of the trace game.
+    /// @param p Output opening and the input row.
+    /// @param finalState The state after every item.
+    /// @return fraud Whether the committed row contradicts the stated state (or should not exist).
+    /// @return chunks Chunks to bisect over (0: settled without a fold).
+    /// @return initHash Hash of the state before the first item (the agreed start).
+    function start(StepContext calldata c, RowProof calldata p, bytes calldata finalState)
+        external
+        view
+        returns (bool fraud, uint256 chunks, bytes32 initHash)
+    {
+        (StepProver.Op op, SkuRegistry.Shape memory sh) = _foldOp(c);
+        _openPost(c, p.outRoot, p.stepProof, p.outRow, p.outRowProof);
+        if (p.inputs.length != 1) revert WrongOpeningCount(p.inputs.length, 1);
+        _openInput(c, p.inputs[0], c.step - 1, c.row);
+        bytes calldata x = p.inputs[0].row;
+        if (x.length == 0) return (p.outRow.length != 0, 0, bytes32(0));
+        if (op == StepProver.Op.Argmax) {
+            uint256 valid = skus.get(c.skuId).vocab;
+            if (x.length < valid * 4) revert ProofMismatch("logits row");
+            if (finalState.length != 96) revert BadState("final best");
+            (bool found,, uint256 id) = abi.decode(finalState, (bool, int256, uint256));
+            fraud = !found || p.outRow.length != 4 || uint32(bytes4(p.outRow)) != id;
+            return
+                (fraud, (valid + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK, keccak256(abi.encode(false, int256(0), uint256(0))));
+        }
+        uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
+        if (x.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
+        uint256 width = uint256(sh.headDim) * 8;
+        if (finalState.length != width) revert BadState("final accumulator");
+        int256 ap = int256(int64(uint64(bytes8(x[x.length - 8:]))));
+        fraud = keccak256(verifier.pvFinish(finalState, ap)) != keccak256(p.outRow);
+        chunks = (pos + chunk) / chunk;
+        initHash = keccak256(new bytes(width));
+    }
+
+    /// @notice Recomputes chunk `lo` of a fold: the state before it folded with the chunk's
+    /// items must be the state after it.
+    /// @param f Where the fold stands.
+    /// @param s The opening.
+    /// @return fraud Whether the stated transition is wrong.
+    function step(FoldContext calldata f, FoldStep calldata s) external view returns (bool fraud) {
+        StepContext calldata c = f.step;
+        (StepProver.Op op, SkuRegistry.Shape memory sh) = _foldOp(c);
+        if (keccak256(s.loState) != f.loHash) revert BadState("state before");
+        if (keccak256(s.hiState) != f.hiHash) revert BadState("state after");
+        if (s.inputs.length == 0) revert WrongOpeningCount(0, 1);
+        _openInput(c, s.inputs[0], c.step - 1, c.row);
+        if (op == StepProver.Op.Argmax) return _argmaxStep(f, s);
+        if (s.loState.length != uint256(sh.headDim) * 8) revert BadState("state before");
+        bytes calldata sm = s.inputs[0].row;
+        uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
+        if (sm.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
+        uint256 from = uint256(f.lo) * chunk;
+        uint256 to = from + chunk > pos + 1 ? pos + 1 : from + chunk;
+        if (from >= to) revert BadState("chunk");
+        if (s.inputs.length != 1 + to - from) revert WrongOpeningCount(s.inputs.length, 1 + to - from);
+        bytes memory v = _values(c, sh, s.inputs, from, to);
+        fraud = keccak256(verifier.pvAccumulate(s.loState, sm[from * 4:to * 4], v)) != f.hiHash;
+    }
+
+    /// @dev argmax chunk `lo`: ids lo·256 .. (capped at the vocabulary), their logits from the
+    /// row and their lm_head scales from one chunk of the scales vector.
+    function _argmaxStep(FoldContext calldata f, FoldStep calldata s) internal view returns (bool) {
+        SkuRegistry.Sku memory k = skus.get(f.step.skuId);
+        uint256 from = uint256(f.lo) * ARGMAX_CHUNK;
+        uint256 to = from + ARGMAX_CHUNK > k.vocab ? k.vocab : from + ARGMAX_CHUNK;
+        if (from >= to) revert BadState("chunk");
+        if (s.inputs[0].row.length < to * 4) revert ProofMismatch("logits row");
+        if (s.leaves.length != 1) revert WrongOpeningCount(s.leaves.length, 1);
+        // lm_head is weight-root leaf layers·stride + 1; its scales root is that leaf's right half.
+        uint256 leaves = uint256(k.layers) * (k.hasBias ? 10 : 7) + 5;
+        _openSub(k.weightRoot, s.leaves[0], 2 * (leaves - 4) + 1, Merkle.depthFor(leaves) + 1, f.lo, "lm_head scales");
+        if (s.leaves[0].data.length < (to - from) * 4) revert ProofMismatch("lm_head scales");
+        return keccak256(_argmaxFold(s, from, to)) != f.hiHash;
+    }
+
+    function _argmaxFold(FoldStep calldata s, uint256 from, uint256 to) internal view returns (bytes memory) {
+        return verifier.argmaxAccumulate(
+            s.loState, s.inputs[0].row[from * 4:to * 4], s.leaves[0].data[0:(to - from) * 4], from
+        );
+    }
+
+    /// @dev The op of step `c.step` (pv or argmax; anything else is refused) and the SKU's shape.
+    function _foldOp(StepContext calldata c) internal view returns (StepProver.Op op, SkuRegistry.Shape memory sh) {
+        (op,,) = steps.stepOp(c.skuId, c.step);
+        if (op != StepProver.Op.Pv && op != StepProver.Op.Argmax) revert WrongStepKind(c.step);
+        sh = skus.shapeOf(c.skuId);
+    }
+
+    /// @dev The value row of position 0 of the prompt of per-head row `row`, for its kv head.
+    function _kvBase(uint256 row, SkuRegistry.Shape memory sh) internal pure returns (uint256) {
+        uint256 t = row / sh.heads;
+        uint256 g = (row % sh.heads) / (sh.heads / sh.kvHeads);
+        return (t - t % sh.maxSeq) * sh.kvHeads + g;
+    }
+
+    /// @dev The value rows of positions from..to−1 of the row's prompt (inputs 1..), each from the
+    /// round the defender names, concatenated.
+    function _values(
+        StepContext calldata c,
+        SkuRegistry.Shape memory sh,
+        Opening[] calldata ins,
+        uint256 from,
+        uint256 to
+    ) internal view returns (bytes memory v) {
+        uint256 spr = 19 * uint256(skus.get(c.skuId).layers) + 4;
+        uint256 valueOp = (c.step % spr) - 3; // value is three ops before pv in a layer
+        uint256 width = uint256(sh.headDim) * 4;
+        uint256 base = _kvBase(c.row, sh);
+        v = new bytes((to - from) * width);
+        for (uint256 u = from; u < to; ++u) {
+            Opening calldata o = ins[1 + u - from];
+            if (o.step % spr != valueOp) revert ProofMismatch("kv step");
+            _openInput(c, o, o.step, base + u * sh.kvHeads);
+            if (o.row.length != width) revert ProofMismatch("value row");
+            bytes calldata r = o.row;
+            uint256 at = (u - from) * width;
+            assembly ("memory-safe") {
+                calldatacopy(add(add(v, 32), at), r.offset, width)
+            }
+        }
+    }
+}
