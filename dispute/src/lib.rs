@@ -40,8 +40,8 @@ pub enum DisputeError {
     /// An ABI struct did not re-decode as another binding's type.
     #[error("cannot recast an ABI struct: {0}")]
     Recast(String),
-    /// A fold was asked of a step that is not a pv or argmax step.
-    #[error("step {0} is not a pv or argmax step; only those rows are folded")]
+    /// A fold was asked of a step that is not a pv, silu_mul or argmax step.
+    #[error("step {0} is not a pv, silu_mul or argmax step; only those rows are folded")]
     NotAFold(u64),
     /// The row names a position the shard does not have (no round produced it).
     #[error("prompt {prompt} has no position {pos} in this shard")]

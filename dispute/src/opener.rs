@@ -221,10 +221,16 @@ impl Opener {
     /// The states of a fold of row `row` of the replayed step `op`: entry `i` is the state after
     /// the first `i` chunks, entry 0 the fixed start, the last one the final state. pv: the
     /// accumulator (D big-endian i64) over chunks of `chunk` positions; argmax: the running best
-    /// over chunks of [`Self::ARGMAX_CHUNK`] ids. Empty when the row does not exist.
+    /// over chunks of [`Self::ARGMAX_CHUNK`] ids; silu_mul: the running max |m_i| over chunks
+    /// of [`Self::SILU_CHUNK`] elements. Empty when the row does not exist.
     pub fn fold_states(&self, op: &StepOpening, row: u32, chunk: u64) -> Result<Vec<Vec<u8>>> {
-        if matches!(op.info.kind, StepKind::Argmax) {
-            return self.argmax_states(op, row as u64);
+        match op.info.kind {
+            StepKind::Argmax => return self.argmax_states(op, row as u64),
+            StepKind::Layer {
+                layer,
+                op: LayerOp::SiluMul,
+            } => return self.silu_states(op, layer, row as u64),
+            _ => {}
         }
         let (probs, values) = self.pv_inputs(op, row as u64)?;
         let d = self.engine.sku().config().head_dim;
@@ -287,6 +293,49 @@ impl Opener {
         Ok(states)
     }
 
+    /// Elements per chunk of a silu_mul fold (one 1024-byte chunk of each scales vector).
+    pub const SILU_CHUNK: u64 = 256;
+
+    /// The running max |m_i| of a silu_mul fold after each chunk of [`Self::SILU_CHUNK`]
+    /// elements, `abi.encode(uint256)`.
+    fn silu_states(&self, op: &StepOpening, layer: usize, row: u64) -> Result<Vec<Vec<u8>>> {
+        let step = op.info.step;
+        let be = |b: &[u8]| -> Vec<i32> {
+            b.chunks(4)
+                .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let gate = self.input(op, step - 2, row)?.row;
+        if gate.is_empty() {
+            return Ok(Vec::new());
+        }
+        let up = self.input(op, step - 1, row)?.row;
+        let norm = self.input(op, step - 3, row)?.row;
+        let sx = i64::from_be_bytes(norm[norm.len().saturating_sub(8)..].try_into().map_err(
+            |_| DisputeError::RowOutOfRange {
+                what: "normalized row",
+                row,
+            },
+        )?);
+        let sku = self.engine.sku();
+        let m = verinfer_primitives::arith::silu_mul_values(
+            &be(&gate),
+            &be(&up),
+            &sku.vec_u32(&format!("layers.{layer}.gate.s"))?,
+            &sku.vec_u32(&format!("layers.{layer}.up.s"))?,
+            sx,
+            &sku.vec_u32("sigmoid")?,
+        );
+        let enc = |a: u64| U256::from(a).abi_encode();
+        let mut amax = 0u64;
+        let mut states = vec![enc(0)];
+        for c in m.chunks(Self::SILU_CHUNK as usize) {
+            amax = c.iter().fold(amax, |a, &v| a.max(v.unsigned_abs() as u64));
+            states.push(enc(amax));
+        }
+        Ok(states)
+    }
+
     /// The softmax probabilities and the value rows (by position) a pv row reads.
     fn pv_inputs(&self, op: &StepOpening, row: u64) -> Result<(Vec<i32>, Vec<Vec<i32>>)> {
         let StepKind::Layer {
@@ -317,13 +366,22 @@ impl Opener {
     /// The defender's `foldRow` arguments for pv row `row`: the output and softmax openings,
     /// and the final accumulator.
     pub fn open_fold(&self, op: &StepOpening, row: u32, chunk: u64) -> Result<(RowProof, Bytes)> {
+        // silu_mul's fold starts from its gate row (s − 2); pv's and argmax's from s − 1.
+        let silu = matches!(
+            op.info.kind,
+            StepKind::Layer {
+                op: LayerOp::SiluMul,
+                ..
+            }
+        );
+        let back = if silu { 2 } else { 1 };
         let (out_row, out_proof) = tensor_row(&op.output, row as u64)?;
         let p = RowProof {
             outRoot: op.output.root(),
             stepProof: op.state_proof_post.siblings.clone(),
             outRow: out_row,
             outRowProof: out_proof,
-            inputs: vec![self.input(op, op.info.step - 1, row as u64)?],
+            inputs: vec![self.input(op, op.info.step - back, row as u64)?],
             vectors: Vec::new(),
             leaves: Vec::new(),
         };
@@ -349,10 +407,14 @@ impl Opener {
                     },
                 )
             };
-        let mut inputs = vec![recast(&self.input(op, op.info.step - 1, row as u64)?)?];
+        let step = op.info.step;
+        let mut inputs = Vec::new();
         let mut leaves = Vec::new();
+        let mut final_state = Bytes::new();
+        let mut output = empty_opening();
         match op.info.kind {
             StepKind::Argmax => {
+                inputs.push(recast(&self.input(op, step - 1, row as u64)?)?);
                 let sku = self.engine.sku();
                 let (data, proof) = vector_chunk(sku, "lm_head.s", lo as usize)?;
                 let leaf = LeafOpening {
@@ -365,8 +427,45 @@ impl Opener {
             }
             StepKind::Layer {
                 layer,
+                op: LayerOp::SiluMul,
+            } => {
+                for back in [2, 1, 3] {
+                    inputs.push(recast(&self.input(op, step - back, row as u64)?)?);
+                }
+                let sku = self.engine.sku();
+                for m in ["gate", "up"] {
+                    let name = format!("layers.{layer}.{m}");
+                    let (data, proof) = vector_chunk(sku, &format!("{name}.s"), lo as usize)?;
+                    let leaf = LeafOpening {
+                        root: matrix_roots(sku, &name)?.scales,
+                        rootProof: self.weights.half_proof(sku, &name, 1)?,
+                        data: data.into(),
+                        proof,
+                    };
+                    leaves.push(recast(&leaf)?);
+                }
+                let table = LeafOpening {
+                    root: B256::ZERO,
+                    rootProof: self.weights.proof("sigmoid")?,
+                    data: vector_bytes(sku, "sigmoid")?.into(),
+                    proof: Vec::new(),
+                };
+                leaves.push(recast(&table)?);
+                final_state = states.last().cloned().unwrap_or_default().into();
+                let (row_bytes, row_proof) = tensor_row(&op.output, row as u64)?;
+                output = Opening {
+                    step,
+                    root: op.output.root(),
+                    stepProof: op.state_proof_post.siblings.clone(),
+                    row: row_bytes,
+                    rowProof: row_proof,
+                };
+            }
+            StepKind::Layer {
+                layer,
                 op: LayerOp::Pv,
             } => {
+                inputs.push(recast(&self.input(op, step - 1, row as u64)?)?);
                 let (probs, _) = self.pv_inputs(op, row as u64)?;
                 let (hq, hkv) = (self.addrs.heads, self.addrs.kv_heads);
                 let (prompt, _) = self.locate_head(row as u64);
@@ -390,6 +489,8 @@ impl Opener {
             hiState: at(lo + 1)?,
             inputs,
             leaves,
+            finalState: final_state,
+            output: recast(&output)?,
         })
     }
 

@@ -76,7 +76,7 @@ struct Tally {
     folds: usize,
 }
 
-/// Every present row of a pv or argmax step, settled by folding instead: the final accumulator passes the
+/// Every present row of a pv, silu_mul or argmax step, settled by folding instead: the final accumulator passes the
 /// final link, every chunk transition is proven, a tampered accumulator after any chunk is fraud,
 /// and a final accumulator off by one is caught by the final link or the last chunk.
 fn check_folds(opener: &Opener, chain: &mut Chain, op: &StepOpening) -> usize {
@@ -101,6 +101,7 @@ fn check_folds(opener: &Opener, chain: &mut Chain, op: &StepOpening) -> usize {
                 lo,
                 loHash: keccak256(&states[lo as usize]),
                 hiHash: keccak256(&states[lo as usize + 1]),
+                finalHash: keccak256(&last),
             };
             let mut s = opener.open_fold_chunk(op, row, FOLD_CHUNK, lo).unwrap();
             assert!(
@@ -131,9 +132,11 @@ fn check_folds(opener: &Opener, chain: &mut Chain, op: &StepOpening) -> usize {
             lo,
             loHash: keccak256(&states[lo as usize]),
             hiHash: keccak256(&off),
+            finalHash: keccak256(&off),
         };
         let mut s = opener.open_fold_chunk(op, row, FOLD_CHUNK, lo).unwrap();
-        s.hiState = off;
+        s.hiState = off.clone();
+        s.finalState = off;
         let last_fraud = chain.fold_step(&f, &s).unwrap();
         assert!(
             final_fraud || last_fraud,
@@ -213,7 +216,14 @@ fn check_every_step(spec: SynthSpec, eos: Option<Vec<u32>>, shard: Shard) -> Tal
                 tally.honest += 1;
             }
         }
-        if is_pv || matches!(kind, StepKind::Argmax) {
+        let is_silu = matches!(
+            kind,
+            StepKind::Layer {
+                op: verinfer_prover::LayerOp::SiluMul,
+                ..
+            }
+        );
+        if is_pv || is_silu || matches!(kind, StepKind::Argmax) {
             tally.folds += check_folds(&opener, &mut chain, &op);
         }
         // One tampered present row per step (the first), and a row invented where none is.

@@ -438,6 +438,55 @@ fn silu_mul_row_agrees() {
     }
 }
 
+/// The chunked form of silu_mul that folds use: the running max over any split of the
+/// elements and each chunk's int8 values (quantized with the final max) give
+/// `arith::silu_mul_row`, and the scale of the final max is the row's scale.
+#[test]
+fn silu_fold_agrees() {
+    let mut h = Harness::new();
+    let mut r = rng(20);
+    let sig = arith::sigmoid_table();
+    let sig_bytes = u32_row_bytes(&sig);
+    for case in 0..CASES {
+        let n = len(&mut r, 40).max(1);
+        let yg = vec_of(&mut r, n, acc_edge);
+        let yu = vec_of(&mut r, n, acc_edge);
+        let swg = vec_of(&mut r, n, u32_edge);
+        let swu = vec_of(&mut r, n, u32_edge);
+        let s = scale(&mut r);
+        let (q, sq) = arith::silu_mul_row(&yg, &yu, &swg, &swu, s, &sig);
+        let m = arith::silu_mul_values(&yg, &yu, &swg, &swu, s, &sig);
+        let fin = m.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+        let split = r.random_range(0..=n);
+        let mut amax = 0u64;
+        let mut got_q: Vec<u8> = Vec::new();
+        for (lo, hi) in [(0, split), (split, n)] {
+            let y = [i32_row_bytes(&yg[lo..hi]), i32_row_bytes(&yu[lo..hi])].concat();
+            let sw = [u32_row_bytes(&swg[lo..hi]), u32_row_bytes(&swu[lo..hi])].concat();
+            let out = h.call(V::siluChunkCall {
+                y: y.into(),
+                sw: sw.into(),
+                sx: I256::try_from(s).expect("fits"),
+                sigmoid: sig_bytes.clone().into(),
+                amaxes: (U256::from(amax) << 128) | U256::from(fin),
+            });
+            amax = out.amaxAfter.to::<u64>();
+            got_q.extend_from_slice(&out.q);
+        }
+        assert_eq!(amax, fin, "case {case}: running max");
+        let want: Vec<u8> = q.iter().map(|&v| v as u8).collect();
+        assert_eq!(got_q, want, "case {case}: int8 values");
+        let scale_got = h.call(V::quantizeScaleCall {
+            amax: U256::from(fin),
+        });
+        assert_eq!(
+            scale_got,
+            I256::try_from(sq).expect("fits"),
+            "case {case}: scale"
+        );
+    }
+}
+
 /// The chunked form of argmax that folds use: the running best over any split of the ids
 /// ends on `arith::argmax_row`'s token.
 #[test]

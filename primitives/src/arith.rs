@@ -406,15 +406,27 @@ pub fn silu_mul_row(
     s_x: i64,
     sigmoid: &[u32],
 ) -> (Vec<i8>, i64) {
-    let m: Vec<i32> = (0..y_gate.len())
+    quantize_row(&silu_mul_values(y_gate, y_up, sw_gate, sw_up, s_x, sigmoid))
+}
+
+/// The Q16 values `m_i` of a silu_mul row before its quantization (what a chunked dispute of
+/// the row folds: the running max |m_i| and each chunk's int8 values).
+pub fn silu_mul_values(
+    y_gate: &[i32],
+    y_up: &[i32],
+    sw_gate: &[u32],
+    sw_up: &[u32],
+    s_x: i64,
+    sigmoid: &[u32],
+) -> Vec<i32> {
+    (0..y_gate.len())
         .map(|i| {
             let g = dequant(y_gate[i], sw_gate[i], s_x);
             let u = dequant(y_up[i], sw_up[i], s_x);
             let s = rshift_round(g as i128 * sigmoid_q16(g, sigmoid) as i128, SIGMOID_FRAC);
             sat_i32(rshift_round(s * u as i128, ACT_FRAC))
         })
-        .collect();
-    quantize_row(&m)
+        .collect()
 }
 
 /// Greedy choice over the first `valid` logits: the `j` maximizing `y_j · Sw_j` (`|·| < 2^61`;

@@ -23,7 +23,6 @@ interface IInboxGame {
 interface IBridgeGame {
     function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps) external returns (uint256);
     function strike(address account) external;
-    function hasRole(address who, uint8 role) external view returns (bool);
 }
 
 /// @title DisputeGame
@@ -98,11 +97,11 @@ contract DisputeGame {
         uint64 foldStep;
         bytes32 stepLoRoot;
         bytes32 stepHiRoot;
+        bytes32 foldFinal; // hash of the final state the defender stated
     }
 
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
-    error NotAVerifier(address caller);
     error GameExists(uint256 gameId);
     error UnknownGame(uint256 gameId);
     error WrongPhase(Phase want, Phase got);
@@ -199,7 +198,8 @@ contract DisputeGame {
     // ------------------------------------------------------------------ opening
 
     /// @notice Challenges receipt `index` of batch `batchId` (inside its window), with a bond of
-    /// at least `minBond`; the caller must be a staked verifier and the SKU's shape must be set.
+    /// at least `minBond` (any account: every step of the program can be settled within one
+    /// transaction, long rows by folding); the SKU's shape must be set.
     /// A receipt whose step count is not a whole number of rounds of its SKU's program, or whose
     /// trace root is zero, is an invalid commitment and loses at once.
     /// @param batchId The batch.
@@ -256,11 +256,6 @@ contract DisputeGame {
         returns (uint256 gameId, Game storage g)
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
-        // Challengers are staked verifiers (role 2): every step has an on-chain opening, but the
-        // longest rows (pv at long contexts, silu_mul, argmax at real dims) still exceed a
-        // transaction's gas (docs/CONTRACTS.md), so a challenge stays an accountable act of a
-        // known staker until those are settled in chunks.
-        if (!bridge.hasRole(msg.sender, 2)) revert NotAVerifier(msg.sender);
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
@@ -401,13 +396,13 @@ contract DisputeGame {
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }
 
-    /// @notice Defender: instead of recomputing a long pv row at once, states its final
-    /// accumulator (checked against the committed row by `FoldProver.start`) and opens a
-    /// bisection over chunks of its positions: the states are accumulator hashes, the one before
-    /// position 0 is all zero, and the last step is one chunk's transition (`proveFold`).
+    /// @notice Defender: instead of recomputing a long row (pv, silu_mul, argmax) at once, states
+    /// its final state (checked against the committed row by `FoldProver.start`) and opens a
+    /// bisection over chunks of the row's items: the states are hashes (the one before the first
+    /// item is fixed), and the last step is one chunk's transition (`proveFold`).
     /// @param gameId The game.
-    /// @param p The output row and the softmax row it reads.
-    /// @param finalState The accumulator after every position.
+    /// @param p The output row and the row it reads (softmax / logits / gate).
+    /// @param finalState The state after every item.
     function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external {
         Game storage g = _move(gameId, Phase.Prove, true);
         if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
@@ -417,7 +412,13 @@ contract DisputeGame {
             return;
         }
         g.fold = true;
-        extras[gameId] = Extra({outputRoot: bytes32(0), foldStep: g.lo, stepLoRoot: g.loRoot, stepHiRoot: g.hiRoot});
+        extras[gameId] = Extra({
+            outputRoot: bytes32(0),
+            foldStep: g.lo,
+            stepLoRoot: g.loRoot,
+            stepHiRoot: g.hiRoot,
+            foldFinal: keccak256(finalState)
+        });
         g.lo = 0;
         g.hi = uint64(chunks);
         g.loRoot = initHash;
@@ -433,7 +434,9 @@ contract DisputeGame {
     function proveFold(uint256 gameId, FoldStep calldata s) external {
         Game storage g = _move(gameId, Phase.Prove, true);
         if (!g.fold) revert WrongGameKind(gameId, g.output);
-        FoldContext memory f = FoldContext({step: _context(gameId, g), lo: g.lo, loHash: g.loRoot, hiHash: g.hiRoot});
+        FoldContext memory f = FoldContext({
+            step: _context(gameId, g), lo: g.lo, loHash: g.loRoot, hiHash: g.hiRoot, finalHash: extras[gameId].foldFinal
+        });
         bool fraud = folder.step(f, s);
         _resolve(gameId, g, fraud, fraud ? Reason.Fraud : Reason.Proven);
     }

@@ -14,6 +14,11 @@ interface IFoldMath {
         external
         pure
         returns (bytes memory);
+    function siluChunk(bytes calldata y, bytes calldata sw, int256 sx, bytes calldata sigmoid, uint256 amaxes)
+        external
+        pure
+        returns (uint256 amaxAfter, bytes memory q);
+    function quantizeScale(uint256 amax) external pure returns (int256);
 }
 
 /// @notice Where an in-row bisection stands: the disputed step (as the trace game left it), the
@@ -23,17 +28,22 @@ struct FoldContext {
     uint64 lo;
     bytes32 loHash;
     bytes32 hiHash;
+    bytes32 finalHash; // the state the defender stated at the start
 }
 
 /// @notice The defender's opening of one chunk transition: the states before and after it
 /// (their hashes are on chain) and what the chunk reads. pv: inputs [softmax row, then the value
 /// rows of the chunk's positions]. argmax: inputs [logits row], leaves [the lm_head scales chunk
-/// (the scales root as the right half of the lm_head matrix leaf)].
+/// (the scales root as the right half of the lm_head matrix leaf)]. silu_mul: inputs [gate row,
+/// up row, normalized row], leaves [gate scales chunk, up scales chunk, the SIGMOID table (its
+/// root computed from the data)], the final state and the output row (`output.step` unused).
 struct FoldStep {
     bytes loState;
     bytes hiState;
     Opening[] inputs;
     LeafOpening[] leaves;
+    bytes finalState;
+    Opening output;
 }
 
 /// @title FoldProver
@@ -89,9 +99,11 @@ contract FoldProver is Openings {
         (StepProver.Op op, SkuRegistry.Shape memory sh) = _foldOp(c);
         _openPost(c, p.outRoot, p.stepProof, p.outRow, p.outRowProof);
         if (p.inputs.length != 1) revert WrongOpeningCount(p.inputs.length, 1);
-        _openInput(c, p.inputs[0], c.step - 1, c.row);
+        // pv reads the softmax row, argmax the logits (both s − 1), silu_mul the gate row (s − 2).
+        _openInput(c, p.inputs[0], c.step - (op == StepProver.Op.SiluMul ? 2 : 1), c.row);
         bytes calldata x = p.inputs[0].row;
         if (x.length == 0) return (p.outRow.length != 0, 0, bytes32(0));
+        if (op == StepProver.Op.SiluMul) return _siluStart(p, x.length / 4, finalState);
         if (op == StepProver.Op.Argmax) {
             uint256 valid = skus.get(c.skuId).vocab;
             if (x.length < valid * 4) revert ProofMismatch("logits row");
@@ -122,6 +134,7 @@ contract FoldProver is Openings {
         if (keccak256(s.loState) != f.loHash) revert BadState("state before");
         if (keccak256(s.hiState) != f.hiHash) revert BadState("state after");
         if (s.inputs.length == 0) revert WrongOpeningCount(0, 1);
+        if (op == StepProver.Op.SiluMul) return _siluStep(f, s);
         _openInput(c, s.inputs[0], c.step - 1, c.row);
         if (op == StepProver.Op.Argmax) return _argmaxStep(f, s);
         if (s.loState.length != uint256(sh.headDim) * 8) revert BadState("state before");
@@ -158,10 +171,74 @@ contract FoldProver is Openings {
         );
     }
 
+    /// @notice Elements per chunk of a silu_mul fold (one 1024-byte chunk of each scales vector).
+    uint256 public constant SILU_CHUNK = 256;
+
+    /// @dev silu_mul's final link: the row has one int8 per element and the scale of its max.
+    function _siluStart(RowProof calldata p, uint256 n, bytes calldata finalState)
+        internal
+        view
+        returns (bool fraud, uint256 chunks, bytes32 initHash)
+    {
+        if (finalState.length != 32) revert BadState("final max");
+        uint256 amax = abi.decode(finalState, (uint256));
+        bytes calldata out = p.outRow;
+        fraud = out.length != n + 8 || int256(int64(uint64(bytes8(out[n:n + 8])))) != verifier.quantizeScale(amax);
+        return (fraud, (n + SILU_CHUNK - 1) / SILU_CHUNK, keccak256(abi.encode(uint256(0))));
+    }
+
+    /// @dev silu_mul chunk `lo`: its elements raise the running max from the state before to
+    /// the state after, and quantize (with the stated final max) to the committed int8 values.
+    function _siluStep(FoldContext calldata f, FoldStep calldata s) internal view returns (bool) {
+        StepContext calldata c = f.step;
+        if (keccak256(s.finalState) != f.finalHash || s.finalState.length != 32) revert BadState("final max");
+        if (s.loState.length != 32 || s.hiState.length != 32) revert BadState("max");
+        if (s.inputs.length != 3 || s.leaves.length != 3) revert WrongOpeningCount(s.inputs.length, 3);
+        _openPost(c, s.output.root, s.output.stepProof, s.output.row, s.output.rowProof);
+        _openInput(c, s.inputs[0], c.step - 2, c.row);
+        _openInput(c, s.inputs[1], c.step - 1, c.row);
+        _openInput(c, s.inputs[2], c.step - 3, c.row);
+        uint256 n = s.inputs[0].row.length / 4;
+        uint256 from = uint256(f.lo) * SILU_CHUNK;
+        uint256 to = from + SILU_CHUNK > n ? n : from + SILU_CHUNK;
+        if (from >= to) revert BadState("chunk");
+        if (s.output.row.length != n + 8 || s.inputs[1].row.length != n * 4) return true;
+        _siluTables(c, s.leaves, f.lo);
+        (uint256 after_, bytes memory q) = _siluChunk(s, from, to);
+        return after_ != abi.decode(s.hiState, (uint256)) || keccak256(q) != keccak256(s.output.row[from:to]);
+    }
+
+    /// @dev The gate / up scales chunks (right halves of the gate / up matrix leaves) and the
+    /// SIGMOID table, against the weight root.
+    function _siluTables(StepContext calldata c, LeafOpening[] calldata l, uint256 lo) internal view {
+        (, uint256 layer,) = steps.stepOp(c.skuId, c.step);
+        SkuRegistry.Sku memory k = skus.get(c.skuId);
+        uint256 stride = k.hasBias ? 10 : 7;
+        uint256 leaves = uint256(k.layers) * stride + 5;
+        uint256 depth = Merkle.depthFor(leaves);
+        _openSub(k.weightRoot, l[0], 2 * (layer * stride + 4) + 1, depth + 1, lo, "gate scales");
+        _openSub(k.weightRoot, l[1], 2 * (layer * stride + 5) + 1, depth + 1, lo, "up scales");
+        bytes32 table = Merkle.vectorRoot(l[2].data);
+        if (Merkle.rootOfSized(table, leaves - 2, l[2].rootProof, leaves) != k.weightRoot) {
+            revert ProofMismatch("sigmoid");
+        }
+    }
+
+    function _siluChunk(FoldStep calldata s, uint256 from, uint256 to) internal view returns (uint256, bytes memory) {
+        uint256 w = (to - from) * 4;
+        if (s.leaves[0].data.length < w || s.leaves[1].data.length < w) revert ProofMismatch("scales chunk");
+        bytes memory y = bytes.concat(s.inputs[0].row[from * 4:to * 4], s.inputs[1].row[from * 4:to * 4]);
+        bytes memory sw = bytes.concat(s.leaves[0].data[:w], s.leaves[1].data[:w]);
+        uint256 amaxes = (abi.decode(s.loState, (uint256)) << 128) | abi.decode(s.finalState, (uint256));
+        return verifier.siluChunk(y, sw, _scaleOf(s.inputs[2].row), s.leaves[2].data, amaxes);
+    }
+
     /// @dev The op of step `c.step` (pv or argmax; anything else is refused) and the SKU's shape.
     function _foldOp(StepContext calldata c) internal view returns (StepProver.Op op, SkuRegistry.Shape memory sh) {
         (op,,) = steps.stepOp(c.skuId, c.step);
-        if (op != StepProver.Op.Pv && op != StepProver.Op.Argmax) revert WrongStepKind(c.step);
+        if (op != StepProver.Op.Pv && op != StepProver.Op.Argmax && op != StepProver.Op.SiluMul) {
+            revert WrongStepKind(c.step);
+        }
         sh = skus.shapeOf(c.skuId);
     }
 

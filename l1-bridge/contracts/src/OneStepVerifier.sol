@@ -552,12 +552,74 @@ contract OneStepVerifier {
         int256 sx,
         bytes calldata sigmoid
     ) external pure returns (bytes memory) {
+        return _quantize(_siluMs(yg, yu, swg, swu, sx, sigmoid));
+    }
+
+    /// @notice One chunk of a silu_mul row, for disputes that bisect over its elements: the
+    /// chunk's m_i (as in `siluMulRow`) raise the running max |m_i|, and are quantized with the
+    /// row's final max (the row's int8 values depend on nothing else).
+    /// @param y The chunk's gate then up accumulators (i32, two halves).
+    /// @param sw The chunk's gate then up scales (u32, two halves).
+    /// @param sx Scale of the token's normalized input row.
+    /// @param sigmoid The SIGMOID table (2049 u32).
+    /// @param amaxes The max |m_i| before the chunk (high 128 bits) and of the whole row (low).
+    /// @return amaxAfter The max |m_i| after the chunk.
+    /// @return q The chunk's int8 values.
+    function siluChunk(bytes calldata y, bytes calldata sw, int256 sx, bytes calldata sigmoid, uint256 amaxes)
+        external
+        pure
+        returns (uint256 amaxAfter, bytes memory q)
+    {
+        int256[] memory m = _siluHalves(y, sw, sx, sigmoid);
+        amaxAfter = amaxes >> 128;
+        uint256 amaxFinal = amaxes & type(uint128).max;
+        uint256 mq = amaxFinal == 0 ? 0 : (uint256(127) << 32) / amaxFinal;
+        q = new bytes(m.length);
+        unchecked {
+            for (uint256 i = 0; i < m.length; ++i) {
+                int256 v = m[i];
+                uint256 a = uint256(v < 0 ? -v : v);
+                if (a > amaxAfter) amaxAfter = a;
+                uint256 mag = (a * mq + (1 << 31)) >> 32;
+                int256 qi = v < 0 ? -int256(mag) : int256(mag);
+                q[i] = bytes1(uint8(uint256(qi) & 0xff));
+            }
+        }
+    }
+
+    /// @notice The QRow scale of a row whose max |z_i| is `amax` (as `quantize_row`).
+    /// @param amax The max magnitude.
+    /// @return The Q31 scale.
+    function quantizeScale(uint256 amax) external pure returns (int256) {
+        return amax == 0 ? int256(0) : int256((amax << 15) + 63) / 127;
+    }
+
+    /// @dev `_siluMs` over gate/up packed as two halves of each argument.
+    function _siluHalves(bytes calldata y, bytes calldata sw, int256 sx, bytes calldata sigmoid)
+        private
+        pure
+        returns (int256[] memory)
+    {
+        if (y.length % 8 != 0 || sw.length != y.length) revert LengthMismatch(y.length, sw.length);
+        uint256 h = y.length / 2;
+        return _siluMs(y[:h], y[h:], sw[:h], sw[h:], sx, sigmoid);
+    }
+
+    /// @dev m_i = sat_i32(round(round(g_i · σ(g_i) / 2^16) · u_i / 2^16)) of every element.
+    function _siluMs(
+        bytes calldata yg,
+        bytes calldata yu,
+        bytes calldata swg,
+        bytes calldata swu,
+        int256 sx,
+        bytes calldata sigmoid
+    ) private pure returns (int256[] memory m) {
         uint256 n = _count(yg, 4);
         if (yu.length != yg.length || swg.length != yg.length || swu.length != yg.length) {
             revert LengthMismatch(yg.length, yu.length);
         }
         if (sigmoid.length != 2049 * 4) revert LengthMismatch(sigmoid.length, 2049 * 4);
-        int256[] memory m = new int256[](n);
+        m = new int256[](n);
         uint256[5] memory p;
         assembly ("memory-safe") {
             mstore(p, yg.offset)
@@ -576,7 +638,6 @@ contract OneStepVerifier {
                 m[i] = _sat(_rsr(s * u, 16));
             }
         }
-        return _quantize(m);
     }
 
     /// @notice argmax: the j < valid maximizing y_j · Sw_j, ties to the lowest j.

@@ -53,6 +53,10 @@ contract SkuRegistry is Owned {
     uint16 public constant ARITH_VERSION = 2;
     /// @notice At most this many end-of-sequence ids (every embed one-step reads them).
     uint256 public constant MAX_EOS_IDS = 8;
+    /// @notice The longest context a SKU may have: the one-steps whose rows grow with the
+    /// context (scores, softmax, the openings of pv and attention rows) stay well inside one
+    /// transaction's gas up to it (docs/BENCHMARKS.md).
+    uint32 public constant MAX_SEQ = 8192;
 
     /// @notice The SKU id is already taken.
     error SkuExists(bytes32 skuId);
@@ -102,13 +106,13 @@ contract SkuRegistry is Owned {
 
     /// @notice Sets the attention shape and row layout of `skuId` (once).
     /// @param skuId The SKU.
-    /// @param shape Hq, Hkv (dividing Hq), D (even), maxSeq (≥ 2) and 1 to 8 EOS ids.
+    /// @param shape Hq, Hkv (dividing Hq), D (even), maxSeq (2 to MAX_SEQ) and 1 to 8 EOS ids.
     function setShape(bytes32 skuId, Shape calldata shape) external onlyOwner {
         _known(skuId);
         if (
             shapes[skuId].heads != 0 || shape.heads == 0 || shape.kvHeads == 0 || shape.headDim == 0
                 || shape.heads % shape.kvHeads != 0 || shape.headDim % 2 != 0 || shape.maxSeq < 2
-                || shape.eosIds.length == 0 || shape.eosIds.length > MAX_EOS_IDS
+                || shape.maxSeq > MAX_SEQ || shape.eosIds.length == 0 || shape.eosIds.length > MAX_EOS_IDS
         ) {
             revert BadShape(skuId);
         }

@@ -280,6 +280,8 @@ contract SkuRegistryTest is Fixture {
         skus.get(bytes32(uint256(5)));
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
         skus.setShape(SKU, _shape(3, 2, 128, 4096)); // kv heads must divide heads
+        vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));
+        skus.setShape(SKU, _shape(32, 8, 128, 8193)); // context longer than MAX_SEQ
         skus.setShape(SKU, _shape(32, 8, 128, 4096));
         assertEq(skus.shapeOf(SKU).kvHeads, 8, "shape");
         vm.expectRevert(abi.encodeWithSelector(SkuRegistry.BadShape.selector, SKU));

@@ -500,14 +500,22 @@ contract DisputeGameTest is Fixture {
         game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
     }
 
+    function test_anyBondedAccountMayChallenge() public {
+        Trace memory bad = _trace(true, 1, 2);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        address stranger = address(0x5742);
+        vm.deal(stranger, BOND);
+        vm.prank(stranger);
+        uint256 id = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        assertEq(game.getGame(id).challenger, stranger, "unstaked challenger");
+    }
+
     function test_moveGuards() public {
         Trace memory bad = _trace(true, 1, 2);
         (uint256 batchId, Receipt memory r) = _post(bad);
         vm.prank(worker);
         vm.expectRevert(DisputeGame.SelfChallenge.selector);
         game.open{value: 0}(batchId, r, 0, new bytes32[](0));
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAVerifier.selector, address(this)));
-        game.open(batchId, r, 0, new bytes32[](0));
         vm.prank(worker2);
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.BondTooSmall.selector, 0, BOND));
         game.open(batchId, r, 0, new bytes32[](0));
