@@ -3,8 +3,10 @@
 //!
 //! [`Opener`] replays a shard with the integer engine and turns any `(step, row, col)` of its
 //! trace into the exact calldata the L1 `StepProver` checks ([`StepProof`]), together with the
-//! [`StepContext`] the game holds at that point. The watcher and the defender daemon build on
-//! it; `tests/steps.rs` runs every step of real traces through the Solidity prover in revm.
+//! [`StepContext`] the game holds at that point; it also states and opens folds of long rows
+//! (`FoldProver`: pv, silu_mul, argmax) and answers output challenges. The watcher and the
+//! defender daemon build on it; `tests/steps.rs` and `tests/outputs.rs` run every step, fold
+//! chunk and completion of real traces through the Solidity in revm.
 
 mod opener;
 pub mod weights;
