@@ -228,7 +228,29 @@ fn one_step_rows() -> R {
             swg: u32_row_bytes(&u32s(&mut r, INTER)).into(),
             swu: u32_row_bytes(&u32s(&mut r, INTER)).into(),
             sx,
+            sigmoid: sig.clone().into(),
+        }
+        .abi_encode(),
+    )?;
+    // A silu_mul fold recomputes one chunk of 256 elements (plus its inputs' calldata).
+    gas(
+        "silu_mul fold chunk (256 elements)",
+        V::siluChunkCall {
+            y: i32_row_bytes(&i32s(&mut r, 512, 1 << 24)).into(),
+            sw: u32_row_bytes(&u32s(&mut r, 512)).into(),
+            sx,
             sigmoid: sig.into(),
+            amaxes: (U256::from(1u64 << 30) << 128) | U256::from(1u64 << 31),
+        }
+        .abi_encode(),
+    )?;
+    gas(
+        "argmax fold chunk (256 ids)",
+        V::argmaxAccumulateCall {
+            state: vec![0u8; 96].into(),
+            y: i32_row_bytes(&i32s(&mut r, 256, 1 << 24)).into(),
+            sw: u32_row_bytes(&u32s(&mut r, 256)).into(),
+            first: U256::from(1024u64),
         }
         .abi_encode(),
     )?;

@@ -27,6 +27,7 @@ contract DisputeGameTest is Fixture {
     DisputeGame internal game;
     OneStepVerifier internal verifier;
     StepProver internal prover;
+    bytes32 internal postSku = keccak256("real-sku");
     FoldProver internal folder;
 
     // The honest data.
@@ -235,8 +236,8 @@ contract DisputeGameTest is Fixture {
         r = _receipt(inbox.jobDigest(js[0].request), worker, 0, 100, _state(t, STEPS));
         r.inputRoot = inputRoot;
         r.outputRoot = outputRoot;
+        r.skuId = postSku;
         r.stepCount = uint64(STEPS);
-        r.skuId = keccak256("real-sku");
         vm.prank(worker);
         bridge.setSku(r.skuId, true);
         Receipt[] memory rs = new Receipt[](1);
@@ -508,6 +509,25 @@ contract DisputeGameTest is Fixture {
         vm.prank(stranger);
         uint256 id = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
         assertEq(game.getGame(id).challenger, stranger, "unstaked challenger");
+    }
+
+    function test_largeVocabularyNeedsAVerifier() public {
+        bytes32 big = keccak256("big-vocab-sku");
+        SkuRegistry.Sku memory k = skus.get(keccak256("real-sku"));
+        k.vocab = 128_256;
+        vm.startPrank(owner);
+        skus.registerSku(big, k);
+        skus.setShape(big, _shape(2, 2, 4, 16));
+        vm.stopPrank();
+        postSku = big;
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        address stranger = address(0x5742);
+        vm.deal(stranger, BOND);
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAVerifier.selector, stranger));
+        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        uint256 id = _open(batchId, r); // worker2 is a staked verifier
+        assertEq(game.getGame(id).challenger, worker2, "verifier may");
     }
 
     function test_moveGuards() public {
