@@ -3,7 +3,6 @@
 
 use alloy_primitives::B256;
 use verinfer_primitives::arith::{vec_chunks_i32, vec_chunks_u32};
-use verinfer_primitives::merkle::hash_node;
 use verinfer_primitives::rows::{i32_row_bytes, u32_row_bytes};
 use verinfer_primitives::MerkleTree;
 use verinfer_prover::sku::LAYER_MATRICES;
@@ -30,30 +29,7 @@ impl WeightRoot {
     /// Rebuilds the weight root of `sku`; fails when it does not match the header's.
     pub fn new(sku: &Sku) -> Result<Self, DisputeError> {
         let cfg = sku.config();
-        let root = |name: &str| -> Result<B256, DisputeError> { Ok(sku.section(name)?.root) };
-        let matrix = |m: &str| -> Result<B256, DisputeError> {
-            Ok(hash_node(
-                &root(&format!("{m}.w"))?,
-                &root(&format!("{m}.s"))?,
-            ))
-        };
-        let mut leaves = Vec::new();
-        for l in 0..cfg.layers {
-            for m in LAYER_MATRICES {
-                leaves.push(matrix(&format!("layers.{l}.{m}"))?);
-            }
-            if cfg.qkv_bias {
-                for m in ["q", "k", "v"] {
-                    leaves.push(root(&format!("layers.{l}.{m}.b"))?);
-                }
-            }
-        }
-        leaves.push(matrix("embed")?);
-        leaves.push(matrix("lm_head")?);
-        for t in ["exp2", "sigmoid", "rope"] {
-            leaves.push(root(t)?);
-        }
-        let tree = MerkleTree::from_leaf_hashes(leaves);
+        let tree = MerkleTree::from_leaf_hashes(sku.weight_leaves()?);
         if tree.root() != sku.header().weight_root {
             return Err(DisputeError::WeightRoot);
         }

@@ -3,6 +3,7 @@
 //! are dropped. Used by the differential tests, the gas benchmark and the dispute crate's
 //! engine-against-contract tests.
 
+use revm::context::result::ExecutionResult;
 use revm::context::TxEnv;
 use revm::database::{CacheDB, EmptyDB};
 use revm::handler::MainnetContext;
@@ -100,14 +101,7 @@ impl Evm {
             .transact_commit(tx)
             .map_err(|e| format!("call did not run: {e:?}"))?;
         self.nonce += 1;
-        let gas = res.tx_gas_used();
-        let ok = res.is_success();
-        let output = res.into_output().unwrap_or_default();
-        if ok {
-            Ok(Outcome { output, gas })
-        } else {
-            Err(format!("reverted or halted, output {output}"))
-        }
+        outcome(res)
     }
 
     /// Calls `to` with `data` without keeping any state change; Err(reason) on revert or halt.
@@ -118,13 +112,18 @@ impl Evm {
             .transact(tx)
             .map_err(|e| format!("call did not run: {e:?}"))?
             .result;
-        let gas = res.tx_gas_used();
-        let ok = res.is_success();
-        let output = res.into_output().unwrap_or_default();
-        if ok {
-            Ok(Outcome { output, gas })
-        } else {
-            Err(format!("reverted or halted, output {output}"))
-        }
+        outcome(res)
+    }
+}
+
+/// Return data and gas of a finished transaction, or why it failed.
+fn outcome<H>(res: ExecutionResult<H>) -> Result<Outcome, String> {
+    let gas = res.tx_gas_used();
+    let ok = res.is_success();
+    let output = res.into_output().unwrap_or_default();
+    if ok {
+        Ok(Outcome { output, gas })
+    } else {
+        Err(format!("reverted or halted, output {output}"))
     }
 }

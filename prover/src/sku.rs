@@ -321,6 +321,12 @@ impl Sku {
             .ok_or_else(|| sku_err(&self.path, format!("section {name} missing")))
     }
 
+    /// The leaves of the weight root, in order (what an L1 opening proves a matrix, bias or
+    /// table root against).
+    pub fn weight_leaves(&self) -> Result<Vec<B256>> {
+        weight_leaves(&self.header.config, &self.header.sections)
+    }
+
     /// Raw bytes of a section.
     pub fn section_bytes(&self, name: &str) -> Result<&[u8]> {
         let s = self.section(name)?;
@@ -447,6 +453,13 @@ fn section_root(s: &Section, bytes: &[u8]) -> B256 {
 
 /// The weight root over the sections' roots in the documented order.
 fn weight_root(c: &SkuConfig, sections: &[Section]) -> Result<B256> {
+    Ok(MerkleTree::from_leaf_hashes(weight_leaves(c, sections)?).root())
+}
+
+/// The leaves of the weight root (docs/ARITHMETIC.md §5): per layer the q, k, v, o, gate, up,
+/// down matrix roots (then the q, k, v bias roots for Qwen2), the embedding and lm_head matrix
+/// roots, the EXP2, SIGMOID and ROPE table roots.
+fn weight_leaves(c: &SkuConfig, sections: &[Section]) -> Result<Vec<B256>> {
     let root = |name: &str| -> Result<B256> {
         sections
             .iter()
@@ -476,7 +489,7 @@ fn weight_root(c: &SkuConfig, sections: &[Section]) -> Result<B256> {
     for t in ["exp2", "sigmoid", "rope"] {
         leaves.push(root(t)?);
     }
-    Ok(MerkleTree::from_leaf_hashes(leaves).root())
+    Ok(leaves)
 }
 
 /// Options of [`build`].
