@@ -145,7 +145,7 @@ async fn bench(a: Args) -> anyhow::Result<()> {
                 softmaxC: 1 << 37,
                 vocab: 1000,
                 layers: 1,
-                arithVersion: 2,
+                arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
                 hasBias: false,
                 active: true,
             },

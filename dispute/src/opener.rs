@@ -4,7 +4,7 @@
 use alloy_primitives::{Bytes, B256, I256, U256};
 use alloy_sol_types::{SolType, SolValue};
 use verinfer_primitives::job::{completion_leaf_bytes, Prompt};
-use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::merkle::{hash_leaf, row_leaf, ROW_CHUNK};
 use verinfer_primitives::{SparseMerkleTree, TraceState};
 use verinfer_prover::{
     Engine, LayerOp, Program, RowAddresses, Shard, StepKind, StepOpening, TensorOpening,
@@ -19,7 +19,7 @@ use crate::{
 /// The defender's calldata for one step: `proveGemm` or `proveRow`.
 #[derive(Debug, Clone)]
 pub enum StepProof {
-    Gemm(GemmProof),
+    Gemm(Box<GemmProof>),
     Row(RowProof),
 }
 
@@ -88,6 +88,25 @@ fn empty_leaf() -> LeafOpening {
     }
 }
 
+/// The root of a long row's chunks, and chunk `at` with its proof in them (empty bytes past
+/// the row's end, with the proof `row_in` gives for a row past a tree).
+fn chunk_in(row: &[u8], at: u64) -> Result<(B256, Bytes, Vec<B256>)> {
+    let leaves = row
+        .chunks(ROW_CHUNK)
+        .enumerate()
+        .map(|(i, c)| (i as u64, hash_leaf(c)))
+        .collect();
+    let tree = SparseMerkleTree::from_indexed_leaves(leaves)?;
+    let chunk = || {
+        row.chunks(ROW_CHUNK)
+            .nth(at as usize)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    };
+    let (bytes, proof) = row_in(&tree, chunk, at)?;
+    Ok((tree.root(), bytes, proof))
+}
+
 fn tensor_row(t: &TensorOpening, address: u64) -> Result<(Bytes, Vec<B256>)> {
     row_in(&t.tree, || t.row_bytes(address), address)
 }
@@ -104,7 +123,7 @@ impl Opener {
             .enumerate()
             .map(|(i, p)| {
                 let leaf =
-                    verinfer_primitives::merkle::hash_leaf(&Prompt::Tokens(p.clone()).leaf_bytes());
+                    verinfer_primitives::merkle::row_leaf(&Prompt::Tokens(p.clone()).leaf_bytes());
                 (i as u64, leaf)
             })
             .collect();
@@ -113,7 +132,7 @@ impl Opener {
             run.generated
                 .iter()
                 .enumerate()
-                .map(|(i, g)| (i as u64, hash_leaf(&completion_leaf_bytes(g))))
+                .map(|(i, g)| (i as u64, row_leaf(&completion_leaf_bytes(g))))
                 .collect(),
         )?;
         Ok(Opener {
@@ -376,7 +395,7 @@ impl Opener {
         );
         let back = if silu { 2 } else { 1 };
         let (out_row, out_proof) = tensor_row(&op.output, row as u64)?;
-        let p = RowProof {
+        let mut p = RowProof {
             outRoot: op.output.root(),
             stepProof: op.state_proof_post.siblings.clone(),
             outRow: out_row,
@@ -385,6 +404,15 @@ impl Opener {
             vectors: Vec::new(),
             leaves: Vec::new(),
         };
+        // A long logits row is shown by its chunk root alone (the L1 never reads it whole).
+        if matches!(op.info.kind, StepKind::Argmax) && p.inputs[0].row.len() > ROW_CHUNK {
+            let (root, _, _) = chunk_in(&p.inputs[0].row, 0)?;
+            p.inputs[0].row = Bytes::new();
+            p.leaves.push(LeafOpening {
+                root,
+                ..empty_leaf()
+            });
+        }
         let last = self.fold_states(op, row, chunk)?.pop().unwrap_or_default();
         Ok((p, last.into()))
     }
@@ -414,7 +442,7 @@ impl Opener {
         let mut output = empty_opening();
         match op.info.kind {
             StepKind::Argmax => {
-                inputs.push(recast(&self.input(op, step - 1, row as u64)?)?);
+                let mut logits = self.input(op, step - 1, row as u64)?;
                 let sku = self.engine.sku();
                 let (data, proof) = vector_chunk(sku, "lm_head.s", lo as usize)?;
                 let leaf = LeafOpening {
@@ -424,6 +452,18 @@ impl Opener {
                     proof,
                 };
                 leaves.push(recast(&leaf)?);
+                // A long logits row: only chunk `lo` (ids lo·256 ..) is sent.
+                if logits.row.len() > ROW_CHUNK {
+                    let (root, data, proof) = chunk_in(&logits.row, lo)?;
+                    logits.row = Bytes::new();
+                    leaves.push(recast(&LeafOpening {
+                        root,
+                        rootProof: Vec::new(),
+                        data,
+                        proof,
+                    })?);
+                }
+                inputs.push(recast(&logits)?);
             }
             StepKind::Layer {
                 layer,
@@ -527,7 +567,9 @@ impl Opener {
         let is_gemm = matches!(op.info.kind, StepKind::LmHead)
             || matches!(op.info.kind, StepKind::Layer { op: lop, .. } if lop.matrix().is_some());
         if is_gemm {
-            return self.open_gemm(op, out, row, col).map(StepProof::Gemm);
+            return self
+                .open_gemm(op, out, row, col)
+                .map(|g| StepProof::Gemm(Box::new(g)));
         }
         let mut p = RowProof {
             outRoot: out.0,
@@ -829,10 +871,17 @@ impl Opener {
             let tree = SparseMerkleTree::from_indexed_leaves(leaves)?;
             row_in(&tree, Vec::new, col64)?
         };
+        // A long output row (a logits row) is opened by the chunk holding the column.
+        let (out_row, out_chunk_root, out_chunk_proof) = if out.2.len() > ROW_CHUNK {
+            let (root, chunk, proof) = chunk_in(&out.2, col as u64 / (ROW_CHUNK as u64 / 4))?;
+            (chunk, root, proof)
+        } else {
+            (out.2, B256::ZERO, Vec::new())
+        };
         Ok(GemmProof {
             outRoot: out.0,
             stepProof: out.1,
-            outRow: out.2,
+            outRow: out_row,
             outRowProof: out.3,
             inRoot: input.root,
             inStepProof: input.stepProof,
@@ -843,6 +892,8 @@ impl Opener {
             matrixProof: self.weights.proof(&matrix)?,
             wRow: w_row,
             wRowProof: w_proof,
+            outChunkRoot: out_chunk_root,
+            outChunkProof: out_chunk_proof,
         })
     }
 }

@@ -109,7 +109,7 @@ async fn honest_worker_folds_a_pv_row_and_wins() -> anyhow::Result<()> {
                 softmaxC: c.softmax_c,
                 vocab: c.valid_vocab as u32,
                 layers: c.layers as u16,
-                arithVersion: 2,
+                arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
                 hasBias: c.qkv_bias,
                 active: true,
             },

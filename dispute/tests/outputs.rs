@@ -10,7 +10,7 @@ use alloy::primitives::Bytes;
 use common::{build_sku, prompts, Chain};
 use verinfer_dispute::{Opener, OutputContext, OutputProof};
 use verinfer_primitives::job::completion_leaf_bytes;
-use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::merkle::row_leaf;
 use verinfer_primitives::SparseMerkleTree;
 use verinfer_prover::{Backend, Engine, Shard, SynthSpec};
 
@@ -27,7 +27,7 @@ fn with_outputs(
             // An empty completion is committed as no leaf (a hash of empty bytes could not be
             // opened on chain at all, which would only make the cheater time out).
             .filter(|(_, g)| !g.is_empty())
-            .map(|(i, g)| (i as u64, hash_leaf(&completion_leaf_bytes(g))))
+            .map(|(i, g)| (i as u64, row_leaf(&completion_leaf_bytes(g))))
             .collect(),
     )
     .unwrap();

@@ -11,7 +11,7 @@ use alloy::primitives::{Bytes, B256};
 use common::{build_sku, prompts, Chain, FOLD_CHUNK};
 use verinfer_dispute::{recast, FoldContext};
 use verinfer_dispute::{Opener, StepContext, StepProof};
-use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::merkle::{row_chunks, row_leaf, ROW_CHUNK};
 use verinfer_primitives::{MerkleProof, SparseMerkleTree};
 use verinfer_prover::{Backend, Engine, Shard, StepKind, StepOpening, SynthSpec};
 
@@ -27,7 +27,7 @@ fn tamper(op: &StepOpening, c: &StepContext, p: &mut StepProof, row: Vec<u8>) ->
         .map(|&a| (a, op.output.leaf(a)))
         .collect();
     if !row.is_empty() {
-        leaves.push((at, hash_leaf(&row)));
+        leaves.push((at, row_leaf(&row)));
         leaves.sort_by_key(|l| l.0);
     }
     let tree = SparseMerkleTree::from_indexed_leaves(leaves).unwrap();
@@ -43,8 +43,18 @@ fn tamper(op: &StepOpening, c: &StepContext, p: &mut StepProof, row: Vec<u8>) ->
     match p {
         StepProof::Gemm(g) => {
             g.outRoot = root;
-            g.outRow = bytes;
             g.outRowProof = proof;
+            // A long row is opened by the chunk holding the named column (col 0 here).
+            if bytes.len() > ROW_CHUNK {
+                let chunks = row_chunks(&bytes);
+                g.outChunkRoot = chunks.root();
+                g.outChunkProof = chunks.proof(0).unwrap().siblings;
+                g.outRow = Bytes::copy_from_slice(&bytes[..ROW_CHUNK]);
+            } else {
+                g.outChunkRoot = B256::ZERO;
+                g.outChunkProof = Vec::new();
+                g.outRow = bytes;
+            }
         }
         StepProof::Row(r) => {
             r.outRoot = root;

@@ -412,7 +412,7 @@ async fn whole_dispute(arity: u64) -> R {
         softmaxC: arith::softmax_constant(HEAD),
         vocab: VOCAB as u32,
         layers: LAYERS as u16,
-        arithVersion: 2,
+        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
         hasBias: false,
         active: true,
     };
@@ -589,6 +589,8 @@ async fn whole_dispute(arity: u64) -> R {
         matrixProof: weight_tree.proof(matrix_index)?.siblings,
         wRow: w_row.into(),
         wRowProof: rows_tree.proof(col as u64)?.siblings,
+        outChunkRoot: B256::ZERO,
+        outChunkProof: vec![],
     };
     let rc = gd
         .proveGemm(id, proof)

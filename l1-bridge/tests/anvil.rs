@@ -47,7 +47,7 @@ async fn deploy_post_finalize_claim_on_anvil() -> anyhow::Result<()> {
         softmaxC: 1 << 37,
         vocab: 1000,
         layers: 1,
-        arithVersion: 2,
+        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
         hasBias: false,
         active: true,
     };

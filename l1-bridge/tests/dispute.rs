@@ -106,7 +106,7 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         softmaxC: 1 << 37,
         vocab: 100,
         layers: 1,
-        arithVersion: 2,
+        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
         hasBias: false,
         active: true,
     };
@@ -253,6 +253,8 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         matrixProof: weights.proof(0)?.siblings,
         wRow: w_rows[2].clone().into(),
         wRowProof: w_tree.proof(2)?.siblings,
+        outChunkRoot: B256::ZERO,
+        outChunkProof: vec![],
     };
     let rc = gw.proveGemm(id, proof).send().await?.get_receipt().await?;
     assert!(rc.status(), "the opening is valid and settles the game");

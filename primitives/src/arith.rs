@@ -19,7 +19,7 @@
 /// Version of this arithmetic and of how its tensors are committed; part of every SKU id. Bump
 /// on any change of a formula, a table or a commitment layout (2: rows at (prompt, position)
 /// addresses, docs/ARITHMETIC.md §5).
-pub const SPEC_VERSION: u32 = 2;
+pub const SPEC_VERSION: u32 = 3;
 
 /// Fractional bits of Q16 activations.
 pub const ACT_FRAC: u32 = 16;

@@ -15,7 +15,7 @@ use alloy_primitives::{keccak256, Address, Bytes, B256};
 use alloy_sol_types::{eip712_domain, sol, Eip712Domain, SolStruct, SolValue};
 use serde::{Deserialize, Serialize};
 
-use crate::merkle::MerkleTree;
+use crate::merkle::{row_leaf, MerkleTree};
 
 /// EIP-712 domain name of every Verinfer typed-data signature.
 pub const DOMAIN_NAME: &str = "Verinfer";
@@ -180,7 +180,7 @@ impl Prompt {
 /// Merkle root over the prompts' leaf encodings (a shard's `inputRoot`).
 pub fn prompts_root(prompts: &[Prompt]) -> B256 {
     let leaves: Vec<Vec<u8>> = prompts.iter().map(Prompt::leaf_bytes).collect();
-    MerkleTree::from_rows(leaves.iter().map(Vec::as_slice)).root()
+    MerkleTree::from_leaf_hashes(leaves.iter().map(|l| row_leaf(l)).collect()).root()
 }
 
 /// Row bytes of one completion's leaf under a receipt's `outputRoot`: the generated token ids,
@@ -192,7 +192,7 @@ pub fn completion_leaf_bytes(tokens: &[u32]) -> Vec<u8> {
 /// Merkle root over completions, one leaf per prompt (a receipt's `outputRoot`).
 pub fn outputs_root(outputs: &[Vec<u32>]) -> B256 {
     let leaves: Vec<Vec<u8>> = outputs.iter().map(|o| completion_leaf_bytes(o)).collect();
-    MerkleTree::from_rows(leaves.iter().map(Vec::as_slice)).root()
+    MerkleTree::from_leaf_hashes(leaves.iter().map(|l| row_leaf(l)).collect()).root()
 }
 
 /// A contiguous run of a job's prompts, run by one worker.

@@ -34,6 +34,48 @@ pub enum MerkleError {
     NotIncreasing { previous: u64, index: u64 },
 }
 
+/// Domain byte of the leaf of a long row (committed through its chunks).
+pub const CHUNKED_ROW_DOMAIN: u8 = 0x02;
+/// Bytes per chunk of a long row; rows up to this length are one plain leaf.
+pub const ROW_CHUNK: usize = 1024;
+
+/// The leaf of a committed row (a tensor row, a prompt, a completion): rows of up to
+/// [`ROW_CHUNK`] bytes are [`hash_leaf`]; a longer row is `keccak256(0x02 ‖ root)` where `root`
+/// is the Merkle root over its [`ROW_CHUNK`]-byte chunks, so that one chunk of it (a few logits
+/// of a 128k vocabulary) can be opened alone. The domain byte keeps it apart from plain leaves
+/// and inner nodes.
+pub fn row_leaf(row: &[u8]) -> B256 {
+    if row.len() <= ROW_CHUNK {
+        return hash_leaf(row);
+    }
+    // The chunk tree's root without keeping the tree (this runs for most rows of a trace).
+    let mut chunk = [0u8; 1 + ROW_CHUNK];
+    let mut level: Vec<B256> = row
+        .chunks(ROW_CHUNK)
+        .map(|c| {
+            chunk[1..1 + c.len()].copy_from_slice(c);
+            keccak256(&chunk[..1 + c.len()])
+        })
+        .collect();
+    let mut zero = B256::ZERO;
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| hash_node(&p[0], p.get(1).unwrap_or(&zero)))
+            .collect();
+        zero = hash_node(&zero, &zero);
+    }
+    let mut buf = [0u8; 33];
+    buf[0] = CHUNKED_ROW_DOMAIN;
+    buf[1..].copy_from_slice(level[0].as_slice());
+    keccak256(buf)
+}
+
+/// The Merkle tree over a row's [`ROW_CHUNK`]-byte chunks (the last one shorter).
+pub fn row_chunks(row: &[u8]) -> MerkleTree {
+    MerkleTree::from_rows(row.chunks(ROW_CHUNK))
+}
+
 /// Hash of a leaf given its row bytes.
 pub fn hash_leaf(row_bytes: &[u8]) -> B256 {
     let mut buf = Vec::with_capacity(1 + row_bytes.len());
@@ -196,6 +238,19 @@ mod tests {
         (0..n)
             .map(|_| (0..7).map(|_| rng.random()).collect())
             .collect()
+    }
+
+    #[test]
+    fn long_rows_are_committed_through_their_chunks() {
+        let short = vec![7u8; ROW_CHUNK];
+        assert_eq!(row_leaf(&short), hash_leaf(&short));
+        for len in [ROW_CHUNK + 1, 3 * ROW_CHUNK, 5 * ROW_CHUNK + 17] {
+            let row: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut pre = vec![CHUNKED_ROW_DOMAIN];
+            pre.extend_from_slice(row_chunks(&row).root().as_slice());
+            assert_eq!(row_leaf(&row), keccak256(&pre), "len {len}");
+            assert_ne!(row_leaf(&row), hash_leaf(&row));
+        }
     }
 
     #[test]

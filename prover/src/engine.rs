@@ -162,7 +162,7 @@ impl TensorOpening {
             .unwrap_or_default()
     }
 
-    /// The leaf at `address` (`hash_leaf(row bytes)`, or zero when no row sits there).
+    /// The leaf at `address` (`merkle::row_leaf(row bytes)`, or zero when no row sits there).
     pub fn leaf(&self, address: u64) -> B256 {
         self.tree.leaf(address)
     }

@@ -4,7 +4,7 @@ use crate::error::{ProverError, Result};
 use alloy_primitives::{keccak256, B256};
 use rayon::prelude::*;
 use verinfer_primitives::arith;
-use verinfer_primitives::merkle::LEAF_DOMAIN;
+use verinfer_primitives::merkle::{row_leaf, LEAF_DOMAIN, ROW_CHUNK};
 use verinfer_primitives::sparse::sparse_root;
 use verinfer_primitives::SparseMerkleTree;
 
@@ -81,11 +81,16 @@ impl Tensor {
             .collect()
     }
 
+    /// The row's leaf (`merkle::row_leaf`: plain for rows up to 1 KB, through its chunks above).
     fn hash_row(&self, i: usize, buf: &mut Vec<u8>) -> B256 {
         buf.clear();
         buf.push(LEAF_DOMAIN);
         self.encode_row(i, buf);
-        keccak256(&buf[..])
+        if buf.len() - 1 <= ROW_CHUNK {
+            keccak256(&buf[..])
+        } else {
+            row_leaf(&buf[1..])
+        }
     }
 
     /// `(address, leaf hash)` of every row, rows hashed in parallel; row `i` sits at

@@ -5,7 +5,7 @@ mod common;
 
 use alloy_primitives::B256;
 use common::{engine, shard, sku_of, sku_with_eos};
-use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::merkle::row_leaf;
 use verinfer_primitives::MerkleTree;
 use verinfer_prover::{
     Backend, LayerOp, RowAddresses, RowLayout, Shard, StepKind, SynthSpec, Tensor,
@@ -107,7 +107,7 @@ fn every_step_places_its_rows_at_their_addresses() {
             let proof = out.proof(a).unwrap();
             assert_eq!(proof.index, a);
             proof
-                .verify(roots[s as usize], hash_leaf(&bytes), out.tree.len())
+                .verify(roots[s as usize], row_leaf(&bytes), out.tree.len())
                 .unwrap();
         }
         // An address without a row opens as the zero leaf (when the tree has room for one).
@@ -146,7 +146,7 @@ fn every_step_places_its_rows_at_their_addresses() {
                     assert_eq!(row.len(), 4 * spec.hidden / spec.heads, "{p} {u} {h}");
                     inp.proof(ka)
                         .unwrap()
-                        .verify(inp.root(), hash_leaf(&row), inp.tree.len())
+                        .verify(inp.root(), row_leaf(&row), inp.tree.len())
                         .unwrap();
                 }
             }

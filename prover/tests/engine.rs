@@ -5,7 +5,7 @@ mod common;
 use alloy_primitives::{Address, B256};
 use common::{engine, shard, sku_of};
 use verinfer_primitives::arith;
-use verinfer_primitives::merkle::hash_leaf;
+use verinfer_primitives::merkle::row_leaf;
 use verinfer_prover::{Backend, LayerOp, ProverError, StepKind, SynthSpec, Tensor};
 
 #[test]
@@ -101,7 +101,7 @@ fn reproduced_steps_open_against_the_trace_and_recompute() {
             .unwrap()
             .verify(
                 o.output.tree.root(),
-                hash_leaf(&o.output.row_bytes(last)),
+                row_leaf(&o.output.row_bytes(last)),
                 o.output.tree.len(),
             )
             .unwrap();

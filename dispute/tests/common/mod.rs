@@ -67,7 +67,7 @@ impl Chain {
                 softmaxC: cfg.softmax_c,
                 vocab: cfg.valid_vocab as u32,
                 layers: cfg.layers as u16,
-                arithVersion: 2,
+                arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
                 hasBias: cfg.qkv_bias,
                 active: true,
             },
@@ -117,7 +117,7 @@ impl Chain {
         let data: Vec<u8> = match p {
             StepProof::Gemm(g) => StepProver::checkGemmCall {
                 c: c.clone(),
-                p: g.clone(),
+                p: (**g).clone(),
             }
             .abi_encode(),
             StepProof::Row(r) => StepProver::checkRowCall {

@@ -23,7 +23,6 @@ interface IInboxGame {
 interface IBridgeGame {
     function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps) external returns (uint256);
     function strike(address account) external;
-    function hasRole(address who, uint8 role) external view returns (bool);
 }
 
 /// @title DisputeGame
@@ -117,7 +116,6 @@ contract DisputeGame {
     error TransferFailed(address to, uint256 amount);
     error BadConfig();
     error ShapeNotSet(bytes32 skuId);
-    error NotAVerifier(address caller);
     error WrongGameKind(uint256 gameId, bool output);
 
     event GameOpened(
@@ -138,12 +136,6 @@ contract DisputeGame {
     event FoldStarted(uint256 indexed gameId, uint64 step, uint256 chunks, bytes32 finalState);
 
     uint256 internal constant BPS = 10_000;
-    /// @notice Largest vocabulary whose logits row (one Merkle leaf, 4 bytes per id) an lm_head
-    /// or argmax opening can carry inside one transaction: under EIP-7623's calldata floor
-    /// (40 gas per non-zero byte) and EIP-7825's 2^24 gas cap per transaction, ~100k ids is the
-    /// limit; 2^16 keeps a margin. Receipts of SKUs with larger vocabularies may only be
-    /// challenged by staked verifiers until long rows are committed as chunked leaves.
-    uint256 public constant OPEN_VOCAB = 65_536;
 
     IBridgeGame public immutable bridge;
     IInboxGame public immutable inbox;
@@ -206,8 +198,8 @@ contract DisputeGame {
     // ------------------------------------------------------------------ opening
 
     /// @notice Challenges receipt `index` of batch `batchId` (inside its window), with a bond of
-    /// at least `minBond`: any account for SKUs whose every step settles inside one transaction
-    /// (vocabulary ≤ `OPEN_VOCAB`), staked verifiers otherwise; the SKU's shape must be set.
+    /// at least `minBond` (any account: every step settles inside one transaction, long rows by
+    /// folding, long logits rows by one chunk); the SKU's shape must be set.
     /// A receipt whose step count is not a whole number of rounds of its SKU's program, or whose
     /// trace root is zero, is an invalid commitment and loses at once.
     /// @param batchId The batch.
@@ -264,11 +256,6 @@ contract DisputeGame {
         returns (uint256 gameId, Game storage g)
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
-        // An honest worker must be able to answer any step inside one transaction; with a large
-        // vocabulary the logits row is too long for that, so only accountable stakers challenge.
-        if (skus.get(receipt.skuId).vocab > OPEN_VOCAB && !bridge.hasRole(msg.sender, 2)) {
-            revert NotAVerifier(msg.sender);
-        }
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);

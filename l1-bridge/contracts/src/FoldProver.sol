@@ -99,20 +99,23 @@ contract FoldProver is Openings {
         (StepProver.Op op, SkuRegistry.Shape memory sh) = _foldOp(c);
         _openPost(c, p.outRoot, p.stepProof, p.outRow, p.outRowProof);
         if (p.inputs.length != 1) revert WrongOpeningCount(p.inputs.length, 1);
-        // pv reads the softmax row, argmax the logits (both s − 1), silu_mul the gate row (s − 2).
+        if (op == StepProver.Op.Argmax) return _argmaxStart(c, p, finalState);
+        // pv reads the softmax row (s − 1), silu_mul the gate row (s − 2).
         _openInput(c, p.inputs[0], c.step - (op == StepProver.Op.SiluMul ? 2 : 1), c.row);
         bytes calldata x = p.inputs[0].row;
         if (x.length == 0) return (p.outRow.length != 0, 0, bytes32(0));
         if (op == StepProver.Op.SiluMul) return _siluStart(p, x.length / 4, finalState);
-        if (op == StepProver.Op.Argmax) {
-            uint256 valid = skus.get(c.skuId).vocab;
-            if (x.length < valid * 4) revert ProofMismatch("logits row");
-            if (finalState.length != 96) revert BadState("final best");
-            (bool found,, uint256 id) = abi.decode(finalState, (bool, int256, uint256));
-            fraud = !found || p.outRow.length != 4 || uint32(bytes4(p.outRow)) != id;
-            return
-                (fraud, (valid + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK, keccak256(abi.encode(false, int256(0), uint256(0))));
-        }
+        return _pvStart(c, sh, p, finalState);
+    }
+
+    /// @dev pv's final link: the accumulator rounds to the committed row with A_p.
+    function _pvStart(
+        StepContext calldata c,
+        SkuRegistry.Shape memory sh,
+        RowProof calldata p,
+        bytes calldata finalState
+    ) internal view returns (bool fraud, uint256 chunks, bytes32 initHash) {
+        bytes calldata x = p.inputs[0].row;
         uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
         if (x.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
         uint256 width = uint256(sh.headDim) * 8;
@@ -121,6 +124,26 @@ contract FoldProver is Openings {
         fraud = keccak256(verifier.pvFinish(finalState, ap)) != keccak256(p.outRow);
         chunks = (pos + chunk) / chunk;
         initHash = keccak256(new bytes(width));
+    }
+
+    /// @dev argmax's final link: the committed token is the final best id. The logits row (s − 1)
+    /// is opened whole or, when long, by its chunk root alone (`leaves[0].root`).
+    function _argmaxStart(StepContext calldata c, RowProof calldata p, bytes calldata finalState)
+        internal
+        view
+        returns (bool fraud, uint256 chunks, bytes32 initHash)
+    {
+        bool chunked = p.leaves.length == 1;
+        if (chunked) _openInputLeaf(c, p.inputs[0], c.step - 1, c.row, _chunkedLeaf(p.leaves[0].root));
+        else _openInput(c, p.inputs[0], c.step - 1, c.row);
+        if (!chunked && p.inputs[0].row.length == 0) return (p.outRow.length != 0, 0, bytes32(0));
+        uint256 valid = skus.get(c.skuId).vocab;
+        if (!chunked && p.inputs[0].row.length < valid * 4) revert ProofMismatch("logits row");
+        if (finalState.length != 96) revert BadState("final best");
+        (bool found,, uint256 id) = abi.decode(finalState, (bool, int256, uint256));
+        fraud = !found || p.outRow.length != 4 || uint32(bytes4(p.outRow)) != id;
+        chunks = (valid + ARGMAX_CHUNK - 1) / ARGMAX_CHUNK;
+        initHash = keccak256(abi.encode(false, int256(0), uint256(0)));
     }
 
     /// @notice Recomputes chunk `lo` of a fold: the state before it folded with the chunk's
@@ -135,8 +158,8 @@ contract FoldProver is Openings {
         if (keccak256(s.hiState) != f.hiHash) revert BadState("state after");
         if (s.inputs.length == 0) revert WrongOpeningCount(0, 1);
         if (op == StepProver.Op.SiluMul) return _siluStep(f, s);
-        _openInput(c, s.inputs[0], c.step - 1, c.row);
         if (op == StepProver.Op.Argmax) return _argmaxStep(f, s);
+        _openInput(c, s.inputs[0], c.step - 1, c.row);
         if (s.loState.length != uint256(sh.headDim) * 8) revert BadState("state before");
         bytes calldata sm = s.inputs[0].row;
         uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
@@ -156,19 +179,32 @@ contract FoldProver is Openings {
         uint256 from = uint256(f.lo) * ARGMAX_CHUNK;
         uint256 to = from + ARGMAX_CHUNK > k.vocab ? k.vocab : from + ARGMAX_CHUNK;
         if (from >= to) revert BadState("chunk");
-        if (s.inputs[0].row.length < to * 4) revert ProofMismatch("logits row");
-        if (s.leaves.length != 1) revert WrongOpeningCount(s.leaves.length, 1);
+        if (s.leaves.length != 1 && s.leaves.length != 2) revert WrongOpeningCount(s.leaves.length, 1);
         // lm_head is weight-root leaf layers·stride + 1; its scales root is that leaf's right half.
         uint256 leaves = uint256(k.layers) * (k.hasBias ? 10 : 7) + 5;
         _openSub(k.weightRoot, s.leaves[0], 2 * (leaves - 4) + 1, Merkle.depthFor(leaves) + 1, f.lo, "lm_head scales");
         if (s.leaves[0].data.length < (to - from) * 4) revert ProofMismatch("lm_head scales");
-        return keccak256(_argmaxFold(s, from, to)) != f.hiHash;
+        bytes calldata y;
+        if (s.leaves.length == 2) {
+            // The logits row by its chunk lo (256 ids = one 1024-byte chunk).
+            LeafOpening calldata ch = s.leaves[1];
+            _openInputLeaf(f.step, s.inputs[0], f.step.step - 1, f.step.row, _chunkedLeaf(ch.root));
+            if (!_skuRowIn(ch.root, f.lo, ch.data, ch.proof)) revert ProofMismatch("logits chunk");
+            y = ch.data;
+        } else {
+            _openInput(f.step, s.inputs[0], f.step.step - 1, f.step.row);
+            y = s.inputs[0].row[from * 4:];
+        }
+        if (y.length < (to - from) * 4) revert ProofMismatch("logits row");
+        return keccak256(_argmaxFold(s, y[:(to - from) * 4], from, to)) != f.hiHash;
     }
 
-    function _argmaxFold(FoldStep calldata s, uint256 from, uint256 to) internal view returns (bytes memory) {
-        return verifier.argmaxAccumulate(
-            s.loState, s.inputs[0].row[from * 4:to * 4], s.leaves[0].data[0:(to - from) * 4], from
-        );
+    function _argmaxFold(FoldStep calldata s, bytes calldata y, uint256 from, uint256 to)
+        internal
+        view
+        returns (bytes memory)
+    {
+        return verifier.argmaxAccumulate(s.loState, y, s.leaves[0].data[0:(to - from) * 4], from);
     }
 
     /// @notice Elements per chunk of a silu_mul fold (one 1024-byte chunk of each scales vector).

@@ -12,7 +12,7 @@ pragma solidity 0.8.30;
 /// (the spec bounds them by 2^127), which is why the arithmetic is unchecked.
 contract OneStepVerifier {
     /// @notice Arithmetic spec version implemented here.
-    uint32 public constant SPEC_VERSION = 1;
+    uint32 public constant SPEC_VERSION = 3;
 
     /// @notice Two rows that must have the same length (or a fixed relation) do not.
     error LengthMismatch(uint256 a, uint256 b);

@@ -31,6 +31,10 @@ struct GemmProof {
     bytes32[] matrixProof; // matrix leaf in the SKU's weight root
     bytes wRow; // int8 weight row `col` (output channel)
     bytes32[] wRowProof;
+    // A long output row (a logits row) may be opened by one chunk: then `outRow` is chunk
+    // col / 256 of it, `outChunkRoot` the root of its chunks and `outChunkProof` the chunk's path.
+    bytes32 outChunkRoot;
+    bytes32[] outChunkProof;
 }
 
 /// @notice A row of an earlier step's output tensor: the tensor root opened as leaf `step` of
@@ -118,20 +122,39 @@ abstract contract Openings {
         bytes calldata outRow,
         bytes32[] calldata outRowProof
     ) internal pure {
+        _openPostLeaf(c, outRoot, stepProof, _leaf(outRow), outRowProof);
+    }
+
+    /// @dev `_openPost` for an output row given by its leaf.
+    function _openPostLeaf(
+        StepContext calldata c,
+        bytes32 outRoot,
+        bytes32[] calldata stepProof,
+        bytes32 outLeaf,
+        bytes32[] calldata outRowProof
+    ) internal pure {
         if (stepProof.length != Merkle.depthFor(c.stepCount)) {
             revert ProofMismatch("step proof length");
         }
         if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert ProofMismatch("pre-state");
         if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert ProofMismatch("post-state");
-        if (!_rowIn(outRoot, c.row, outRow, outRowProof)) revert ProofMismatch("output row");
+        if (!_leafIn(outRoot, c.row, outLeaf, outRowProof)) revert ProofMismatch("output row");
     }
 
     /// @dev An input tensor root as leaf `step` of the agreed state, and its row `row`.
     function _openInput(StepContext calldata c, Opening calldata o, uint256 step, uint256 row) internal pure {
+        _openInputLeaf(c, o, step, row, _leaf(o.row));
+    }
+
+    /// @dev `_openInput` for an input row given by its leaf (a long row opened by one chunk).
+    function _openInputLeaf(StepContext calldata c, Opening calldata o, uint256 step, uint256 row, bytes32 leaf)
+        internal
+        pure
+    {
         if (o.step != step || step >= c.step) revert ProofMismatch("input step");
         if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("input step proof length");
         if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (!_rowIn(o.root, row, o.row, o.rowProof)) revert ProofMismatch("input row");
+        if (!_leafIn(o.root, row, leaf, o.rowProof)) revert ProofMismatch("input row");
     }
 
     /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
@@ -144,17 +167,39 @@ abstract contract Openings {
         pure
         returns (bool)
     {
+        return _leafIn(root, row, _leaf(data), proof);
+    }
+
+    /// @dev `_rowIn` for the SKU's trees (matrix rows, table rows), whose leaves are plain.
+    function _skuRowIn(bytes32 root, uint256 row, bytes calldata data, bytes32[] calldata proof)
+        internal
+        pure
+        returns (bool)
+    {
+        return _leafIn(root, row, data.length == 0 ? bytes32(0) : Merkle.leafHash(data), proof);
+    }
+
+    /// @dev Whether `leaf` (zero: no row) is leaf `row` of `root`, rows past the tree included.
+    function _leafIn(bytes32 root, uint256 row, bytes32 leaf, bytes32[] calldata proof) internal pure returns (bool) {
         uint256 n = proof.length;
-        if (n < 256 && row >> n == 0 && Merkle.rootOf(_leaf(data), row, proof) == root) return true;
-        if (data.length != 0 || n == 0) return false;
+        if (n < 256 && row >> n == 0 && Merkle.rootOf(leaf, row, proof) == root) return true;
+        if (leaf != bytes32(0) || n == 0) return false;
         uint256 d = n - 1;
         if (d >= 256 || row >> d == 0) return false;
         return Merkle.rootOf(proof[0], row & ((uint256(1) << d) - 1), proof[1:]) == root;
     }
 
-    /// @dev The leaf of a row (a zero leaf for empty bytes).
+    /// @dev The leaf of a committed row (`primitives::merkle::row_leaf`): zero for no row, a
+    /// plain leaf up to 1024 bytes, and above keccak256(0x02 ‖ root of its 1024-byte chunks).
     function _leaf(bytes calldata row) internal pure returns (bytes32) {
-        return row.length == 0 ? bytes32(0) : Merkle.leafHash(row);
+        if (row.length == 0) return bytes32(0);
+        if (row.length <= 1024) return Merkle.leafHash(row);
+        return _chunkedLeaf(Merkle.vectorRoot(row));
+    }
+
+    /// @dev The leaf of a long row whose chunk root is `chunkRoot`.
+    function _chunkedLeaf(bytes32 chunkRoot) internal pure returns (bytes32) {
+        return keccak256(abi.encodePacked(bytes1(0x02), chunkRoot));
     }
 
     /// @dev The scale (last 8 bytes) of a QRow.

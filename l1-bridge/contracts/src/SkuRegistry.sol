@@ -50,7 +50,7 @@ contract SkuRegistry is Owned {
 
     /// @notice The arithmetic spec version the one-step verifier implements; a SKU of another
     /// version could not be settled and is refused.
-    uint16 public constant ARITH_VERSION = 2;
+    uint16 public constant ARITH_VERSION = 3;
     /// @notice At most this many end-of-sequence ids (every embed one-step reads them).
     uint256 public constant MAX_EOS_IDS = 8;
     /// @notice The longest context a SKU may have: the one-steps whose rows grow with the

@@ -203,19 +203,26 @@ contract StepProver is Openings {
     {
         (bool isGemm, uint256 inOffset, uint256 matrix, uint256 weightLeaves) = gemmStep(c.skuId, c.step);
         if (!isGemm || inOffset > c.step) revert WrongStepKind(c.step, Op.Gemm);
-        _openPost(c, p.outRoot, p.stepProof, p.outRow, p.outRowProof);
+        bool chunked = p.outChunkRoot != bytes32(0);
+        _openPostLeaf(
+            c, p.outRoot, p.stepProof, chunked ? _chunkedLeaf(p.outChunkRoot) : _leaf(p.outRow), p.outRowProof
+        );
+        // A chunked output row is present; `outRow` is then its chunk col / 256 (empty if none).
+        if (chunked && !_skuRowIn(p.outChunkRoot, c.col / 256, p.outRow, p.outChunkProof)) {
+            revert ProofMismatch("output chunk");
+        }
         uint256 depth = Merkle.depthFor(c.stepCount);
         if (p.inStepProof.length != depth) revert ProofMismatch("input step proof length");
         if (Merkle.rootOf(p.inRoot, c.step - inOffset, p.inStepProof) != c.loRoot) revert ProofMismatch("input root");
         if (!_rowIn(p.inRoot, c.row, p.inRow, p.inRowProof)) revert ProofMismatch("input row");
-        if (p.inRow.length == 0) return (p.outRow.length != 0, 0, 0);
-        if (p.outRow.length == 0) return (true, 0, 0);
+        if (p.inRow.length == 0) return (chunked || p.outRow.length != 0, 0, 0);
+        if (!chunked && p.outRow.length == 0) return (true, 0, 0);
         bytes32 matrixRoot = Merkle.node(p.rowsRoot, p.scalesRoot);
         if (Merkle.rootOfSized(matrixRoot, matrix, p.matrixProof, weightLeaves) != skus.get(c.skuId).weightRoot) {
             revert ProofMismatch("matrix");
         }
-        if (!_rowIn(p.rowsRoot, c.col, p.wRow, p.wRowProof)) revert ProofMismatch("weight row");
-        uint256 at = uint256(c.col) * 4;
+        if (!_skuRowIn(p.rowsRoot, c.col, p.wRow, p.wRowProof)) revert ProofMismatch("weight row");
+        uint256 at = chunked ? (uint256(c.col) % 256) * 4 : uint256(c.col) * 4;
         // No weight row `col` (past the output channels): the output row must end before it.
         if (p.wRow.length == 0) return (p.outRow.length > at, 0, 0);
         if (p.outRow.length < at + 4 || p.inRow.length < p.wRow.length) return (true, 0, 0);
@@ -405,7 +412,7 @@ contract StepProver is Openings {
         if (Merkle.rootOfSized(rr.root, x.base + 4, rr.rootProof, x.base + 5) != x.sku.weightRoot) {
             revert ProofMismatch("rope table");
         }
-        if (Merkle.rootOf(_leaf(rr.data), t % x.shape.maxSeq, rr.proof) != rr.root) revert ProofMismatch("rope row");
+        if (!_skuRowIn(rr.root, t % x.shape.maxSeq, rr.data, rr.proof)) revert ProofMismatch("rope row");
         want = _ropeOf(x, p, uint256(c.row) % heads, isQ);
     }
 

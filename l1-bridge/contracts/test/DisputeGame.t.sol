@@ -511,25 +511,6 @@ contract DisputeGameTest is Fixture {
         assertEq(game.getGame(id).challenger, stranger, "unstaked challenger");
     }
 
-    function test_largeVocabularyNeedsAVerifier() public {
-        bytes32 big = keccak256("big-vocab-sku");
-        SkuRegistry.Sku memory k = skus.get(keccak256("real-sku"));
-        k.vocab = 128_256;
-        vm.startPrank(owner);
-        skus.registerSku(big, k);
-        skus.setShape(big, _shape(2, 2, 4, 16));
-        vm.stopPrank();
-        postSku = big;
-        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
-        address stranger = address(0x5742);
-        vm.deal(stranger, BOND);
-        vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotAVerifier.selector, stranger));
-        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
-        uint256 id = _open(batchId, r); // worker2 is a staked verifier
-        assertEq(game.getGame(id).challenger, worker2, "verifier may");
-    }
-
     function test_moveGuards() public {
         Trace memory bad = _trace(true, 1, 2);
         (uint256 batchId, Receipt memory r) = _post(bad);

@@ -70,7 +70,7 @@ abstract contract Fixture is Base {
         s.softmaxC = 1 << 37;
         s.vocab = 1000;
         s.layers = steps;
-        s.arithVersion = 2;
+        s.arithVersion = 3;
     }
 
     function _shape(uint16 hq, uint16 hkv, uint16 d, uint32 maxSeq)

@@ -132,7 +132,7 @@ pub async fn setup(challenge_window: u64) -> Chain {
         softmaxC: 1 << 37,
         vocab: 1000,
         layers: 1,
-        arithVersion: 2,
+        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
         hasBias: false,
         active: true,
     };
