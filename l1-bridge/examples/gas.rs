@@ -25,7 +25,7 @@ use verinfer_l1::bindings::{
 use verinfer_l1::evm;
 use verinfer_l1::{deploy, job_digest, receipt_digest, DeployConfig, JobRequest};
 use verinfer_primitives::arith;
-use verinfer_primitives::merkle::{hash_leaf, hash_node, zero_hash, MerkleTree};
+use verinfer_primitives::merkle::{hash_leaf, hash_node, row_leaf, zero_hash, MerkleTree};
 use verinfer_primitives::rows::{i32_row_bytes, i64_row_bytes, i8_row_bytes, u32_row_bytes};
 use verinfer_primitives::Receipt;
 
@@ -354,18 +354,19 @@ async fn whole_dispute(arity: u64) -> R {
     let honest_val = arith::gemm_element(&x_vals, &w_row_vals);
     let mut out_rows: Vec<Vec<i32>> = (0..4).map(|_| i32s(&mut rng, HIDDEN, 1 << 28)).collect();
     out_rows[row][col] = honest_val;
-    let honest_out = MerkleTree::from_rows(
-        out_rows
+    // Tensor rows are committed as the engine does (spec v3: rows over 1 KB through their chunks).
+    let tensor =
+        |rows: &[Vec<u8>]| MerkleTree::from_leaf_hashes(rows.iter().map(|r| row_leaf(r)).collect());
+    let honest_out = tensor(
+        &out_rows
             .iter()
             .map(|r| i32_row_bytes(r))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|v| v.as_slice()),
+            .collect::<Vec<_>>(),
     );
     out_rows[row][col] = honest_val + 1;
     let bad_rows: Vec<Vec<u8>> = out_rows.iter().map(|r| i32_row_bytes(r)).collect();
-    let bad_out = MerkleTree::from_rows(bad_rows.iter().map(|v| v.as_slice()));
-    let in_tree = MerkleTree::from_rows(in_rows.iter().map(|v| v.as_slice()));
+    let bad_out = tensor(&bad_rows);
+    let in_tree = tensor(&in_rows);
 
     // Traces: identical before s_bad; from s_bad on the cheater's outputs differ.
     println!("\nbuilding two traces of {steps} steps (depth {depth}) ...");
