@@ -9,6 +9,7 @@
 //! chunk and completion of real traces through the Solidity in revm.
 
 mod opener;
+pub mod registration;
 pub mod weights;
 
 pub use opener::{recast, Opener, StepProof};

@@ -506,12 +506,12 @@ impl Opener {
                 op: LayerOp::Pv,
             } => {
                 inputs.push(recast(&self.input(op, step - 1, row as u64)?)?);
-                let (probs, _) = self.pv_inputs(op, row as u64)?;
+                // The row reads positions 0..=pos; only the chunk's value rows are opened.
                 let (hq, hkv) = (self.addrs.heads, self.addrs.kv_heads);
-                let (prompt, _) = self.locate_head(row as u64);
+                let (prompt, pos) = self.locate_head(row as u64);
                 let g = (row as u64 % hq) / (hq / hkv);
                 let from = lo * chunk;
-                for u in from..(from + chunk).min(probs.len() as u64) {
+                for u in from..(from + chunk).min(pos + 1) {
                     inputs.push(recast(&self.kv(
                         op,
                         layer,

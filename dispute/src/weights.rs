@@ -1,5 +1,7 @@
 //! The SKU side of an opening: the weight root's leaves (docs/ARITHMETIC.md §5) and proofs of
-//! the matrix rows, vectors, vector chunks and RoPE rows a one-step reads.
+//! the matrix rows, vectors, vector chunks and RoPE rows a one-step reads. Each call rebuilds the
+//! tree it proves against (a defender opens one step per dispute; at Llama-3-8B dims the largest,
+//! the embedding matrix, is ~0.5 GB of hashing): cache them before opening many steps at once.
 
 use alloy_primitives::B256;
 use verinfer_primitives::arith::{vec_chunks_i32, vec_chunks_u32};

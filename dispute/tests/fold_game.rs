@@ -12,6 +12,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
 use common::{build_sku, prompts};
+use verinfer_dispute::registration::{sku_fields, sku_shape};
 use verinfer_dispute::{recast, Opener};
 use verinfer_l1::bindings::{BatchInbox, DisputeGame, SkuRegistry, StakeBridge};
 use verinfer_l1::{deploy, job_digest, receipt_digest, DeployConfig, JobRequest};
@@ -94,41 +95,15 @@ async fn honest_worker_folds_a_pv_row_and_wins() -> anyhow::Result<()> {
         ..DeployConfig::default()
     };
     let d = deploy(po.clone(), &cfg).await?;
-    let c = sku.config();
-    let h = sku.header();
     let registry = SkuRegistry::new(d.sku_registry, po.clone());
     registry
-        .registerSku(
-            sku.id(),
-            SkuRegistry::Sku {
-                weightRoot: h.weight_root,
-                tokenizerHash: h.tokenizer_hash,
-                configHash: h.config_hash,
-                pricePerToken: 1,
-                epsQ32: c.eps_q32,
-                softmaxC: c.softmax_c,
-                vocab: c.valid_vocab as u32,
-                layers: c.layers as u16,
-                arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
-                hasBias: c.qkv_bias,
-                active: true,
-            },
-        )
+        .registerSku(sku.id(), sku_fields(&sku, 1))
         .send()
         .await?
         .get_receipt()
         .await?;
     registry
-        .setShape(
-            sku.id(),
-            SkuRegistry::Shape {
-                heads: c.heads as u16,
-                kvHeads: c.kv_heads as u16,
-                headDim: c.head_dim as u16,
-                maxSeq: c.max_seq as u32,
-                eosIds: c.eos_ids.clone(),
-            },
-        )
+        .setShape(sku.id(), sku_shape(&sku))
         .send()
         .await?
         .get_receipt()

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use alloy::primitives::B256;
 use alloy::primitives::{Address, Bytes};
 use alloy::sol_types::{SolCall, SolConstructor};
+use verinfer_dispute::registration::{sku_fields, sku_shape};
 use verinfer_dispute::{FoldContext, FoldStep};
 use verinfer_dispute::{OutputContext, OutputProof, StepContext, StepProof};
 use verinfer_l1::bindings::{FoldProver, OneStepVerifier, SkuRegistry, StepProver};
@@ -54,34 +55,14 @@ impl Chain {
             &SkuRegistry::BYTECODE,
             SkuRegistry::constructorCall { owner_: owner }.abi_encode(),
         );
-        let cfg = sku.config();
-        let h = sku.header();
         let call = SkuRegistry::registerSkuCall {
             skuId: sku.id(),
-            sku: SkuRegistry::Sku {
-                weightRoot: h.weight_root,
-                tokenizerHash: h.tokenizer_hash,
-                configHash: h.config_hash,
-                pricePerToken: 1,
-                epsQ32: cfg.eps_q32,
-                softmaxC: cfg.softmax_c,
-                vocab: cfg.valid_vocab as u32,
-                layers: cfg.layers as u16,
-                arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
-                hasBias: cfg.qkv_bias,
-                active: true,
-            },
+            sku: sku_fields(sku, 1),
         };
         evm.send(reg, call.abi_encode().into()).unwrap();
         let shape = SkuRegistry::setShapeCall {
             skuId: sku.id(),
-            shape: SkuRegistry::Shape {
-                heads: cfg.heads as u16,
-                kvHeads: cfg.kv_heads as u16,
-                headDim: cfg.head_dim as u16,
-                maxSeq: cfg.max_seq as u32,
-                eosIds: cfg.eos_ids.clone(),
-            },
+            shape: sku_shape(sku),
         };
         evm.send(reg, shape.abi_encode().into()).unwrap();
         let verifier = deploy(&mut evm, &OneStepVerifier::BYTECODE, Vec::new());
