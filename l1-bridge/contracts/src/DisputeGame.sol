@@ -26,7 +26,10 @@ interface IBridgeGame {
 }
 
 /// @title DisputeGame
-/// @notice One game per challenged receipt. The challenger (any account, with a bond) disputes
+/// @notice Games over challenged receipts; any number per receipt while its window is open
+/// (each between the receipt's worker and one challenger, none binding another: a puppet's lost
+/// or stalled game stops no one), the worker slashed and struck once per receipt however many
+/// games prove it wrong (`receiptSlashBps`). The challenger (any account, with a bond) disputes
 /// the receipt's trace root. The trace is the fixed-depth state tree of `primitives::trace`: the
 /// state after 0 steps is the all-zero tree (both sides agree), the state after `stepCount`
 /// steps is the receipt's trace root (disputed). Bisection keeps an agreed state `lo` and a
@@ -102,7 +105,7 @@ contract DisputeGame {
 
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
-    error GameExists(uint256 gameId);
+    error AlreadySlashed(uint256 batchId, bytes32 receiptHash);
     error UnknownGame(uint256 gameId);
     error WrongPhase(Phase want, Phase got);
     error NotYourTurn(address caller, address expected);
@@ -156,7 +159,12 @@ contract DisputeGame {
 
     Game[] internal games;
     mapping(uint256 => Extra) internal extras;
-    mapping(bytes32 => uint256) internal gameIdPlusOne;
+    /// @notice Every game of a receipt, by `_key` (trace disputes and output challenges apart).
+    mapping(bytes32 => uint256[]) internal gamesByKey;
+    /// @notice Share of the defender's stake (basis points of what it had) taken so far for a
+    /// receipt, by keccak256(batchId, receiptHash): several games may prove the same fraud, the
+    /// defender is slashed and struck once, up to the heaviest verdict.
+    mapping(bytes32 => uint256) public receiptSlashBps;
     mapping(address => uint256) public owed;
     uint256 public burnedBonds;
 
@@ -221,7 +229,7 @@ contract DisputeGame {
     /// @notice Challenges the completions of receipt `index` of batch `batchId`: claims that
     /// completion `prompt` is not what the receipt's own trace generated at index `j` (or, for
     /// `j` equal to its length, that it should not end there). Same bond, caller and window rules
-    /// as `open`; at most one output challenge per receipt, beside at most one trace dispute.
+    /// as `open`; any number of output challenges and trace disputes per receipt.
     /// The defender answers with `proveOutput` (no bisection: the trace root is the receipt's).
     /// @param batchId The batch.
     /// @param receipt The receipt.
@@ -259,11 +267,15 @@ contract DisputeGame {
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
-        bytes32 key = _key(batchId, receiptHash, output);
-        if (gameIdPlusOne[key] != 0) revert GameExists(gameIdPlusOne[key] - 1);
+        // Any number of games per receipt (issue #9, attack 2): a puppet's lost or stalled game
+        // binds no other challenger. Only once the fraud is proven at the heaviest verdict a
+        // game can reach is there nothing left to win.
+        if (receiptSlashBps[_receiptKey(batchId, receiptHash)] >= slashFraudBps) {
+            revert AlreadySlashed(batchId, receiptHash);
+        }
         inbox.onDisputeOpened(batchId);
         gameId = games.length;
-        gameIdPlusOne[key] = gameId + 1;
+        gamesByKey[_key(batchId, receiptHash, output)].push(gameId);
         g = games.push();
         g.challenger = msg.sender;
         g.defender = receipt.worker;
@@ -286,6 +298,10 @@ contract DisputeGame {
             return (gameId, g);
         }
         g.loRoot = Merkle.zeroHash(Merkle.depthFor(receipt.stepCount));
+    }
+
+    function _receiptKey(uint256 batchId, bytes32 receiptHash) internal pure returns (bytes32) {
+        return keccak256(abi.encode(batchId, receiptHash));
     }
 
     function _key(uint256 batchId, bytes32 receiptHash, bool output) internal pure returns (bytes32) {
@@ -504,14 +520,27 @@ contract DisputeGame {
         return _game(gameId);
     }
 
-    /// @notice The game of receipt `receiptHash` in batch `batchId`.
+    /// @notice The first trace dispute of receipt `receiptHash` in batch `batchId` (there may
+    /// be more: `gamesOf`).
     /// @param batchId The batch.
     /// @param receiptHash The receipt.
     /// @return exists Whether a game was opened.
     /// @return gameId Its id.
     function gameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
-        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, false)];
-        return (v != 0, v == 0 ? 0 : v - 1);
+        return _first(gamesByKey[_key(batchId, receiptHash, false)]);
+    }
+
+    /// @notice Every game of receipt `receiptHash` in batch `batchId`, in opening order.
+    /// @param batchId The batch.
+    /// @param receiptHash The receipt.
+    /// @param output Output challenges (true) or trace disputes (false).
+    /// @return ids The game ids.
+    function gamesOf(uint256 batchId, bytes32 receiptHash, bool output) external view returns (uint256[] memory) {
+        return gamesByKey[_key(batchId, receiptHash, output)];
+    }
+
+    function _first(uint256[] storage ids) internal view returns (bool, uint256) {
+        return ids.length == 0 ? (false, 0) : (true, ids[0]);
     }
 
     /// @notice The extra record of game `gameId` (output root, fold step and trace states).
@@ -522,14 +551,14 @@ contract DisputeGame {
         return extras[gameId];
     }
 
-    /// @notice The output challenge of receipt `receiptHash` in batch `batchId`.
+    /// @notice The first output challenge of receipt `receiptHash` in batch `batchId` (there
+    /// may be more: `gamesOf`).
     /// @param batchId The batch.
     /// @param receiptHash The receipt.
     /// @return exists Whether one was opened.
     /// @return gameId Its id.
     function outputGameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
-        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, true)];
-        return (v != 0, v == 0 ? 0 : v - 1);
+        return _first(gamesByKey[_key(batchId, receiptHash, true)]);
     }
 
     /// @notice The inner bisection points of game `gameId`'s current interval.
@@ -571,6 +600,21 @@ contract DisputeGame {
         g.lastMoveAt = uint64(block.timestamp);
     }
 
+    /// @dev Slashes the defender of `g`'s receipt up to `bps` of its stake in all: the first
+    /// winning game takes `bps` and strikes; a later one with a heavier verdict takes only the
+    /// difference (as a share of what is left), so the worker pays for a fraud once however
+    /// many games prove it, and a light verdict a puppet won first caps nothing.
+    function _slashOnce(Game storage g, uint256 bps) internal returns (uint256 slashed) {
+        bytes32 rk = _receiptKey(g.batchId, g.receiptHash);
+        uint256 done = receiptSlashBps[rk];
+        // INVARIANT: the defender's total slash for one receipt never exceeds the heaviest verdict.
+        if (bps <= done) return 0;
+        receiptSlashBps[rk] = bps;
+        uint256 extra = done == 0 ? bps : (bps - done) * BPS / (BPS - done);
+        slashed = bridge.slash(g.defender, extra, g.challenger, rewardBps);
+        if (done == 0) bridge.strike(g.defender);
+    }
+
     /// @dev Settles a game: a fixed number of calls whatever happened before.
     function _resolve(uint256 gameId, Game storage g, bool challengerWon, Reason reason) internal {
         g.phase = Phase.Resolved;
@@ -582,10 +626,10 @@ contract DisputeGame {
             uint256 bps = reason == Reason.InvalidCommitment
                 ? BPS
                 : reason == Reason.DefenderTimeout ? slashTimeoutBps : slashFraudBps;
-            slashed = bridge.slash(g.defender, bps, g.challenger, rewardBps);
-            bridge.strike(g.defender);
+            slashed = _slashOnce(g, bps);
             owed[g.challenger] += bond;
         } else {
+            // INVARIANT: the bond is split between the defender and the burn, nothing more.
             uint256 reward = bond * rewardBps / BPS;
             owed[g.defender] += reward;
             burnedBonds += bond - reward;

@@ -159,9 +159,9 @@ abstract contract Openings {
 
     /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
     /// as deep as their highest row needs, so a row at or beyond 2^depth has no leaf to open:
-    /// then `data` is empty and `proof` is the hash of the leaf at `row mod 2^depth` followed by
-    /// that leaf's siblings. A proof's length is the tree's depth (leaf and node hashes have
-    /// different domains, and no node hash is zero), so "beyond the tree" cannot be faked.
+    /// then `data` is empty and `proof` shows the tree's depth by opening one genuine leaf of it
+    /// (`_pastTree`). Leaf and node hashes have different domains and no node hash is zero, so
+    /// neither a shorter nor a longer proof can pass for a leaf-level one.
     function _rowIn(bytes32 root, uint256 row, bytes calldata data, bytes32[] calldata proof)
         internal
         pure
@@ -180,13 +180,43 @@ abstract contract Openings {
     }
 
     /// @dev Whether `leaf` (zero: no row) is leaf `row` of `root`, rows past the tree included.
+    /// Only for trees whose leaves are never node hashes (row, chunk and SKU row trees; not the
+    /// state tree or the weight root), which is what makes a proof's length the tree's depth.
     function _leafIn(bytes32 root, uint256 row, bytes32 leaf, bytes32[] calldata proof) internal pure returns (bool) {
         uint256 n = proof.length;
         if (n < 256 && row >> n == 0 && Merkle.rootOf(leaf, row, proof) == root) return true;
         if (leaf != bytes32(0) || n == 0) return false;
-        uint256 d = n - 1;
-        if (d >= 256 || row >> d == 0) return false;
-        return Merkle.rootOf(proof[0], row & ((uint256(1) << d) - 1), proof[1:]) == root;
+        return _pastTree(root, row, proof);
+    }
+
+    /// @dev Whether row `row` lies past the end of the tree `root`: `proof` opens a witness leaf
+    /// `w` of the tree with its preimage, so the tree's depth d is bound and `row >= 2^d` has no
+    /// leaf. Layout: proof[0] = header (bits 0–63: w, bits 64–95: the preimage's byte length L,
+    /// nothing above), then the preimage packed in ceil(L/32) words, then w's d siblings. L = 0
+    /// means the witness leaf is the zero word (an absent row inside the tree); otherwise the
+    /// preimage starts with a leaf domain byte (0x00: plain leaf, 0x02: chunked row), never 0x01.
+    /// Without the preimage any inner node could be passed off as a leaf of a shallower tree,
+    /// and every row past its height "proven" absent (issue #9, attack 1).
+    function _pastTree(bytes32 root, uint256 row, bytes32[] calldata proof) private pure returns (bool) {
+        uint256 h = uint256(proof[0]);
+        if (h >> 96 != 0) return false;
+        uint256 w = uint64(h);
+        uint256 len = uint32(h >> 64);
+        uint256 words = (len + 31) / 32;
+        if (proof.length < 1 + words) return false;
+        uint256 d = proof.length - 1 - words;
+        if (d >= 256 || row >> d == 0 || w >> d != 0) return false;
+        bytes32 witness;
+        if (len != 0) {
+            uint8 domain = uint8(bytes1(proof[1]));
+            if (domain != 0x00 && domain != 0x02) return false;
+            assembly ("memory-safe") {
+                let p := mload(0x40)
+                calldatacopy(p, add(proof.offset, 32), mul(words, 32))
+                witness := keccak256(p, len)
+            }
+        }
+        return Merkle.rootOf(witness, w, proof[1 + words:]) == root;
     }
 
     /// @dev The leaf of a committed row (`primitives::merkle::row_leaf`): zero for no row, a
