@@ -65,7 +65,7 @@ contract DisputeGame {
         Proven // the worker proved the named entry right
     }
 
-    /// @notice One game. Ten slots.
+    /// @notice One game.
     struct Game {
         address challenger;
         uint64 lastMoveAt;
@@ -90,6 +90,22 @@ contract DisputeGame {
         bytes32 inputRoot;
         bool output; // an output challenge (completion `row`, index `col`), not a trace dispute
         bool fold; // bisecting inside the row of step `extra.foldStep` (lo/hi/roots: chunk states)
+        uint8 defenderExtensions; // clock extensions granted so far (at most MAX_EXTENSIONS)
+        uint8 challengerExtensions;
+        uint128 moveBonds; // the per-move bonds both sides posted, all paid to the winner
+    }
+
+    /// @notice Deployment parameters (docs/CONTRACTS.md, "Parameters", gives the mainnet values
+    /// and why; devnets shorten them).
+    struct Params {
+        uint256 arity; // bisection arity: states posted per round + 1
+        uint64 clock; // seconds on each side's chess clock
+        uint64 clockExtension; // a side that moves with less left gets this much back
+        uint256 minBond; // opening bond
+        uint256 moveBond; // bond of every move that does not end the game
+        uint256 slashFraudBps;
+        uint256 slashTimeoutBps;
+        uint256 rewardBps; // share of the loser's slashed stake or opening bond paid to the winner
     }
 
     /// @notice What some games need beyond `Game`: the challenged output root (output
@@ -120,6 +136,7 @@ contract DisputeGame {
     error BadConfig();
     error ShapeNotSet(bytes32 skuId);
     error WrongGameKind(uint256 gameId, bool output);
+    error WrongMoveBond(uint256 sent, uint256 want);
 
     event GameOpened(
         uint256 indexed gameId,
@@ -137,8 +154,11 @@ contract DisputeGame {
     event Resolved(uint256 indexed gameId, bool challengerWon, Reason reason, uint256 slashed);
     event Withdrawn(address indexed who, uint256 amount);
     event FoldStarted(uint256 indexed gameId, uint64 step, uint256 chunks, bytes32 finalState);
+    event ClockExtended(uint256 indexed gameId, bool defender, uint64 left);
 
     uint256 internal constant BPS = 10_000;
+    /// @notice Clock extensions per side and game; bounds `maxDuration`.
+    uint256 public constant MAX_EXTENSIONS = 8;
 
     IBridgeGame public immutable bridge;
     IInboxGame public immutable inbox;
@@ -151,7 +171,14 @@ contract DisputeGame {
     uint256 public immutable arity;
     /// @notice Seconds on each side's chess clock.
     uint64 public immutable clock;
+    /// @notice A side whose move leaves it less than this many seconds is given this many (as OP's
+    /// CLOCK_EXTENSION), at most `MAX_EXTENSIONS` times per game: a late move, or a congested L1,
+    /// never leaves the mover too little time for its next answer.
+    uint64 public immutable clockExtension;
     uint256 public immutable minBond;
+    /// @notice Wei every move that does not end the game carries (bisect, choose, nameEntry,
+    /// foldRow); the winner gets them all, so the loser pays for the winner's moves.
+    uint256 public immutable moveBond;
     uint256 public immutable slashFraudBps;
     uint256 public immutable slashTimeoutBps;
     /// @notice Share of the loser's slashed stake or bond paid to the winner; the rest is burned.
@@ -174,14 +201,12 @@ contract DisputeGame {
         SkuRegistry skus_,
         StepProver prover_,
         FoldProver folder_,
-        uint256 arity_,
-        uint64 clock_,
-        uint256 minBond_,
-        uint256 slashFraudBps_,
-        uint256 slashTimeoutBps_,
-        uint256 rewardBps_
+        Params memory p
     ) {
-        if (arity_ < 2 || arity_ > 256 || slashFraudBps_ > BPS || slashTimeoutBps_ > BPS || rewardBps_ > BPS) {
+        if (
+            p.arity < 2 || p.arity > 256 || p.slashFraudBps > BPS || p.slashTimeoutBps > BPS || p.rewardBps > BPS
+                || p.clockExtension > p.clock || p.minBond > type(uint128).max || p.moveBond > type(uint64).max
+        ) {
             revert BadConfig();
         }
         bridge = bridge_;
@@ -189,18 +214,20 @@ contract DisputeGame {
         skus = skus_;
         prover = prover_;
         folder = folder_;
-        arity = arity_;
-        clock = clock_;
-        minBond = minBond_;
-        slashFraudBps = slashFraudBps_;
-        slashTimeoutBps = slashTimeoutBps_;
-        rewardBps = rewardBps_;
+        arity = p.arity;
+        clock = p.clock;
+        clockExtension = p.clockExtension;
+        minBond = p.minBond;
+        moveBond = p.moveBond;
+        slashFraudBps = p.slashFraudBps;
+        slashTimeoutBps = p.slashTimeoutBps;
+        rewardBps = p.rewardBps;
     }
 
-    /// @notice The longest a game can last: both clocks spent.
+    /// @notice The longest a game can last: both clocks spent, every extension granted.
     /// @return Seconds.
     function maxDuration() external view returns (uint256) {
-        return 2 * uint256(clock);
+        return 2 * (uint256(clock) + MAX_EXTENSIONS * uint256(clockExtension));
     }
 
     // ------------------------------------------------------------------ opening
@@ -315,8 +342,8 @@ contract DisputeGame {
     /// @param gameId The game.
     /// @param disputed The current disputed state root (the move is void if it changed).
     /// @param roots The state roots at the inner points, in order.
-    function bisect(uint256 gameId, bytes32 disputed, bytes32[] calldata roots) external {
-        Game storage g = _move(gameId, Phase.Bisect, true);
+    function bisect(uint256 gameId, bytes32 disputed, bytes32[] calldata roots) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Bisect, true);
         if (disputed != g.hiRoot) revert StaleMove(disputed, g.hiRoot);
         uint256 m = _parts(g);
         if (roots.length != m - 1) revert WrongRootCount(roots.length, m - 1);
@@ -332,8 +359,11 @@ contract DisputeGame {
     /// @param j The part, 0 ≤ j < m.
     /// @param agreed The start state of part j.
     /// @param disputed The end state of part j.
-    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed) external {
-        Game storage g = _move(gameId, Phase.Choose, false);
+    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed)
+        external
+        payable
+    {
+        Game storage g = _bondedMove(gameId, Phase.Choose, false);
         if (keccak256(abi.encodePacked(roots)) != g.rootsHash) revert RootsMismatch();
         uint256 m = _parts(g);
         if (j >= m) revert BadChoice(j, m);
@@ -357,8 +387,8 @@ contract DisputeGame {
     /// @param disputed The disputed post-state of the step.
     /// @param row Output row.
     /// @param col Output column (the element for GEMM steps; ignored by row ops).
-    function nameEntry(uint256 gameId, bytes32 disputed, uint32 row, uint32 col) external {
-        Game storage g = _move(gameId, Phase.Name, false);
+    function nameEntry(uint256 gameId, bytes32 disputed, uint32 row, uint32 col) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Name, false);
         if (disputed != g.hiRoot) revert StaleMove(disputed, g.hiRoot);
         g.row = row;
         g.col = col;
@@ -419,8 +449,8 @@ contract DisputeGame {
     /// @param gameId The game.
     /// @param p The output row and the row it reads (softmax / logits / gate).
     /// @param finalState The state after every item.
-    function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external {
-        Game storage g = _move(gameId, Phase.Prove, true);
+    function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Prove, true);
         if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
         (bool fraud, uint256 chunks, bytes32 initHash) = folder.start(_context(gameId, g), p, finalState);
         if (fraud || chunks == 0) {
@@ -586,7 +616,16 @@ contract DisputeGame {
         return span < arity ? span : arity;
     }
 
-    /// @dev Checks phase and turn, charges the mover's clock, and returns the game.
+    /// @dev `_move` for a move that does not end the game: it carries exactly `moveBond`.
+    function _bondedMove(uint256 gameId, Phase phase, bool defender) internal returns (Game storage g) {
+        if (msg.value != moveBond) revert WrongMoveBond(msg.value, moveBond);
+        g = _move(gameId, phase, defender);
+        // INVARIANT: every move bond is held in the game's pot until `_resolve` pays it out.
+        g.moveBonds += uint128(msg.value);
+    }
+
+    /// @dev Checks phase and turn, charges the mover's clock (extending it when the move leaves
+    /// less than `clockExtension`), and returns the game.
     function _move(uint256 gameId, Phase phase, bool defender) internal returns (Game storage g) {
         g = _game(gameId);
         if (g.phase != phase) revert WrongPhase(phase, g.phase);
@@ -595,8 +634,16 @@ contract DisputeGame {
         uint256 elapsed = block.timestamp - g.lastMoveAt;
         uint256 left = defender ? g.defenderClock : g.challengerClock;
         if (elapsed > left) revert ClockExpired(elapsed, left);
-        if (defender) g.defenderClock = uint64(left - elapsed);
-        else g.challengerClock = uint64(left - elapsed);
+        left -= elapsed;
+        uint8 used = defender ? g.defenderExtensions : g.challengerExtensions;
+        if (left < clockExtension && used < MAX_EXTENSIONS) {
+            left = clockExtension;
+            if (defender) g.defenderExtensions = used + 1;
+            else g.challengerExtensions = used + 1;
+            emit ClockExtended(gameId, defender, uint64(left));
+        }
+        if (defender) g.defenderClock = uint64(left);
+        else g.challengerClock = uint64(left);
         g.lastMoveAt = uint64(block.timestamp);
     }
 
@@ -634,6 +681,10 @@ contract DisputeGame {
             owed[g.defender] += reward;
             burnedBonds += bond - reward;
         }
+        // INVARIANT: the move bonds of both sides go to the winner, once (the pot is emptied).
+        uint256 pot = g.moveBonds;
+        g.moveBonds = 0;
+        owed[challengerWon ? g.challenger : g.defender] += pot;
         inbox.onDisputeClosed(g.batchId, g.receiptHash, challengerWon);
         emit Resolved(gameId, challengerWon, reason, slashed);
     }

@@ -62,6 +62,10 @@ contract DisputeGameTest is Fixture {
         game = _deployGame(arity);
     }
 
+    /// @dev Move bond and clock extension of the next deployment (zero: the plain game).
+    uint256 internal moveBondParam;
+    uint64 internal extensionParam;
+
     function _deployGame(uint256 arity) internal returns (DisputeGame g) {
         g = new DisputeGame(
             IBridgeGame(address(bridge)),
@@ -69,12 +73,16 @@ contract DisputeGameTest is Fixture {
             skus,
             prover,
             folder,
-            arity,
-            CLOCK,
-            BOND,
-            5000,
-            1000,
-            5000
+            DisputeGame.Params({
+                arity: arity,
+                clock: CLOCK,
+                clockExtension: extensionParam,
+                minBond: BOND,
+                moveBond: moveBondParam,
+                slashFraudBps: 5000,
+                slashTimeoutBps: 1000,
+                rewardBps: 5000
+            })
         );
         vm.startPrank(owner);
         bridge.registerGame(address(g));
@@ -284,8 +292,9 @@ contract DisputeGameTest is Fixture {
             }
             vm.warp(block.timestamp + 1 hours);
             bytes32 hiRoot = game.getGame(id).hiRoot;
+            uint256 mb = _fund(worker);
             vm.prank(worker);
-            game.bisect(id, hiRoot, roots);
+            game.bisect{value: mb}(id, hiRoot, roots);
             DisputeGame.Game memory g = game.getGame(id);
             uint256 j = pts.length; // last part unless an earlier end differs
             for (uint256 i = 0; i < pts.length; ++i) {
@@ -297,8 +306,9 @@ contract DisputeGameTest is Fixture {
             bytes32 agreed = j == 0 ? g.loRoot : roots[j - 1];
             bytes32 disputed = j == pts.length ? g.hiRoot : roots[j];
             vm.warp(block.timestamp + 1 hours);
+            mb = _fund(challenger);
             vm.prank(challenger);
-            game.choose(id, roots, j, agreed, disputed);
+            game.choose{value: mb}(id, roots, j, agreed, disputed);
             moves += 2;
         }
     }
@@ -1429,8 +1439,15 @@ contract DisputeGameTest is Fixture {
     function _nameGemm(uint256 id, address who, uint256 row, uint256 col) internal {
         _bisectAs(id, _trace(true, 1, 2), _trace(false, 0, 0), who);
         bytes32 hi = game.getGame(id).hiRoot;
+        uint256 mb = _fund(who);
         vm.prank(who);
-        game.nameEntry(id, hi, uint32(row), uint32(col));
+        game.nameEntry{value: mb}(id, hi, uint32(row), uint32(col));
+    }
+
+    /// @dev Gives `who` one move bond more and returns it.
+    function _fund(address who) internal returns (uint256 mb) {
+        mb = game.moveBond();
+        vm.deal(who, who.balance + mb);
     }
 
     /// @dev The worker's puppet challenges first and names an entry the cheat got right: the
@@ -1515,5 +1532,101 @@ contract DisputeGameTest is Fixture {
         assertLe(5 ether - 1e15, stake, "no more than half");
         assertEq(bridge.account(worker).strikes, 1, "struck once");
         assertEq(bridge.rewardOwed(worker2), (9 ether - stake) / 2, "half of the rest");
+    }
+
+    // ------------------------------------------------------------------ move bonds, clock extension (#9, attack 10)
+
+    uint256 internal constant MOVE_BOND = 0.01 ether;
+
+    function _freshBonded(uint64 extension) internal {
+        moveBondParam = MOVE_BOND;
+        extensionParam = extension;
+        _fresh(4);
+    }
+
+    /// @dev Every non-final move carries the bond; the winner (here the honest challenger, whose
+    /// opponent cheated) collects both sides' bonds: the cheater pays for the honest moves.
+    function test_moveBondsPayTheWinner() public {
+        _freshBonded(0);
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 id = _open(batchId, r);
+        uint256 roots = game.bisectionPoints(id).length;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongMoveBond.selector, 0, MOVE_BOND));
+        game.bisect(id, r.traceRoot, new bytes32[](roots));
+        vm.deal(worker, 1 ether);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongMoveBond.selector, 2 * MOVE_BOND, MOVE_BOND));
+        game.bisect{value: 2 * MOVE_BOND}(id, r.traceRoot, new bytes32[](roots));
+        _playGemm(id, worker2, 1, 2);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(g.moveBonds, 0, "pot emptied");
+        // 2 bisect + 2 choose + 1 nameEntry bonds, all to the challenger, with its opening bond.
+        assertEq(game.owed(worker2), BOND + 5 * MOVE_BOND, "winner takes the pot");
+        assertEq(game.owed(worker), 0, "loser gets nothing back");
+    }
+
+    /// @dev The honest defender against a false challenge collects the challenger's move bonds
+    /// and its share of the opening bond; the game holds exactly what it owes.
+    function test_moveBondsPayAnHonestDefender() public {
+        _freshBonded(0);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(good);
+        uint256 id = _open(batchId, r);
+        _bisectAs(id, good, _trace(true, 1, 2), worker2);
+        bytes32 hi = game.getGame(id).hiRoot;
+        uint256 mb = _fund(worker2);
+        vm.prank(worker2);
+        game.nameEntry{value: mb}(id, hi, 1, 2);
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(good, 1, 2));
+        assertTrue(!game.getGame(id).challengerWon, "defender won");
+        assertEq(game.owed(worker), BOND / 2 + 5 * MOVE_BOND, "bond share and every move bond");
+        assertEq(address(game).balance, game.owed(worker) + game.burnedBonds(), "all wei accounted for");
+    }
+
+    /// @dev A move that leaves its side less than the extension is topped up to it, at most
+    /// MAX_EXTENSIONS times; maxDuration counts every extension.
+    function test_lateMoveExtendsTheClock() public {
+        _freshBonded(3 hours);
+        assertEq(game.maxDuration(), 2 * (CLOCK + 8 * 3 hours), "duration bound");
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 id = _open(batchId, r);
+        uint256 roots = game.bisectionPoints(id).length;
+        vm.warp(block.timestamp + CLOCK - 10 minutes);
+        vm.deal(worker, 1 ether);
+        vm.prank(worker);
+        vm.expectEmit();
+        emit DisputeGame.ClockExtended(id, true, 3 hours);
+        game.bisect{value: MOVE_BOND}(id, r.traceRoot, new bytes32[](roots));
+        DisputeGame.Game memory g = game.getGame(id);
+        assertEq(g.defenderClock, 3 hours, "topped up");
+        assertEq(g.defenderExtensions, 1, "one extension used");
+        assertEq(g.challengerClock, CLOCK, "the other side untouched");
+        // An early move is not extended.
+        bytes32[] memory rs = new bytes32[](roots);
+        vm.deal(worker2, 1 ether);
+        vm.prank(worker2);
+        game.choose{value: MOVE_BOND}(id, rs, 0, g.loRoot, bytes32(0));
+        g = game.getGame(id);
+        assertEq(g.challengerExtensions, 0, "no extension");
+        // The extended defender may use all of its extension, not more.
+        vm.warp(block.timestamp + 3 hours + 1);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ClockExpired.selector, 3 hours + 1, 3 hours));
+        game.bisect{value: MOVE_BOND}(id, bytes32(0), new bytes32[](roots));
+        game.timeout(id);
+        assertTrue(game.getGame(id).challengerWon, "defender ran out");
+    }
+
+    function test_badParamsRevert() public {
+        DisputeGame.Params memory p = DisputeGame.Params(4, CLOCK, CLOCK + 1, BOND, 0, 5000, 1000, 5000);
+        vm.expectRevert(DisputeGame.BadConfig.selector);
+        new DisputeGame(IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, folder, p);
+        p.clockExtension = 0;
+        p.arity = 1;
+        vm.expectRevert(DisputeGame.BadConfig.selector);
+        new DisputeGame(IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, folder, p);
     }
 }
