@@ -111,8 +111,43 @@ struct RowProof {
 /// (leaf s of the state tree: zero before, the output root after), input rows as earlier leaves
 /// of the agreed state, rows of any tree including rows past its end, QRow scales.
 abstract contract Openings {
-    /// @notice A Merkle path or a named input does not match what the route requires.
-    error ProofMismatch(string what);
+    // A Merkle path or a named input does not match what the route requires: one error per
+    // opened object, named after it (the state paths, the step's rows, SKU data, the shard's
+    // prompt and completion leaves).
+    error ArgmaxRootMismatch();
+    error ArgmaxRowMismatch();
+    error CompletionMismatch();
+    error EmbeddingRowMismatch();
+    error EmbeddingScaleMismatch();
+    error GateScalesMismatch();
+    error HeadSliceTooShort();
+    error InputRootMismatch();
+    error InputRowMismatch();
+    error InputStepMismatch();
+    error InputStepProofLengthMismatch();
+    error KvRowEmpty();
+    error KvStepMismatch();
+    error LmHeadScalesMismatch();
+    error LogitsChunkMismatch();
+    error LogitsRowMismatch();
+    error MatrixMismatch();
+    error OutputChunkMismatch();
+    error OutputRowMismatch();
+    error PostStateMismatch();
+    error PreStateMismatch();
+    error PromptMismatch();
+    error RopeRowMismatch();
+    error RopeTableMismatch();
+    error ScaleRowTooShort();
+    error ScalesChunkMismatch();
+    error SigmoidMismatch();
+    error SoftmaxRowMismatch();
+    error StepProofLengthMismatch();
+    error TokenRowMismatch();
+    error UpScalesMismatch();
+    error ValueRowMismatch();
+    error VectorMismatch();
+    error WeightRowMismatch();
 
     /// @dev Output root as leaf s (zero before, the root after, one path) and the named row.
     function _openPost(
@@ -134,11 +169,11 @@ abstract contract Openings {
         bytes32[] calldata outRowProof
     ) internal pure {
         if (stepProof.length != Merkle.depthFor(c.stepCount)) {
-            revert ProofMismatch("step proof length");
+            revert StepProofLengthMismatch();
         }
-        if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert ProofMismatch("pre-state");
-        if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert ProofMismatch("post-state");
-        if (!_leafIn(outRoot, c.row, outLeaf, outRowProof)) revert ProofMismatch("output row");
+        if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert PreStateMismatch();
+        if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert PostStateMismatch();
+        if (!_leafIn(outRoot, c.row, outLeaf, outRowProof)) revert OutputRowMismatch();
     }
 
     /// @dev An input tensor root as leaf `step` of the agreed state, and its row `row`.
@@ -151,10 +186,10 @@ abstract contract Openings {
         internal
         pure
     {
-        if (o.step != step || step >= c.step) revert ProofMismatch("input step");
-        if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (!_leafIn(o.root, row, leaf, o.rowProof)) revert ProofMismatch("input row");
+        if (o.step != step || step >= c.step) revert InputStepMismatch();
+        if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert InputStepProofLengthMismatch();
+        if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert InputRootMismatch();
+        if (!_leafIn(o.root, row, leaf, o.rowProof)) revert InputRowMismatch();
     }
 
     /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
@@ -234,25 +269,18 @@ abstract contract Openings {
 
     /// @dev The scale (last 8 bytes) of a QRow.
     function _scaleOf(bytes calldata row) internal pure returns (int256) {
-        if (row.length < 8) revert ProofMismatch("scale row");
+        if (row.length < 8) revert ScaleRowTooShort();
         return int256(int64(uint64(bytes8(row[row.length - 8:row.length]))));
     }
 
-    /// @dev One half of a matrix leaf (rows root at 2·leaf, scales root at 2·leaf + 1, one level
-    /// below the weight root's leaves) and its leaf `index`.
-    function _openSub(
-        bytes32 weightRoot,
-        LeafOpening calldata o,
-        uint256 at,
-        uint256 depth,
-        uint256 index,
-        string memory what
-    ) internal pure {
-        if (o.rootProof.length != depth || Merkle.rootOf(o.root, at, o.rootProof) != weightRoot) {
-            revert ProofMismatch(what);
-        }
-        if (o.data.length == 0 || Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) != o.root) {
-            revert ProofMismatch(what);
-        }
+    /// @dev Whether `o` opens one half of a matrix leaf (rows root at 2·leaf, scales root at
+    /// 2·leaf + 1, one level below the weight root's leaves) and its leaf `index`.
+    function _subIn(bytes32 weightRoot, LeafOpening calldata o, uint256 at, uint256 depth, uint256 index)
+        internal
+        pure
+        returns (bool)
+    {
+        if (o.rootProof.length != depth || Merkle.rootOf(o.root, at, o.rootProof) != weightRoot) return false;
+        return o.data.length != 0 && Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) == o.root;
     }
 }

@@ -611,22 +611,22 @@ contract DisputeGameTest is Fixture {
         GemmProof memory p = _gemmProof(bad, 1, 2);
         p.wRow = wRows[1]; // another column's weights
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "weight row"));
+        vm.expectRevert(Openings.WeightRowMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.inRow = inRows[0];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+        vm.expectRevert(Openings.InputRowMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.outRoot = good.outs[GEMM_STEP];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "post-state"));
+        vm.expectRevert(Openings.PostStateMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.matrixProof[0] = bytes32(0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "matrix"));
+        vm.expectRevert(Openings.MatrixMismatch.selector);
         game.proveGemm(id, p);
     }
 
@@ -877,7 +877,7 @@ contract DisputeGameTest is Fixture {
         RowProof memory p = _softmaxProof(true);
         p.vectors[0].data[0] = 0x00; // not the committed table
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "vector"));
+        vm.expectRevert(Openings.VectorMismatch.selector);
         game.proveRow(id, p);
         p = _softmaxProof(true);
         p.vectors = new VectorOpening[](0);
@@ -887,7 +887,7 @@ contract DisputeGameTest is Fixture {
         p = _softmaxProof(true);
         p.inputs[1].row = p.inputs[0].row; // scores row passed as the rope_q row
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+        vm.expectRevert(Openings.InputRowMismatch.selector);
         game.proveRow(id, p);
         // A GEMM step cannot be answered with a row proof, nor a row step with a GEMM proof.
         GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
@@ -1113,7 +1113,7 @@ contract DisputeGameTest is Fixture {
         game.proveGemm(id, gp);
         p.argmaxRow = abi.encodePacked(uint32(9));
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "argmax row"));
+        vm.expectRevert(Openings.ArgmaxRowMismatch.selector);
         game.proveOutput(id, p);
         // A trace game cannot be answered with an output proof (it is not at the proving phase
         // either; the kind is checked first once it is).
@@ -1338,8 +1338,7 @@ contract DisputeGameTest is Fixture {
         bytes32 hi = game.getGame(id).hiRoot;
         vm.prank(worker2);
         game.nameEntry(id, hi, 1, 2);
-        bytes32[][] memory outF =
-            _forgeries(bad.outs[GEMM_STEP], _leaf(bad.gemmRows[0]), _leaf(bad.gemmRows[1]));
+        bytes32[][] memory outF = _forgeries(bad.outs[GEMM_STEP], _leaf(bad.gemmRows[0]), _leaf(bad.gemmRows[1]));
         bytes32[][] memory inF = _forgeries(bad.outs[GEMM_STEP - 1], _leaf(inRows[0]), _leaf(inRows[1]));
         for (uint256 k = 0; k < outF.length; ++k) {
             GemmProof memory p = _gemmProof(bad, 1, 2);
@@ -1348,14 +1347,14 @@ contract DisputeGameTest is Fixture {
             p.inRow = "";
             p.inRowProof = inF[k];
             vm.prank(worker);
-            vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "output row"));
+            vm.expectRevert(Openings.OutputRowMismatch.selector);
             game.proveGemm(id, p);
             // The output row honest, only the input row forged absent: still refused.
             p = _gemmProof(bad, 1, 2);
             p.inRow = "";
             p.inRowProof = inF[k];
             vm.prank(worker);
-            vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+            vm.expectRevert(Openings.InputRowMismatch.selector);
             game.proveGemm(id, p);
         }
         _expectProofTimeout(id);
@@ -1381,13 +1380,13 @@ contract DisputeGameTest is Fixture {
             p.inputs[0].row = "";
             p.inputs[0].rowProof = inF[k];
             vm.prank(worker);
-            vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "output row"));
+            vm.expectRevert(Openings.OutputRowMismatch.selector);
             game.proveRow(id, p);
             p = _rowProof(def, x, q, 1);
             p.inputs[0].row = "";
             p.inputs[0].rowProof = inF[k];
             vm.prank(worker);
-            vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+            vm.expectRevert(Openings.InputRowMismatch.selector);
             game.proveRow(id, p);
         }
         _expectProofTimeout(id);
@@ -1417,7 +1416,7 @@ contract DisputeGameTest is Fixture {
             p.completionProof = compF[k];
             p.promptProof = promptF[k];
             vm.prank(worker);
-            vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "completion"));
+            vm.expectRevert(Openings.CompletionMismatch.selector);
             game.proveOutput(id, p);
         }
         _expectProofTimeout(id);
@@ -1493,9 +1492,7 @@ contract DisputeGameTest is Fixture {
         assertEq(game.owed(honest2), BOND, "its bond back");
         vm.deal(address(0xBEEF), BOND);
         vm.prank(address(0xBEEF));
-        vm.expectRevert(
-            abi.encodeWithSelector(DisputeGame.AlreadySlashed.selector, batchId, keccak256(abi.encode(r)))
-        );
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.AlreadySlashed.selector, batchId, keccak256(abi.encode(r))));
         game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
         // The puppet's game is still open (the defender must move): finalization waits for it.
         vm.warp(block.timestamp + WINDOW);
