@@ -1,29 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {IInboxGame, IBridgeGame} from "./interfaces/IGameHooks.sol";
 import {Receipt} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
 import {StepProver} from "./StepProver.sol";
 import {FoldProver, FoldContext, FoldStep} from "./FoldProver.sol";
 import {StepContext, GemmProof, RowProof, OutputContext, OutputProof} from "./Openings.sol";
-
-/// @notice The inbox calls of the game.
-interface IInboxGame {
-    function verifyReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof)
-        external
-        view
-        returns (bytes32);
-    function onDisputeOpened(uint256 batchId) external;
-    function onDisputeClosed(uint256 batchId, bytes32 receiptHash, bool fraud) external;
-    function challengeWindow() external view returns (uint64);
-}
-
-/// @notice The bridge calls of the game.
-interface IBridgeGame {
-    function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps) external returns (uint256);
-    function strike(address account) external;
-}
 
 /// @title DisputeGame
 /// @notice Games over challenged receipts; any number per receipt while its window is open

@@ -6,9 +6,12 @@ import {Receipt, SignedJob} from "../src/Types.sol";
 import {SkuRegistry} from "../src/SkuRegistry.sol";
 import {StakeBridge} from "../src/StakeBridge.sol";
 import {BatchInbox} from "../src/BatchInbox.sol";
-import {DisputeGame, IBridgeGame, IInboxGame} from "../src/DisputeGame.sol";
-import {StepProver, IOneStep} from "../src/StepProver.sol";
-import {FoldProver, IFoldMath, FoldStep} from "../src/FoldProver.sol";
+import {DisputeGame} from "../src/DisputeGame.sol";
+import {IBridgeGame, IInboxGame} from "../src/interfaces/IGameHooks.sol";
+import {StepProver} from "../src/StepProver.sol";
+import {IOneStep} from "../src/interfaces/IOneStep.sol";
+import {FoldProver, FoldStep} from "../src/FoldProver.sol";
+import {IFoldMath} from "../src/interfaces/IFoldMath.sol";
 import {Openings, GemmProof, RowProof, Opening, VectorOpening, OutputProof, StepContext} from "../src/Openings.sol";
 import {OneStepVerifier} from "../src/OneStepVerifier.sol";
 
