@@ -81,10 +81,7 @@ fn depth_witness(
     }
     let pre = leaf_preimage(kind, &row_at(0));
     if keccak256(&pre) != tree.leaf(0) {
-        return Err(DisputeError::RowOutOfRange {
-            what: "depth witness (leaf 0 does not match its row)",
-            row: 0,
-        });
+        return Err(DisputeError::LeafMismatch(0));
     }
     Ok((0, pre))
 }
@@ -960,5 +957,93 @@ impl Opener {
             outChunkRoot: out_chunk_root,
             outChunkProof: out_chunk_proof,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verinfer_primitives::merkle::hash_node;
+
+    /// What `Openings._pastTree` checks, in Rust: the header, the preimage's domain byte, and
+    /// the witness leaf's path to the root at the depth the proof implies.
+    fn past_tree_ok(root: B256, address: u64, proof: &[B256]) -> bool {
+        let h = U256::from_be_bytes(proof[0].0);
+        let w: u64 = (h & U256::from(u64::MAX)).to();
+        let len: usize = (h >> 64).to();
+        let words = len.div_ceil(32);
+        let d = proof.len() - 1 - words;
+        if address >> d == 0 || w >> d != 0 {
+            return false;
+        }
+        let pre: Vec<u8> = proof[1..1 + words]
+            .iter()
+            .flat_map(|x| x.0)
+            .take(len)
+            .collect();
+        let mut node = if len == 0 {
+            B256::ZERO
+        } else {
+            if pre[0] != 0x00 && pre[0] != 0x02 {
+                return false;
+            }
+            keccak256(&pre)
+        };
+        for (i, s) in proof[1 + words..].iter().enumerate() {
+            node = if (w >> i) & 1 == 0 {
+                hash_node(&node, s)
+            } else {
+                hash_node(s, &node)
+            };
+        }
+        node == root
+    }
+
+    fn rows(n: usize, len: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| vec![i as u8 + 1; len]).collect()
+    }
+
+    #[test]
+    fn past_the_tree_proofs_bind_a_genuine_leaf() {
+        // Full trees (no hole: the witness carries a preimage), short and chunked rows, and a
+        // sparse tree (a zero witness); plain (SKU) leaves too.
+        for (n, len, kind) in [
+            (4, 8, LeafKind::Row),
+            (2, 3000, LeafKind::Row),
+            (1, 5, LeafKind::Row),
+            (3, 8, LeafKind::Row),
+            (4, 2000, LeafKind::Plain),
+        ] {
+            let data = rows(n, len);
+            let leaf = |r: &[u8]| match kind {
+                LeafKind::Row => row_leaf(r),
+                LeafKind::Plain => hash_leaf(r),
+            };
+            let tree = SparseMerkleTree::from_indexed_leaves(
+                data.iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as u64, leaf(r)))
+                    .collect(),
+            )
+            .unwrap();
+            let row_at = |i: u64| data.get(i as usize).cloned().unwrap_or_default();
+            for address in [1u64 << tree.depth(), 1 << 20] {
+                let (bytes, proof) = row_in(&tree, row_at, kind, address).unwrap();
+                assert!(bytes.is_empty());
+                assert!(
+                    past_tree_ok(tree.root(), address, &proof),
+                    "{n} rows of {len} bytes, row {address}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_row_for_the_witness_is_refused() {
+        let tree =
+            SparseMerkleTree::from_indexed_leaves(vec![(0, hash_leaf(b"a")), (1, hash_leaf(b"b"))])
+                .unwrap();
+        let err = row_in(&tree, |_| b"x".to_vec(), LeafKind::Plain, 2).unwrap_err();
+        assert!(matches!(err, DisputeError::LeafMismatch(0)));
     }
 }

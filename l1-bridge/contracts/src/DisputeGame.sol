@@ -276,6 +276,7 @@ contract DisputeGame {
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
+        // INVARIANT: every game holds at least `minBond` of its challenger's ether until resolved.
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
         // Any number of games per receipt (issue #9, attack 2): a puppet's lost or stalled game
@@ -295,7 +296,7 @@ contract DisputeGame {
         g.defenderClock = clock;
         g.batchId = uint64(batchId);
         g.stepCount = receipt.stepCount;
-        g.bond = uint128(msg.value);
+        g.bond = uint128(msg.value); // lossless: no account holds 2^128 wei
         g.receiptHash = receiptHash;
         g.skuId = receipt.skuId;
         g.inputRoot = receipt.inputRoot;
@@ -513,6 +514,7 @@ contract DisputeGame {
     function withdraw() external {
         uint256 amount = owed[msg.sender];
         if (amount == 0) revert NothingOwed();
+        // INVARIANT: zeroed before the transfer, so a re-entering caller is owed nothing.
         owed[msg.sender] = 0;
         emit Withdrawn(msg.sender, amount);
         (bool ok,) = msg.sender.call{value: amount}("");
@@ -658,6 +660,7 @@ contract DisputeGame {
                 ? BPS
                 : reason == Reason.DefenderTimeout ? slashTimeoutBps : slashFraudBps;
             slashed = _slashOnce(g, bps);
+            // INVARIANT: a winning challenger's opening bond comes back whole.
             owed[g.challenger] += bond;
         } else {
             // INVARIANT: the bond is split between the defender and the burn, nothing more.
