@@ -282,7 +282,8 @@ contract DisputeGame {
         // Any number of games per receipt (issue #9, attack 2): a puppet's lost or stalled game
         // binds no other challenger. Only once the fraud is proven at the heaviest verdict a
         // game can reach is there nothing left to win.
-        if (receiptSlashBps[_receiptKey(batchId, receiptHash)] >= slashFraudBps) {
+        uint256 done = receiptSlashBps[_receiptKey(batchId, receiptHash)];
+        if (done != 0 && done >= slashFraudBps) {
             revert AlreadySlashed(batchId, receiptHash);
         }
         inbox.onDisputeOpened(batchId);
@@ -636,7 +637,9 @@ contract DisputeGame {
     /// @dev Slashes the defender of `g`'s receipt up to `bps` of its stake in all: the first
     /// winning game takes `bps` and strikes; a later one with a heavier verdict takes only the
     /// difference (as a share of what is left), so the worker pays for a fraud once however
-    /// many games prove it, and a light verdict a puppet won first caps nothing.
+    /// many games prove it, and a light verdict a puppet won first caps nothing. The bridge
+    /// slashes whole basis points, so a top-up rounds down: the total falls short of the
+    /// heaviest verdict by less than one basis point of the stake per top-up.
     function _slashOnce(Game storage g, uint256 bps) internal returns (uint256 slashed) {
         bytes32 rk = _receiptKey(g.batchId, g.receiptHash);
         uint256 done = receiptSlashBps[rk];
