@@ -74,9 +74,14 @@ contract DisputeGame {
         bytes32 inputRoot;
         bool output; // an output challenge (completion `row`, index `col`), not a trace dispute
         bool fold; // bisecting inside the row of step `extra.foldStep` (lo/hi/roots: chunk states)
-        uint8 defenderExtensions; // clock extensions granted so far (at most MAX_EXTENSIONS)
-        uint8 challengerExtensions;
         uint128 moveBonds; // the per-move bonds both sides posted, all paid to the winner
+    }
+
+    /// @notice Clock extensions granted so far in a game, per side (at most MAX_EXTENSIONS each;
+    /// kept beside `Game`, which is at the 24 fields an ABI tuple binding can hold).
+    struct Extensions {
+        uint8 defender;
+        uint8 challenger;
     }
 
     /// @notice Deployment parameters (docs/CONTRACTS.md, "Parameters", gives the mainnet values
@@ -170,6 +175,8 @@ contract DisputeGame {
 
     Game[] internal games;
     mapping(uint256 => Extra) internal extras;
+    /// @notice Clock extensions used per game.
+    mapping(uint256 => Extensions) public extensions;
     /// @notice Every game of a receipt, by `_key` (trace disputes and output challenges apart).
     mapping(bytes32 => uint256[]) internal gamesByKey;
     /// @notice Share of the defender's stake (basis points of what it had) taken so far for a
@@ -622,13 +629,7 @@ contract DisputeGame {
         uint256 left = defender ? g.defenderClock : g.challengerClock;
         if (elapsed > left) revert ClockExpired(elapsed, left);
         left -= elapsed;
-        uint8 used = defender ? g.defenderExtensions : g.challengerExtensions;
-        if (left < clockExtension && used < MAX_EXTENSIONS) {
-            left = clockExtension;
-            if (defender) g.defenderExtensions = used + 1;
-            else g.challengerExtensions = used + 1;
-            emit ClockExtended(gameId, defender, uint64(left));
-        }
+        if (left < clockExtension && _extend(gameId, defender)) left = clockExtension;
         if (defender) g.defenderClock = uint64(left);
         else g.challengerClock = uint64(left);
         g.lastMoveAt = uint64(block.timestamp);
@@ -649,6 +650,17 @@ contract DisputeGame {
         uint256 extra = done == 0 ? bps : (bps - done) * BPS / (BPS - done);
         slashed = bridge.slash(g.defender, extra, g.challenger, rewardBps);
         if (done == 0) bridge.strike(g.defender);
+    }
+
+    /// @dev Grants `defender`'s side of game `gameId` an extension if it has one left.
+    function _extend(uint256 gameId, bool defender) internal returns (bool) {
+        Extensions storage e = extensions[gameId];
+        uint8 used = defender ? e.defender : e.challenger;
+        if (used >= MAX_EXTENSIONS) return false;
+        if (defender) e.defender = used + 1;
+        else e.challenger = used + 1;
+        emit ClockExtended(gameId, defender, clockExtension);
+        return true;
     }
 
     /// @dev Settles a game: a fixed number of calls whatever happened before.

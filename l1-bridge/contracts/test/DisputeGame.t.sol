@@ -1602,15 +1602,16 @@ contract DisputeGameTest is Fixture {
         game.bisect{value: MOVE_BOND}(id, r.traceRoot, new bytes32[](roots));
         DisputeGame.Game memory g = game.getGame(id);
         assertEq(g.defenderClock, 3 hours, "topped up");
-        assertEq(g.defenderExtensions, 1, "one extension used");
+        (uint8 dExt, uint8 cExt) = game.extensions(id);
+        assertTrue(dExt == 1 && cExt == 0, "one extension used");
         assertEq(g.challengerClock, CLOCK, "the other side untouched");
         // An early move is not extended.
         bytes32[] memory rs = new bytes32[](roots);
         vm.deal(worker2, 1 ether);
         vm.prank(worker2);
         game.choose{value: MOVE_BOND}(id, rs, 0, g.loRoot, bytes32(0));
-        g = game.getGame(id);
-        assertEq(g.challengerExtensions, 0, "no extension");
+        (, cExt) = game.extensions(id);
+        assertEq(cExt, 0, "no extension");
         // The extended defender may use all of its extension, not more.
         vm.warp(block.timestamp + 3 hours + 1);
         vm.prank(worker);
