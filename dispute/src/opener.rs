@@ -1022,7 +1022,7 @@ mod tests {
             let tree = SparseMerkleTree::from_indexed_leaves(
                 data.iter()
                     .enumerate()
-                    .map(|(i, r)| (i as u64, leaf(r)))
+                    .map(|(i, r)| (i as u64, leaf(r.as_slice())))
                     .collect(),
             )
             .unwrap();
