@@ -970,7 +970,7 @@ mod tests {
     fn past_tree_ok(root: B256, address: u64, proof: &[B256]) -> bool {
         let h = U256::from_be_bytes(proof[0].0);
         let w: u64 = (h & U256::from(u64::MAX)).to();
-        let len: usize = (h >> 64).to();
+        let len: usize = (h >> 64usize).to();
         let words = len.div_ceil(32);
         let d = proof.len() - 1 - words;
         if address >> d == 0 || w >> d != 0 {
