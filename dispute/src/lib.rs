@@ -37,6 +37,10 @@ pub enum DisputeError {
     /// A row index past the end of a committed table or matrix.
     #[error("{what} {row} is out of range")]
     RowOutOfRange { what: &'static str, row: u64 },
+    /// A tree's leaf does not hash from the row it was built from (the depth witness of a row
+    /// past the tree's end would be refused on chain).
+    #[error("leaf {0} does not hash from its row")]
+    LeafMismatch(u64),
     /// The replay did not capture a tensor the route reads.
     #[error("step {0}'s tensor was not captured by the replay")]
     MissingTensor(u64),

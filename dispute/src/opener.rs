@@ -1,10 +1,10 @@
 //! Openings of any step of a shard's trace, route by route exactly as `StepProver.sol` reads
 //! them (the doc of `StepProver.checkRow` lists the inputs per op).
 
-use alloy_primitives::{Bytes, B256, I256, U256};
+use alloy_primitives::{keccak256, Bytes, B256, I256, U256};
 use alloy_sol_types::{SolType, SolValue};
 use verinfer_primitives::job::{completion_leaf_bytes, Prompt};
-use verinfer_primitives::merkle::{hash_leaf, row_leaf, ROW_CHUNK};
+use verinfer_primitives::merkle::{hash_leaf, row_chunks, row_leaf, ROW_CHUNK};
 use verinfer_primitives::{SparseMerkleTree, TraceState};
 use verinfer_prover::{
     Engine, LayerOp, Program, RowAddresses, Shard, StepKind, StepOpening, TensorOpening,
@@ -41,23 +41,76 @@ pub struct Opener {
 
 type Result<T> = std::result::Result<T, DisputeError>;
 
-/// A row of a tensor at `address` with its proof, as `StepProver._rowIn` reads it: a row inside
+/// How a tree's leaves are made from its rows: trace tensors, prompts and completions use
+/// `row_leaf` (rows over 1 KB through their chunks), SKU rows and chunk trees hash rows plainly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeafKind {
+    Row,
+    Plain,
+}
+
+/// The bytes whose keccak256 is the leaf of `row` (`0x00 ‖ row`, or `0x02 ‖ chunk root`).
+fn leaf_preimage(kind: LeafKind, row: &[u8]) -> Vec<u8> {
+    if kind == LeafKind::Row && row.len() > ROW_CHUNK {
+        let mut v = vec![0x02];
+        v.extend_from_slice(row_chunks(row).root().as_slice());
+        return v;
+    }
+    let mut v = Vec::with_capacity(row.len() + 1);
+    v.push(0x00);
+    v.extend_from_slice(row);
+    v
+}
+
+/// A leaf of `tree` that shows its depth (`Openings._pastTree`): an absent index when the
+/// tree has one (a zero leaf costs no preimage), else leaf 0 with its preimage.
+fn depth_witness(
+    tree: &SparseMerkleTree,
+    row_at: &impl Fn(u64) -> Vec<u8>,
+    kind: LeafKind,
+) -> Result<(u64, Vec<u8>)> {
+    let depth = tree.depth();
+    let span = if depth < 64 { 1u64 << depth } else { u64::MAX };
+    if (tree.present() as u64) < span {
+        if !tree.contains(span - 1) {
+            return Ok((span - 1, Vec::new()));
+        }
+        if let Some(i) = (0..span).find(|&i| !tree.contains(i)) {
+            return Ok((i, Vec::new()));
+        }
+    }
+    let pre = leaf_preimage(kind, &row_at(0));
+    if keccak256(&pre) != tree.leaf(0) {
+        return Err(DisputeError::LeafMismatch(0));
+    }
+    Ok((0, pre))
+}
+
+/// A row of a tree at `address` with its proof, as `Openings._rowIn` reads it: a row inside
 /// the tree is its bytes (empty for no row) and its siblings; past the tree (2^depth ≤ address)
-/// it is empty bytes and the hash of the leaf at `address mod 2^depth` before that leaf's
-/// siblings.
+/// it is empty bytes and a header naming a witness leaf and its preimage's length, the
+/// preimage in 32-byte words, and the witness's siblings. `row_at(i)` is row `i`'s bytes
+/// (empty when absent).
 fn row_in(
     tree: &SparseMerkleTree,
-    bytes: impl FnOnce() -> Vec<u8>,
+    row_at: impl Fn(u64) -> Vec<u8>,
+    kind: LeafKind,
     address: u64,
 ) -> Result<(Bytes, Vec<B256>)> {
     let depth = tree.depth();
     if depth < 64 && address >> depth != 0 {
-        let at = address & ((1u64 << depth) - 1);
-        let mut proof = vec![tree.leaf(at)];
+        let (at, pre) = depth_witness(tree, &row_at, kind)?;
+        let header = U256::from(at) | (U256::from(pre.len() as u64) << 64);
+        let mut proof = vec![B256::from(header)];
+        for word in pre.chunks(32) {
+            let mut w = [0u8; 32];
+            w[..word.len()].copy_from_slice(word);
+            proof.push(B256::from(w));
+        }
         proof.extend(tree.proof(at)?.siblings);
         return Ok((Bytes::new(), proof));
     }
-    Ok((Bytes::from(bytes()), tree.proof(address)?.siblings))
+    Ok((Bytes::from(row_at(address)), tree.proof(address)?.siblings))
 }
 
 /// The same ABI struct as another contract's binding names it (each `sol!` module has its own
@@ -97,18 +150,18 @@ fn chunk_in(row: &[u8], at: u64) -> Result<(B256, Bytes, Vec<B256>)> {
         .map(|(i, c)| (i as u64, hash_leaf(c)))
         .collect();
     let tree = SparseMerkleTree::from_indexed_leaves(leaves)?;
-    let chunk = || {
+    let chunk = |i: u64| {
         row.chunks(ROW_CHUNK)
-            .nth(at as usize)
+            .nth(i as usize)
             .map(<[u8]>::to_vec)
             .unwrap_or_default()
     };
-    let (bytes, proof) = row_in(&tree, chunk, at)?;
+    let (bytes, proof) = row_in(&tree, chunk, LeafKind::Plain, at)?;
     Ok((tree.root(), bytes, proof))
 }
 
 fn tensor_row(t: &TensorOpening, address: u64) -> Result<(Bytes, Vec<B256>)> {
-    row_in(&t.tree, || t.row_bytes(address), address)
+    row_in(&t.tree, |i| t.row_bytes(i), LeafKind::Row, address)
 }
 
 impl Opener {
@@ -189,21 +242,20 @@ impl Opener {
         let pi = prompt as u64;
         let (completion, completion_proof) = row_in(
             &self.outputs,
-            || {
+            |i| {
                 self.generated
-                    .get(prompt as usize)
+                    .get(i as usize)
                     .map(|g| completion_leaf_bytes(g))
                     .unwrap_or_default()
             },
+            LeafKind::Row,
             pi,
         )?;
         let ids = self.shard.prompts.get(prompt as usize);
         let (prompt_bytes, prompt_proof) = row_in(
             &self.prompts,
-            || {
-                ids.map(|ids| Prompt::Tokens(ids.clone()).leaf_bytes())
-                    .unwrap_or_default()
-            },
+            |i| self.prompt_leaf_bytes(i),
+            LeafKind::Row,
             pi,
         )?;
         let mut p = OutputProof {
@@ -698,6 +750,15 @@ impl Opener {
         (t / self.addrs.max_seq, t % self.addrs.max_seq)
     }
 
+    /// The leaf bytes of prompt `i` of the shard (empty when there is none).
+    fn prompt_leaf_bytes(&self, i: u64) -> Vec<u8> {
+        self.shard
+            .prompts
+            .get(i as usize)
+            .map(|ids| Prompt::Tokens(ids.clone()).leaf_bytes())
+            .unwrap_or_default()
+    }
+
     /// Row `address` of the output of `step` (an input of `op`), opened against the agreed
     /// state (the state before `op`'s step).
     fn input(&self, op: &StepOpening, step: u64, address: u64) -> Result<Opening> {
@@ -770,13 +831,8 @@ impl Opener {
         if op.info.round == 0 {
             let (data, proof) = row_in(
                 &self.prompts,
-                || {
-                    self.shard
-                        .prompts
-                        .get(prompt as usize)
-                        .map(|ids| Prompt::Tokens(ids.clone()).leaf_bytes())
-                        .unwrap_or_default()
-                },
+                |i| self.prompt_leaf_bytes(i),
+                LeafKind::Row,
                 prompt,
             )?;
             let leaf = LeafOpening {
@@ -869,7 +925,13 @@ impl Opener {
                 .map(|(i, r)| (i as u64, verinfer_primitives::merkle::hash_leaf(r)))
                 .collect();
             let tree = SparseMerkleTree::from_indexed_leaves(leaves)?;
-            row_in(&tree, Vec::new, col64)?
+            let row_at = |i: u64| {
+                data.chunks(cols)
+                    .nth(i as usize)
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
+            };
+            row_in(&tree, row_at, LeafKind::Plain, col64)?
         };
         // A long output row (a logits row) is opened by the chunk holding the column.
         let (out_row, out_chunk_root, out_chunk_proof) = if out.2.len() > ROW_CHUNK {
@@ -895,5 +957,93 @@ impl Opener {
             outChunkRoot: out_chunk_root,
             outChunkProof: out_chunk_proof,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verinfer_primitives::merkle::hash_node;
+
+    /// What `Openings._pastTree` checks, in Rust: the header, the preimage's domain byte, and
+    /// the witness leaf's path to the root at the depth the proof implies.
+    fn past_tree_ok(root: B256, address: u64, proof: &[B256]) -> bool {
+        let h = U256::from_be_bytes(proof[0].0);
+        let w: u64 = (h & U256::from(u64::MAX)).to();
+        let len: usize = (h >> 64usize).to();
+        let words = len.div_ceil(32);
+        let d = proof.len() - 1 - words;
+        if address >> d == 0 || w >> d != 0 {
+            return false;
+        }
+        let pre: Vec<u8> = proof[1..1 + words]
+            .iter()
+            .flat_map(|x| x.0)
+            .take(len)
+            .collect();
+        let mut node = if len == 0 {
+            B256::ZERO
+        } else {
+            if pre[0] != 0x00 && pre[0] != 0x02 {
+                return false;
+            }
+            keccak256(&pre)
+        };
+        for (i, s) in proof[1 + words..].iter().enumerate() {
+            node = if (w >> i) & 1 == 0 {
+                hash_node(&node, s)
+            } else {
+                hash_node(s, &node)
+            };
+        }
+        node == root
+    }
+
+    fn rows(n: usize, len: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|i| vec![i as u8 + 1; len]).collect()
+    }
+
+    #[test]
+    fn past_the_tree_proofs_bind_a_genuine_leaf() {
+        // Full trees (no hole: the witness carries a preimage), short and chunked rows, and a
+        // sparse tree (a zero witness); plain (SKU) leaves too.
+        for (n, len, kind) in [
+            (4, 8, LeafKind::Row),
+            (2, 3000, LeafKind::Row),
+            (1, 5, LeafKind::Row),
+            (3, 8, LeafKind::Row),
+            (4, 2000, LeafKind::Plain),
+        ] {
+            let data = rows(n, len);
+            let leaf = |r: &[u8]| match kind {
+                LeafKind::Row => row_leaf(r),
+                LeafKind::Plain => hash_leaf(r),
+            };
+            let tree = SparseMerkleTree::from_indexed_leaves(
+                data.iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as u64, leaf(r.as_slice())))
+                    .collect(),
+            )
+            .unwrap();
+            let row_at = |i: u64| data.get(i as usize).cloned().unwrap_or_default();
+            for address in [1u64 << tree.depth(), 1 << 20] {
+                let (bytes, proof) = row_in(&tree, row_at, kind, address).unwrap();
+                assert!(bytes.is_empty());
+                assert!(
+                    past_tree_ok(tree.root(), address, &proof),
+                    "{n} rows of {len} bytes, row {address}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_row_for_the_witness_is_refused() {
+        let tree =
+            SparseMerkleTree::from_indexed_leaves(vec![(0, hash_leaf(b"a")), (1, hash_leaf(b"b"))])
+                .unwrap();
+        let err = row_in(&tree, |_| b"x".to_vec(), LeafKind::Plain, 2).unwrap_err();
+        assert!(matches!(err, DisputeError::LeafMismatch(0)));
     }
 }

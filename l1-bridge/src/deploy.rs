@@ -36,8 +36,14 @@ pub struct DeployConfig {
     pub arity: u64,
     /// Seconds on each side's chess clock in a dispute.
     pub clock: u64,
+    /// A dispute move that leaves its side less than this many seconds tops its clock up to
+    /// it (at most `MAX_EXTENSIONS` = 8 times per side and game); at most `clock`.
+    pub clock_extension: u64,
     /// Smallest challenger bond (wei).
     pub min_bond: U256,
+    /// Wei carried by every dispute move that does not end the game (bisect, choose, nameEntry,
+    /// foldRow), all paid to the game's winner. Zero on the devnet default.
+    pub move_bond: U256,
     /// Share of stake slashed for a proven fraud (or a failed opening), basis points.
     pub slash_fraud_bps: u64,
     /// Share of stake slashed for a timeout during bisection, basis points.
@@ -62,11 +68,32 @@ impl Default for DeployConfig {
             min_credits: U256::from(1u64),
             arity: 32,
             clock: 3600,
+            clock_extension: 300,
             min_bond: U256::from(100_000_000_000_000_000u64),
+            move_bond: U256::ZERO,
             slash_fraud_bps: 5000,
             slash_timeout_bps: 1000,
             reward_bps: 5000,
             fold_chunk: 64,
+        }
+    }
+}
+
+impl DeployConfig {
+    /// The dispute game's mainnet parameters (docs/CONTRACTS.md, "Parameters", says why): one
+    /// day per chess clock, OP's 3-hour extension, a 0.5 ETH opening bond and 0.01 ETH per move.
+    /// The other fields are left as they are.
+    pub fn with_mainnet_game(self) -> Self {
+        Self {
+            arity: 32,
+            clock: 24 * 3600,
+            clock_extension: 3 * 3600,
+            min_bond: U256::from(500_000_000_000_000_000u64),
+            move_bond: U256::from(10_000_000_000_000_000u64),
+            slash_fraud_bps: 5000,
+            slash_timeout_bps: 1000,
+            reward_bps: 5000,
+            ..self
         }
     }
 }
@@ -173,12 +200,16 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         *skus.address(),
         *prover.address(),
         *folder.address(),
-        U256::from(cfg.arity),
-        cfg.clock,
-        cfg.min_bond,
-        U256::from(cfg.slash_fraud_bps),
-        U256::from(cfg.slash_timeout_bps),
-        U256::from(cfg.reward_bps),
+        DisputeGame::Params {
+            arity: U256::from(cfg.arity),
+            clock: cfg.clock,
+            clockExtension: cfg.clock_extension,
+            minBond: cfg.min_bond,
+            moveBond: cfg.move_bond,
+            slashFraudBps: U256::from(cfg.slash_fraud_bps),
+            slashTimeoutBps: U256::from(cfg.slash_timeout_bps),
+            rewardBps: U256::from(cfg.reward_bps),
+        },
     )
     .await
     .map_err(|source| L1Error::Deploy {

@@ -90,10 +90,11 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
     };
     let po = connect(owner);
     let chain_id = po.get_chain_id().await?;
+    // The game's mainnet parameters (opening and per-move bonds), at arity 4.
     let cfg = DeployConfig {
         sequencer: sequencer.address(),
         arity: 4,
-        ..DeployConfig::default()
+        ..DeployConfig::default().with_mainnet_game()
     };
     let d = deploy(po.clone(), &cfg).await?;
     let sku_id = keccak256(b"one-layer");
@@ -203,7 +204,9 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         .get_receipt()
         .await?;
     let id = U256::ZERO;
+    let mut bisect_rounds = 0u64;
     while gv.getGame(id).call().await?.phase == 1 {
+        bisect_rounds += 1;
         let g = gv.getGame(id).call().await?;
         let pts = gv.bisectionPoints(id).call().await?;
         let roots = pts
@@ -211,6 +214,7 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
             .map(|&p| state(&bad, p))
             .collect::<anyhow::Result<Vec<_>>>()?;
         gw.bisect(id, g.hiRoot, roots.clone())
+            .value(cfg.move_bond)
             .send()
             .await?
             .get_receipt()
@@ -225,6 +229,7 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         let agreed = if j == 0 { g.loRoot } else { roots[j - 1] };
         let disputed = if j == pts.len() { g.hiRoot } else { roots[j] };
         gv.choose(id, roots, U256::from(j), agreed, disputed)
+            .value(cfg.move_bond)
             .send()
             .await?
             .get_receipt()
@@ -233,6 +238,7 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
     let g = gv.getGame(id).call().await?;
     assert_eq!(g.lo, GEMM, "bisection lands on the bad GEMM step");
     gv.nameEntry(id, g.hiRoot, 1, 2)
+        .value(cfg.move_bond)
         .send()
         .await?
         .get_receipt()
@@ -270,5 +276,14 @@ async fn cheating_worker_is_convicted_by_bisection_and_one_step() -> anyhow::Res
         "half of the stake slashed"
     );
     assert_eq!(account.strikes, 1);
+    // The challenger gets its opening bond and every move bond of the game (both sides').
+    let g = gv.getGame(id).call().await?;
+    let moves = 2 * bisect_rounds + 1;
+    assert_eq!(g.moveBonds, 0, "pot paid out");
+    assert_eq!(
+        gv.owed(verifier.address()).call().await?,
+        cfg.min_bond + cfg.move_bond * U256::from(moves),
+        "bonds to the winner"
+    );
     Ok(())
 }

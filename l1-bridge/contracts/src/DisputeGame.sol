@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {IInboxGame, IBridgeGame} from "./interfaces/IGameHooks.sol";
 import {Receipt} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
@@ -8,25 +9,11 @@ import {StepProver} from "./StepProver.sol";
 import {FoldProver, FoldContext, FoldStep} from "./FoldProver.sol";
 import {StepContext, GemmProof, RowProof, OutputContext, OutputProof} from "./Openings.sol";
 
-/// @notice The inbox calls of the game.
-interface IInboxGame {
-    function verifyReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof)
-        external
-        view
-        returns (bytes32);
-    function onDisputeOpened(uint256 batchId) external;
-    function onDisputeClosed(uint256 batchId, bytes32 receiptHash, bool fraud) external;
-    function challengeWindow() external view returns (uint64);
-}
-
-/// @notice The bridge calls of the game.
-interface IBridgeGame {
-    function slash(address account, uint256 bps, address beneficiary, uint256 rewardBps) external returns (uint256);
-    function strike(address account) external;
-}
-
 /// @title DisputeGame
-/// @notice One game per challenged receipt. The challenger (any account, with a bond) disputes
+/// @notice Games over challenged receipts; any number per receipt while its window is open
+/// (each between the receipt's worker and one challenger, none binding another: a puppet's lost
+/// or stalled game stops no one), the worker slashed and struck once per receipt however many
+/// games prove it wrong (`receiptSlashBps`). The challenger (any account, with a bond) disputes
 /// the receipt's trace root. The trace is the fixed-depth state tree of `primitives::trace`: the
 /// state after 0 steps is the all-zero tree (both sides agree), the state after `stepCount`
 /// steps is the receipt's trace root (disputed). Bisection keeps an agreed state `lo` and a
@@ -62,7 +49,7 @@ contract DisputeGame {
         Proven // the worker proved the named entry right
     }
 
-    /// @notice One game. Ten slots.
+    /// @notice One game.
     struct Game {
         address challenger;
         uint64 lastMoveAt;
@@ -87,6 +74,27 @@ contract DisputeGame {
         bytes32 inputRoot;
         bool output; // an output challenge (completion `row`, index `col`), not a trace dispute
         bool fold; // bisecting inside the row of step `extra.foldStep` (lo/hi/roots: chunk states)
+        uint128 moveBonds; // the per-move bonds both sides posted, all paid to the winner
+    }
+
+    /// @notice Clock extensions granted so far in a game, per side (at most MAX_EXTENSIONS each;
+    /// kept beside `Game`, which is at the 24 fields an ABI tuple binding can hold).
+    struct Extensions {
+        uint8 defender;
+        uint8 challenger;
+    }
+
+    /// @notice Deployment parameters (docs/CONTRACTS.md, "Parameters", gives the mainnet values
+    /// and why; devnets shorten them).
+    struct Params {
+        uint256 arity; // bisection arity: states posted per round + 1
+        uint64 clock; // seconds on each side's chess clock
+        uint64 clockExtension; // a side that moves with less left gets this much back
+        uint256 minBond; // opening bond
+        uint256 moveBond; // bond of every move that does not end the game
+        uint256 slashFraudBps;
+        uint256 slashTimeoutBps;
+        uint256 rewardBps; // share of the loser's slashed stake or opening bond paid to the winner
     }
 
     /// @notice What some games need beyond `Game`: the challenged output root (output
@@ -102,7 +110,7 @@ contract DisputeGame {
 
     error BondTooSmall(uint256 sent, uint256 minBond);
     error SelfChallenge();
-    error GameExists(uint256 gameId);
+    error AlreadySlashed(uint256 batchId, bytes32 receiptHash);
     error UnknownGame(uint256 gameId);
     error WrongPhase(Phase want, Phase got);
     error NotYourTurn(address caller, address expected);
@@ -117,6 +125,7 @@ contract DisputeGame {
     error BadConfig();
     error ShapeNotSet(bytes32 skuId);
     error WrongGameKind(uint256 gameId, bool output);
+    error WrongMoveBond(uint256 sent, uint256 want);
 
     event GameOpened(
         uint256 indexed gameId,
@@ -134,8 +143,11 @@ contract DisputeGame {
     event Resolved(uint256 indexed gameId, bool challengerWon, Reason reason, uint256 slashed);
     event Withdrawn(address indexed who, uint256 amount);
     event FoldStarted(uint256 indexed gameId, uint64 step, uint256 chunks, bytes32 finalState);
+    event ClockExtended(uint256 indexed gameId, bool defender, uint64 left);
 
     uint256 internal constant BPS = 10_000;
+    /// @notice Clock extensions per side and game; bounds `maxDuration`.
+    uint256 public constant MAX_EXTENSIONS = 8;
 
     IBridgeGame public immutable bridge;
     IInboxGame public immutable inbox;
@@ -148,7 +160,14 @@ contract DisputeGame {
     uint256 public immutable arity;
     /// @notice Seconds on each side's chess clock.
     uint64 public immutable clock;
+    /// @notice A side whose move leaves it less than this many seconds is given this many (as OP's
+    /// CLOCK_EXTENSION), at most `MAX_EXTENSIONS` times per game: a late move, or a congested L1,
+    /// never leaves the mover too little time for its next answer.
+    uint64 public immutable clockExtension;
     uint256 public immutable minBond;
+    /// @notice Wei every move that does not end the game carries (bisect, choose, nameEntry,
+    /// foldRow); the winner gets them all, so the loser pays for the winner's moves.
+    uint256 public immutable moveBond;
     uint256 public immutable slashFraudBps;
     uint256 public immutable slashTimeoutBps;
     /// @notice Share of the loser's slashed stake or bond paid to the winner; the rest is burned.
@@ -156,7 +175,14 @@ contract DisputeGame {
 
     Game[] internal games;
     mapping(uint256 => Extra) internal extras;
-    mapping(bytes32 => uint256) internal gameIdPlusOne;
+    /// @notice Clock extensions used per game.
+    mapping(uint256 => Extensions) public extensions;
+    /// @notice Every game of a receipt, by `_key` (trace disputes and output challenges apart).
+    mapping(bytes32 => uint256[]) internal gamesByKey;
+    /// @notice Share of the defender's stake (basis points of what it had) taken so far for a
+    /// receipt, by keccak256(batchId, receiptHash): several games may prove the same fraud, the
+    /// defender is slashed and struck once, up to the heaviest verdict.
+    mapping(bytes32 => uint256) public receiptSlashBps;
     mapping(address => uint256) public owed;
     uint256 public burnedBonds;
 
@@ -166,14 +192,12 @@ contract DisputeGame {
         SkuRegistry skus_,
         StepProver prover_,
         FoldProver folder_,
-        uint256 arity_,
-        uint64 clock_,
-        uint256 minBond_,
-        uint256 slashFraudBps_,
-        uint256 slashTimeoutBps_,
-        uint256 rewardBps_
+        Params memory p
     ) {
-        if (arity_ < 2 || arity_ > 256 || slashFraudBps_ > BPS || slashTimeoutBps_ > BPS || rewardBps_ > BPS) {
+        if (
+            p.arity < 2 || p.arity > 256 || p.slashFraudBps > BPS || p.slashTimeoutBps > BPS || p.rewardBps > BPS
+                || p.clockExtension > p.clock || p.minBond > type(uint128).max || p.moveBond > type(uint64).max
+        ) {
             revert BadConfig();
         }
         bridge = bridge_;
@@ -181,18 +205,20 @@ contract DisputeGame {
         skus = skus_;
         prover = prover_;
         folder = folder_;
-        arity = arity_;
-        clock = clock_;
-        minBond = minBond_;
-        slashFraudBps = slashFraudBps_;
-        slashTimeoutBps = slashTimeoutBps_;
-        rewardBps = rewardBps_;
+        arity = p.arity;
+        clock = p.clock;
+        clockExtension = p.clockExtension;
+        minBond = p.minBond;
+        moveBond = p.moveBond;
+        slashFraudBps = p.slashFraudBps;
+        slashTimeoutBps = p.slashTimeoutBps;
+        rewardBps = p.rewardBps;
     }
 
-    /// @notice The longest a game can last: both clocks spent.
+    /// @notice The longest a game can last: both clocks spent, every extension granted.
     /// @return Seconds.
     function maxDuration() external view returns (uint256) {
-        return 2 * uint256(clock);
+        return 2 * (uint256(clock) + MAX_EXTENSIONS * uint256(clockExtension));
     }
 
     // ------------------------------------------------------------------ opening
@@ -221,7 +247,7 @@ contract DisputeGame {
     /// @notice Challenges the completions of receipt `index` of batch `batchId`: claims that
     /// completion `prompt` is not what the receipt's own trace generated at index `j` (or, for
     /// `j` equal to its length, that it should not end there). Same bond, caller and window rules
-    /// as `open`; at most one output challenge per receipt, beside at most one trace dispute.
+    /// as `open`; any number of output challenges and trace disputes per receipt.
     /// The defender answers with `proveOutput` (no bisection: the trace root is the receipt's).
     /// @param batchId The batch.
     /// @param receipt The receipt.
@@ -257,13 +283,19 @@ contract DisputeGame {
     {
         if (msg.sender == receipt.worker) revert SelfChallenge();
         if (skus.shapeOf(receipt.skuId).heads == 0) revert ShapeNotSet(receipt.skuId);
+        // INVARIANT: every game holds at least `minBond` of its challenger's ether until resolved.
         if (msg.value < minBond) revert BondTooSmall(msg.value, minBond);
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
-        bytes32 key = _key(batchId, receiptHash, output);
-        if (gameIdPlusOne[key] != 0) revert GameExists(gameIdPlusOne[key] - 1);
+        // Any number of games per receipt (issue #9, attack 2): a puppet's lost or stalled game
+        // binds no other challenger. Only once the fraud is proven at the heaviest verdict a
+        // game can reach is there nothing left to win.
+        uint256 done = receiptSlashBps[_receiptKey(batchId, receiptHash)];
+        if (done != 0 && done >= slashFraudBps) {
+            revert AlreadySlashed(batchId, receiptHash);
+        }
         inbox.onDisputeOpened(batchId);
         gameId = games.length;
-        gameIdPlusOne[key] = gameId + 1;
+        gamesByKey[_key(batchId, receiptHash, output)].push(gameId);
         g = games.push();
         g.challenger = msg.sender;
         g.defender = receipt.worker;
@@ -272,7 +304,7 @@ contract DisputeGame {
         g.defenderClock = clock;
         g.batchId = uint64(batchId);
         g.stepCount = receipt.stepCount;
-        g.bond = uint128(msg.value);
+        g.bond = uint128(msg.value); // lossless: no account holds 2^128 wei
         g.receiptHash = receiptHash;
         g.skuId = receipt.skuId;
         g.inputRoot = receipt.inputRoot;
@@ -288,6 +320,10 @@ contract DisputeGame {
         g.loRoot = Merkle.zeroHash(Merkle.depthFor(receipt.stepCount));
     }
 
+    function _receiptKey(uint256 batchId, bytes32 receiptHash) internal pure returns (bytes32) {
+        return keccak256(abi.encode(batchId, receiptHash));
+    }
+
     function _key(uint256 batchId, bytes32 receiptHash, bool output) internal pure returns (bytes32) {
         return output ? keccak256(abi.encode(batchId, receiptHash, true)) : keccak256(abi.encode(batchId, receiptHash));
     }
@@ -299,8 +335,8 @@ contract DisputeGame {
     /// @param gameId The game.
     /// @param disputed The current disputed state root (the move is void if it changed).
     /// @param roots The state roots at the inner points, in order.
-    function bisect(uint256 gameId, bytes32 disputed, bytes32[] calldata roots) external {
-        Game storage g = _move(gameId, Phase.Bisect, true);
+    function bisect(uint256 gameId, bytes32 disputed, bytes32[] calldata roots) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Bisect, true);
         if (disputed != g.hiRoot) revert StaleMove(disputed, g.hiRoot);
         uint256 m = _parts(g);
         if (roots.length != m - 1) revert WrongRootCount(roots.length, m - 1);
@@ -316,8 +352,11 @@ contract DisputeGame {
     /// @param j The part, 0 ≤ j < m.
     /// @param agreed The start state of part j.
     /// @param disputed The end state of part j.
-    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed) external {
-        Game storage g = _move(gameId, Phase.Choose, false);
+    function choose(uint256 gameId, bytes32[] calldata roots, uint256 j, bytes32 agreed, bytes32 disputed)
+        external
+        payable
+    {
+        Game storage g = _bondedMove(gameId, Phase.Choose, false);
         if (keccak256(abi.encodePacked(roots)) != g.rootsHash) revert RootsMismatch();
         uint256 m = _parts(g);
         if (j >= m) revert BadChoice(j, m);
@@ -341,8 +380,8 @@ contract DisputeGame {
     /// @param disputed The disputed post-state of the step.
     /// @param row Output row.
     /// @param col Output column (the element for GEMM steps; ignored by row ops).
-    function nameEntry(uint256 gameId, bytes32 disputed, uint32 row, uint32 col) external {
-        Game storage g = _move(gameId, Phase.Name, false);
+    function nameEntry(uint256 gameId, bytes32 disputed, uint32 row, uint32 col) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Name, false);
         if (disputed != g.hiRoot) revert StaleMove(disputed, g.hiRoot);
         g.row = row;
         g.col = col;
@@ -403,8 +442,8 @@ contract DisputeGame {
     /// @param gameId The game.
     /// @param p The output row and the row it reads (softmax / logits / gate).
     /// @param finalState The state after every item.
-    function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external {
-        Game storage g = _move(gameId, Phase.Prove, true);
+    function foldRow(uint256 gameId, RowProof calldata p, bytes calldata finalState) external payable {
+        Game storage g = _bondedMove(gameId, Phase.Prove, true);
         if (g.output || g.fold) revert WrongGameKind(gameId, g.output);
         (bool fraud, uint256 chunks, bytes32 initHash) = folder.start(_context(gameId, g), p, finalState);
         if (fraud || chunks == 0) {
@@ -483,6 +522,7 @@ contract DisputeGame {
     function withdraw() external {
         uint256 amount = owed[msg.sender];
         if (amount == 0) revert NothingOwed();
+        // INVARIANT: zeroed before the transfer, so a re-entering caller is owed nothing.
         owed[msg.sender] = 0;
         emit Withdrawn(msg.sender, amount);
         (bool ok,) = msg.sender.call{value: amount}("");
@@ -504,14 +544,27 @@ contract DisputeGame {
         return _game(gameId);
     }
 
-    /// @notice The game of receipt `receiptHash` in batch `batchId`.
+    /// @notice The first trace dispute of receipt `receiptHash` in batch `batchId` (there may
+    /// be more: `gamesOf`).
     /// @param batchId The batch.
     /// @param receiptHash The receipt.
     /// @return exists Whether a game was opened.
     /// @return gameId Its id.
     function gameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
-        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, false)];
-        return (v != 0, v == 0 ? 0 : v - 1);
+        return _first(gamesByKey[_key(batchId, receiptHash, false)]);
+    }
+
+    /// @notice Every game of receipt `receiptHash` in batch `batchId`, in opening order.
+    /// @param batchId The batch.
+    /// @param receiptHash The receipt.
+    /// @param output Output challenges (true) or trace disputes (false).
+    /// @return ids The game ids.
+    function gamesOf(uint256 batchId, bytes32 receiptHash, bool output) external view returns (uint256[] memory) {
+        return gamesByKey[_key(batchId, receiptHash, output)];
+    }
+
+    function _first(uint256[] storage ids) internal view returns (bool, uint256) {
+        return ids.length == 0 ? (false, 0) : (true, ids[0]);
     }
 
     /// @notice The extra record of game `gameId` (output root, fold step and trace states).
@@ -522,14 +575,14 @@ contract DisputeGame {
         return extras[gameId];
     }
 
-    /// @notice The output challenge of receipt `receiptHash` in batch `batchId`.
+    /// @notice The first output challenge of receipt `receiptHash` in batch `batchId` (there
+    /// may be more: `gamesOf`).
     /// @param batchId The batch.
     /// @param receiptHash The receipt.
     /// @return exists Whether one was opened.
     /// @return gameId Its id.
     function outputGameOf(uint256 batchId, bytes32 receiptHash) external view returns (bool exists, uint256 gameId) {
-        uint256 v = gameIdPlusOne[_key(batchId, receiptHash, true)];
-        return (v != 0, v == 0 ? 0 : v - 1);
+        return _first(gamesByKey[_key(batchId, receiptHash, true)]);
     }
 
     /// @notice The inner bisection points of game `gameId`'s current interval.
@@ -557,7 +610,16 @@ contract DisputeGame {
         return span < arity ? span : arity;
     }
 
-    /// @dev Checks phase and turn, charges the mover's clock, and returns the game.
+    /// @dev `_move` for a move that does not end the game: it carries exactly `moveBond`.
+    function _bondedMove(uint256 gameId, Phase phase, bool defender) internal returns (Game storage g) {
+        if (msg.value != moveBond) revert WrongMoveBond(msg.value, moveBond);
+        g = _move(gameId, phase, defender);
+        // INVARIANT: every move bond is held in the game's pot until `_resolve` pays it out.
+        g.moveBonds += uint128(msg.value);
+    }
+
+    /// @dev Checks phase and turn, charges the mover's clock (extending it when the move leaves
+    /// less than `clockExtension`), and returns the game.
     function _move(uint256 gameId, Phase phase, bool defender) internal returns (Game storage g) {
         g = _game(gameId);
         if (g.phase != phase) revert WrongPhase(phase, g.phase);
@@ -566,9 +628,39 @@ contract DisputeGame {
         uint256 elapsed = block.timestamp - g.lastMoveAt;
         uint256 left = defender ? g.defenderClock : g.challengerClock;
         if (elapsed > left) revert ClockExpired(elapsed, left);
-        if (defender) g.defenderClock = uint64(left - elapsed);
-        else g.challengerClock = uint64(left - elapsed);
+        left -= elapsed;
+        if (left < clockExtension && _extend(gameId, defender)) left = clockExtension;
+        if (defender) g.defenderClock = uint64(left);
+        else g.challengerClock = uint64(left);
         g.lastMoveAt = uint64(block.timestamp);
+    }
+
+    /// @dev Slashes the defender of `g`'s receipt up to `bps` of its stake in all: the first
+    /// winning game takes `bps` and strikes; a later one with a heavier verdict takes only the
+    /// difference (as a share of what is left), so the worker pays for a fraud once however
+    /// many games prove it, and a light verdict a puppet won first caps nothing. The bridge
+    /// slashes whole basis points, so a top-up rounds down: the total falls short of the
+    /// heaviest verdict by less than one basis point of the stake per top-up.
+    function _slashOnce(Game storage g, uint256 bps) internal returns (uint256 slashed) {
+        bytes32 rk = _receiptKey(g.batchId, g.receiptHash);
+        uint256 done = receiptSlashBps[rk];
+        // INVARIANT: the defender's total slash for one receipt never exceeds the heaviest verdict.
+        if (bps <= done) return 0;
+        receiptSlashBps[rk] = bps;
+        uint256 extra = done == 0 ? bps : (bps - done) * BPS / (BPS - done);
+        slashed = bridge.slash(g.defender, extra, g.challenger, rewardBps);
+        if (done == 0) bridge.strike(g.defender);
+    }
+
+    /// @dev Grants `defender`'s side of game `gameId` an extension if it has one left.
+    function _extend(uint256 gameId, bool defender) internal returns (bool) {
+        Extensions storage e = extensions[gameId];
+        uint8 used = defender ? e.defender : e.challenger;
+        if (used >= MAX_EXTENSIONS) return false;
+        if (defender) e.defender = used + 1;
+        else e.challenger = used + 1;
+        emit ClockExtended(gameId, defender, clockExtension);
+        return true;
     }
 
     /// @dev Settles a game: a fixed number of calls whatever happened before.
@@ -582,14 +674,19 @@ contract DisputeGame {
             uint256 bps = reason == Reason.InvalidCommitment
                 ? BPS
                 : reason == Reason.DefenderTimeout ? slashTimeoutBps : slashFraudBps;
-            slashed = bridge.slash(g.defender, bps, g.challenger, rewardBps);
-            bridge.strike(g.defender);
+            slashed = _slashOnce(g, bps);
+            // INVARIANT: a winning challenger's opening bond comes back whole.
             owed[g.challenger] += bond;
         } else {
+            // INVARIANT: the bond is split between the defender and the burn, nothing more.
             uint256 reward = bond * rewardBps / BPS;
             owed[g.defender] += reward;
             burnedBonds += bond - reward;
         }
+        // INVARIANT: the move bonds of both sides go to the winner, once (the pot is emptied).
+        uint256 pot = g.moveBonds;
+        g.moveBonds = 0;
+        owed[challengerWon ? g.challenger : g.defender] += pot;
         inbox.onDisputeClosed(g.batchId, g.receiptHash, challengerWon);
         emit Resolved(gameId, challengerWon, reason, slashed);
     }

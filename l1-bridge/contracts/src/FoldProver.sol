@@ -1,25 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {IFoldMath} from "./interfaces/IFoldMath.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
 import {StepProver} from "./StepProver.sol";
 import {Merkle} from "./Merkle.sol";
 import {Openings, StepContext, Opening, LeafOpening, RowProof} from "./Openings.sol";
-
-/// @notice The chunked arithmetic the fold reads (OneStepVerifier).
-interface IFoldMath {
-    function pvAccumulate(bytes calldata acc, bytes calldata p, bytes calldata v) external pure returns (bytes memory);
-    function pvFinish(bytes calldata acc, int256 ap) external pure returns (bytes memory);
-    function argmaxAccumulate(bytes calldata state, bytes calldata y, bytes calldata sw, uint256 first)
-        external
-        pure
-        returns (bytes memory);
-    function siluChunk(bytes calldata y, bytes calldata sw, int256 sx, bytes calldata sigmoid, uint256 amaxes)
-        external
-        pure
-        returns (uint256 amaxAfter, bytes memory q);
-    function quantizeScale(uint256 amax) external pure returns (int256);
-}
 
 /// @notice Where an in-row bisection stands: the disputed step (as the trace game left it), the
 /// chunk `lo` whose transition is checked, and the agreed / disputed accumulator hashes around it.
@@ -117,7 +103,7 @@ contract FoldProver is Openings {
     ) internal view returns (bool fraud, uint256 chunks, bytes32 initHash) {
         bytes calldata x = p.inputs[0].row;
         uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
-        if (x.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
+        if (x.length != (pos + 1) * 4 + 8) revert SoftmaxRowMismatch();
         uint256 width = uint256(sh.headDim) * 8;
         if (finalState.length != width) revert BadState("final accumulator");
         int256 ap = int256(int64(uint64(bytes8(x[x.length - 8:]))));
@@ -138,7 +124,7 @@ contract FoldProver is Openings {
         else _openInput(c, p.inputs[0], c.step - 1, c.row);
         if (!chunked && p.inputs[0].row.length == 0) return (p.outRow.length != 0, 0, bytes32(0));
         uint256 valid = skus.get(c.skuId).vocab;
-        if (!chunked && p.inputs[0].row.length < valid * 4) revert ProofMismatch("logits row");
+        if (!chunked && p.inputs[0].row.length < valid * 4) revert LogitsRowMismatch();
         if (finalState.length != 96) revert BadState("final best");
         (bool found,, uint256 id) = abi.decode(finalState, (bool, int256, uint256));
         fraud = !found || p.outRow.length != 4 || uint32(bytes4(p.outRow)) != id;
@@ -163,7 +149,7 @@ contract FoldProver is Openings {
         if (s.loState.length != uint256(sh.headDim) * 8) revert BadState("state before");
         bytes calldata sm = s.inputs[0].row;
         uint256 pos = (uint256(c.row) / sh.heads) % sh.maxSeq;
-        if (sm.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
+        if (sm.length != (pos + 1) * 4 + 8) revert SoftmaxRowMismatch();
         uint256 from = uint256(f.lo) * chunk;
         uint256 to = from + chunk > pos + 1 ? pos + 1 : from + chunk;
         if (from >= to) revert BadState("chunk");
@@ -182,20 +168,22 @@ contract FoldProver is Openings {
         if (s.leaves.length != 1 && s.leaves.length != 2) revert WrongOpeningCount(s.leaves.length, 1);
         // lm_head is weight-root leaf layers·stride + 1; its scales root is that leaf's right half.
         uint256 leaves = uint256(k.layers) * (k.hasBias ? 10 : 7) + 5;
-        _openSub(k.weightRoot, s.leaves[0], 2 * (leaves - 4) + 1, Merkle.depthFor(leaves) + 1, f.lo, "lm_head scales");
-        if (s.leaves[0].data.length < (to - from) * 4) revert ProofMismatch("lm_head scales");
+        if (!_subIn(k.weightRoot, s.leaves[0], 2 * (leaves - 4) + 1, Merkle.depthFor(leaves) + 1, f.lo)) {
+            revert LmHeadScalesMismatch();
+        }
+        if (s.leaves[0].data.length < (to - from) * 4) revert LmHeadScalesMismatch();
         bytes calldata y;
         if (s.leaves.length == 2) {
             // The logits row by its chunk lo (256 ids = one 1024-byte chunk).
             LeafOpening calldata ch = s.leaves[1];
             _openInputLeaf(f.step, s.inputs[0], f.step.step - 1, f.step.row, _chunkedLeaf(ch.root));
-            if (!_skuRowIn(ch.root, f.lo, ch.data, ch.proof)) revert ProofMismatch("logits chunk");
+            if (!_skuRowIn(ch.root, f.lo, ch.data, ch.proof)) revert LogitsChunkMismatch();
             y = ch.data;
         } else {
             _openInput(f.step, s.inputs[0], f.step.step - 1, f.step.row);
             y = s.inputs[0].row[from * 4:];
         }
-        if (y.length < (to - from) * 4) revert ProofMismatch("logits row");
+        if (y.length < (to - from) * 4) revert LogitsRowMismatch();
         return keccak256(_argmaxFold(s, y[:(to - from) * 4], from, to)) != f.hiHash;
     }
 
@@ -252,17 +240,17 @@ contract FoldProver is Openings {
         uint256 stride = k.hasBias ? 10 : 7;
         uint256 leaves = uint256(k.layers) * stride + 5;
         uint256 depth = Merkle.depthFor(leaves);
-        _openSub(k.weightRoot, l[0], 2 * (layer * stride + 4) + 1, depth + 1, lo, "gate scales");
-        _openSub(k.weightRoot, l[1], 2 * (layer * stride + 5) + 1, depth + 1, lo, "up scales");
+        if (!_subIn(k.weightRoot, l[0], 2 * (layer * stride + 4) + 1, depth + 1, lo)) revert GateScalesMismatch();
+        if (!_subIn(k.weightRoot, l[1], 2 * (layer * stride + 5) + 1, depth + 1, lo)) revert UpScalesMismatch();
         bytes32 table = Merkle.vectorRoot(l[2].data);
         if (Merkle.rootOfSized(table, leaves - 2, l[2].rootProof, leaves) != k.weightRoot) {
-            revert ProofMismatch("sigmoid");
+            revert SigmoidMismatch();
         }
     }
 
     function _siluChunk(FoldStep calldata s, uint256 from, uint256 to) internal view returns (uint256, bytes memory) {
         uint256 w = (to - from) * 4;
-        if (s.leaves[0].data.length < w || s.leaves[1].data.length < w) revert ProofMismatch("scales chunk");
+        if (s.leaves[0].data.length < w || s.leaves[1].data.length < w) revert ScalesChunkMismatch();
         bytes memory y = bytes.concat(s.inputs[0].row[from * 4:to * 4], s.inputs[1].row[from * 4:to * 4]);
         bytes memory sw = bytes.concat(s.leaves[0].data[:w], s.leaves[1].data[:w]);
         uint256 amaxes = (abi.decode(s.loState, (uint256)) << 128) | abi.decode(s.finalState, (uint256));
@@ -301,9 +289,9 @@ contract FoldProver is Openings {
         v = new bytes((to - from) * width);
         for (uint256 u = from; u < to; ++u) {
             Opening calldata o = ins[1 + u - from];
-            if (o.step % spr != valueOp) revert ProofMismatch("kv step");
+            if (o.step % spr != valueOp) revert KvStepMismatch();
             _openInput(c, o, o.step, base + u * sh.kvHeads);
-            if (o.row.length != width) revert ProofMismatch("value row");
+            if (o.row.length != width) revert ValueRowMismatch();
             bytes calldata r = o.row;
             uint256 at = (u - from) * width;
             assembly ("memory-safe") {

@@ -111,8 +111,43 @@ struct RowProof {
 /// (leaf s of the state tree: zero before, the output root after), input rows as earlier leaves
 /// of the agreed state, rows of any tree including rows past its end, QRow scales.
 abstract contract Openings {
-    /// @notice A Merkle path or a named input does not match what the route requires.
-    error ProofMismatch(string what);
+    // A Merkle path or a named input does not match what the route requires: one error per
+    // opened object, named after it (the state paths, the step's rows, SKU data, the shard's
+    // prompt and completion leaves).
+    error ArgmaxRootMismatch();
+    error ArgmaxRowMismatch();
+    error CompletionMismatch();
+    error EmbeddingRowMismatch();
+    error EmbeddingScaleMismatch();
+    error GateScalesMismatch();
+    error HeadSliceTooShort();
+    error InputRootMismatch();
+    error InputRowMismatch();
+    error InputStepMismatch();
+    error InputStepProofLengthMismatch();
+    error KvRowEmpty();
+    error KvStepMismatch();
+    error LmHeadScalesMismatch();
+    error LogitsChunkMismatch();
+    error LogitsRowMismatch();
+    error MatrixMismatch();
+    error OutputChunkMismatch();
+    error OutputRowMismatch();
+    error PostStateMismatch();
+    error PreStateMismatch();
+    error PromptMismatch();
+    error RopeRowMismatch();
+    error RopeTableMismatch();
+    error ScaleRowTooShort();
+    error ScalesChunkMismatch();
+    error SigmoidMismatch();
+    error SoftmaxRowMismatch();
+    error StepProofLengthMismatch();
+    error TokenRowMismatch();
+    error UpScalesMismatch();
+    error ValueRowMismatch();
+    error VectorMismatch();
+    error WeightRowMismatch();
 
     /// @dev Output root as leaf s (zero before, the root after, one path) and the named row.
     function _openPost(
@@ -134,11 +169,11 @@ abstract contract Openings {
         bytes32[] calldata outRowProof
     ) internal pure {
         if (stepProof.length != Merkle.depthFor(c.stepCount)) {
-            revert ProofMismatch("step proof length");
+            revert StepProofLengthMismatch();
         }
-        if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert ProofMismatch("pre-state");
-        if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert ProofMismatch("post-state");
-        if (!_leafIn(outRoot, c.row, outLeaf, outRowProof)) revert ProofMismatch("output row");
+        if (Merkle.rootOf(bytes32(0), c.step, stepProof) != c.loRoot) revert PreStateMismatch();
+        if (Merkle.rootOf(outRoot, c.step, stepProof) != c.hiRoot) revert PostStateMismatch();
+        if (!_leafIn(outRoot, c.row, outLeaf, outRowProof)) revert OutputRowMismatch();
     }
 
     /// @dev An input tensor root as leaf `step` of the agreed state, and its row `row`.
@@ -151,17 +186,17 @@ abstract contract Openings {
         internal
         pure
     {
-        if (o.step != step || step >= c.step) revert ProofMismatch("input step");
-        if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (!_leafIn(o.root, row, leaf, o.rowProof)) revert ProofMismatch("input row");
+        if (o.step != step || step >= c.step) revert InputStepMismatch();
+        if (o.stepProof.length != Merkle.depthFor(c.stepCount)) revert InputStepProofLengthMismatch();
+        if (Merkle.rootOf(o.root, step, o.stepProof) != c.loRoot) revert InputRootMismatch();
+        if (!_leafIn(o.root, row, leaf, o.rowProof)) revert InputRowMismatch();
     }
 
     /// @dev Whether `data` is row `row` of the tree `root` (empty bytes: no such row). Trees are
     /// as deep as their highest row needs, so a row at or beyond 2^depth has no leaf to open:
-    /// then `data` is empty and `proof` is the hash of the leaf at `row mod 2^depth` followed by
-    /// that leaf's siblings. A proof's length is the tree's depth (leaf and node hashes have
-    /// different domains, and no node hash is zero), so "beyond the tree" cannot be faked.
+    /// then `data` is empty and `proof` shows the tree's depth by opening one genuine leaf of it
+    /// (`_pastTree`). Leaf and node hashes have different domains and no node hash is zero, so
+    /// neither a shorter nor a longer proof can pass for a leaf-level one.
     function _rowIn(bytes32 root, uint256 row, bytes calldata data, bytes32[] calldata proof)
         internal
         pure
@@ -180,13 +215,43 @@ abstract contract Openings {
     }
 
     /// @dev Whether `leaf` (zero: no row) is leaf `row` of `root`, rows past the tree included.
+    /// Only for trees whose leaves are never node hashes (row, chunk and SKU row trees; not the
+    /// state tree or the weight root), which is what makes a proof's length the tree's depth.
     function _leafIn(bytes32 root, uint256 row, bytes32 leaf, bytes32[] calldata proof) internal pure returns (bool) {
         uint256 n = proof.length;
         if (n < 256 && row >> n == 0 && Merkle.rootOf(leaf, row, proof) == root) return true;
         if (leaf != bytes32(0) || n == 0) return false;
-        uint256 d = n - 1;
-        if (d >= 256 || row >> d == 0) return false;
-        return Merkle.rootOf(proof[0], row & ((uint256(1) << d) - 1), proof[1:]) == root;
+        return _pastTree(root, row, proof);
+    }
+
+    /// @dev Whether row `row` lies past the end of the tree `root`: `proof` opens a witness leaf
+    /// `w` of the tree with its preimage, so the tree's depth d is bound and `row >= 2^d` has no
+    /// leaf. Layout: proof[0] = header (bits 0–63: w, bits 64–95: the preimage's byte length L,
+    /// nothing above), then the preimage packed in ceil(L/32) words, then w's d siblings. L = 0
+    /// means the witness leaf is the zero word (an absent row inside the tree); otherwise the
+    /// preimage starts with a leaf domain byte (0x00: plain leaf, 0x02: chunked row), never 0x01.
+    /// Without the preimage any inner node could be passed off as a leaf of a shallower tree,
+    /// and every row past its height "proven" absent (issue #9, attack 1).
+    function _pastTree(bytes32 root, uint256 row, bytes32[] calldata proof) private pure returns (bool) {
+        uint256 h = uint256(proof[0]);
+        if (h >> 96 != 0) return false;
+        uint256 w = uint64(h);
+        uint256 len = uint32(h >> 64);
+        uint256 words = (len + 31) / 32;
+        if (proof.length < 1 + words) return false;
+        uint256 d = proof.length - 1 - words;
+        if (d >= 256 || row >> d == 0 || w >> d != 0) return false;
+        bytes32 witness;
+        if (len != 0) {
+            uint8 domain = uint8(bytes1(proof[1]));
+            if (domain != 0x00 && domain != 0x02) return false;
+            assembly ("memory-safe") {
+                let p := mload(0x40)
+                calldatacopy(p, add(proof.offset, 32), mul(words, 32))
+                witness := keccak256(p, len)
+            }
+        }
+        return Merkle.rootOf(witness, w, proof[1 + words:]) == root;
     }
 
     /// @dev The leaf of a committed row (`primitives::merkle::row_leaf`): zero for no row, a
@@ -204,25 +269,18 @@ abstract contract Openings {
 
     /// @dev The scale (last 8 bytes) of a QRow.
     function _scaleOf(bytes calldata row) internal pure returns (int256) {
-        if (row.length < 8) revert ProofMismatch("scale row");
+        if (row.length < 8) revert ScaleRowTooShort();
         return int256(int64(uint64(bytes8(row[row.length - 8:row.length]))));
     }
 
-    /// @dev One half of a matrix leaf (rows root at 2·leaf, scales root at 2·leaf + 1, one level
-    /// below the weight root's leaves) and its leaf `index`.
-    function _openSub(
-        bytes32 weightRoot,
-        LeafOpening calldata o,
-        uint256 at,
-        uint256 depth,
-        uint256 index,
-        string memory what
-    ) internal pure {
-        if (o.rootProof.length != depth || Merkle.rootOf(o.root, at, o.rootProof) != weightRoot) {
-            revert ProofMismatch(what);
-        }
-        if (o.data.length == 0 || Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) != o.root) {
-            revert ProofMismatch(what);
-        }
+    /// @dev Whether `o` opens one half of a matrix leaf (rows root at 2·leaf, scales root at
+    /// 2·leaf + 1, one level below the weight root's leaves) and its leaf `index`.
+    function _subIn(bytes32 weightRoot, LeafOpening calldata o, uint256 at, uint256 depth, uint256 index)
+        internal
+        pure
+        returns (bool)
+    {
+        if (o.rootProof.length != depth || Merkle.rootOf(o.root, at, o.rootProof) != weightRoot) return false;
+        return o.data.length != 0 && Merkle.rootOf(Merkle.leafHash(o.data), index, o.proof) == o.root;
     }
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {IOneStep} from "./interfaces/IOneStep.sol";
 import {Merkle} from "./Merkle.sol";
 import {SkuRegistry} from "./SkuRegistry.sol";
 import {
@@ -14,45 +15,6 @@ import {
     OutputProof,
     RowProof
 } from "./Openings.sol";
-
-/// @notice The one-step calls the prover makes (OneStepVerifier).
-interface IOneStep {
-    function gemmElement(bytes calldata x, bytes calldata w) external pure returns (int256);
-    function scoreElement(bytes calldata q, bytes calldata k) external pure returns (int256);
-    function embedRow(bytes calldata eRow, uint256 sw) external pure returns (bytes memory);
-    function rmsnormQuantRow(bytes calldata x, uint256 epsQ32) external pure returns (bytes memory);
-    function ropeRow(
-        bytes calldata y,
-        bytes calldata sw,
-        bytes calldata bias,
-        int256 sx,
-        bytes calldata cs,
-        bool quantize
-    ) external pure returns (bytes memory);
-    function valueRow(bytes calldata y, bytes calldata sw, bytes calldata bias, int256 sx)
-        external
-        pure
-        returns (bytes memory);
-    function softmaxRow(bytes calldata scores, int256 sq, uint256 c, bytes calldata exp2)
-        external
-        pure
-        returns (bytes memory);
-    function pvRow(bytes calldata p, int256 ap, bytes calldata v) external pure returns (bytes memory);
-    function quantizeRow(bytes calldata z) external pure returns (bytes memory);
-    function residualRow(bytes calldata h, bytes calldata y, bytes calldata sw, int256 sx)
-        external
-        pure
-        returns (bytes memory);
-    function siluMulRow(
-        bytes calldata yg,
-        bytes calldata yu,
-        bytes calldata swg,
-        bytes calldata swu,
-        int256 sx,
-        bytes calldata sigmoid
-    ) external pure returns (bytes memory);
-    function argmaxRow(bytes calldata y, bytes calldata sw, uint256 valid) external pure returns (bool, uint256);
-}
 
 /// @title StepProver
 /// @notice Settles the last step of a bisection: given what the game agreed on (the state before
@@ -209,19 +171,19 @@ contract StepProver is Openings {
         );
         // A chunked output row is present; `outRow` is then its chunk col / 256 (empty if none).
         if (chunked && !_skuRowIn(p.outChunkRoot, c.col / 256, p.outRow, p.outChunkProof)) {
-            revert ProofMismatch("output chunk");
+            revert OutputChunkMismatch();
         }
         uint256 depth = Merkle.depthFor(c.stepCount);
-        if (p.inStepProof.length != depth) revert ProofMismatch("input step proof length");
-        if (Merkle.rootOf(p.inRoot, c.step - inOffset, p.inStepProof) != c.loRoot) revert ProofMismatch("input root");
-        if (!_rowIn(p.inRoot, c.row, p.inRow, p.inRowProof)) revert ProofMismatch("input row");
+        if (p.inStepProof.length != depth) revert InputStepProofLengthMismatch();
+        if (Merkle.rootOf(p.inRoot, c.step - inOffset, p.inStepProof) != c.loRoot) revert InputRootMismatch();
+        if (!_rowIn(p.inRoot, c.row, p.inRow, p.inRowProof)) revert InputRowMismatch();
         if (p.inRow.length == 0) return (chunked || p.outRow.length != 0, 0, 0);
         if (!chunked && p.outRow.length == 0) return (true, 0, 0);
         bytes32 matrixRoot = Merkle.node(p.rowsRoot, p.scalesRoot);
         if (Merkle.rootOfSized(matrixRoot, matrix, p.matrixProof, weightLeaves) != skus.get(c.skuId).weightRoot) {
-            revert ProofMismatch("matrix");
+            revert MatrixMismatch();
         }
-        if (!_skuRowIn(p.rowsRoot, c.col, p.wRow, p.wRowProof)) revert ProofMismatch("weight row");
+        if (!_skuRowIn(p.rowsRoot, c.col, p.wRow, p.wRowProof)) revert WeightRowMismatch();
         uint256 at = chunked ? (uint256(c.col) % 256) * 4 : uint256(c.col) * 4;
         // No weight row `col` (past the output channels): the output row must end before it.
         if (p.wRow.length == 0) return (p.outRow.length > at, 0, 0);
@@ -303,8 +265,8 @@ contract StepProver is Openings {
     /// @param p The opening.
     /// @return fraud Whether the receipt's completion contradicts its trace.
     function checkOutput(OutputContext calldata c, OutputProof calldata p) external view returns (bool fraud) {
-        if (!_rowIn(c.outputRoot, c.prompt, p.completion, p.completionProof)) revert ProofMismatch("completion");
-        if (!_rowIn(c.inputRoot, c.prompt, p.prompt, p.promptProof)) revert ProofMismatch("prompt");
+        if (!_rowIn(c.outputRoot, c.prompt, p.completion, p.completionProof)) revert CompletionMismatch();
+        if (!_rowIn(c.inputRoot, c.prompt, p.prompt, p.promptProof)) revert PromptMismatch();
         bytes calldata comp = p.completion;
         if (p.prompt.length == 0) return comp.length != 0;
         SkuRegistry.Shape memory sh = skus.shapeOf(c.skuId);
@@ -324,10 +286,10 @@ contract StepProver is Openings {
         }
         if (pos >= sh.maxSeq) return true;
         uint256 step = uint256(c.j) * spr + spr - 1;
-        if (p.stepProof.length != Merkle.depthFor(c.stepCount)) revert ProofMismatch("step proof length");
-        if (Merkle.rootOf(p.argmaxRoot, step, p.stepProof) != c.traceRoot) revert ProofMismatch("argmax root");
+        if (p.stepProof.length != Merkle.depthFor(c.stepCount)) revert StepProofLengthMismatch();
+        if (Merkle.rootOf(p.argmaxRoot, step, p.stepProof) != c.traceRoot) revert ArgmaxRootMismatch();
         if (!_rowIn(p.argmaxRoot, uint256(c.prompt) * sh.maxSeq + pos, p.argmaxRow, p.argmaxRowProof)) {
-            revert ProofMismatch("argmax row");
+            revert ArgmaxRowMismatch();
         }
         return p.argmaxRow.length != 4 || uint32(bytes4(p.argmaxRow)) != _u32At(comp, c.j);
     }
@@ -358,7 +320,7 @@ contract StepProver is Openings {
             if (p.inputs.length != 0 || p.leaves.length != 3) revert WrongOpeningCount(0, 0, 3);
             LeafOpening calldata pr = p.leaves[2];
             if (!_rowIn(c.inputRoot, uint256(c.row) / sq, pr.data, pr.proof)) {
-                revert ProofMismatch("prompt");
+                revert PromptMismatch();
             }
             bytes calldata d = pr.data;
             // No prompt, or a text prompt: its tokenization is the worker's and is not settled on
@@ -373,7 +335,7 @@ contract StepProver is Openings {
             _openInput(c, p.inputs[0], c.step - 1, uint256(c.row) - 1);
             bytes calldata tok = p.inputs[0].row;
             if (tok.length == 0) return (true, want);
-            if (tok.length != 4) revert ProofMismatch("token row");
+            if (tok.length != 4) revert TokenRowMismatch();
             id = uint32(bytes4(tok));
             if (_isEos(x.shape.eosIds, uint32(id))) return (true, want);
         }
@@ -382,10 +344,10 @@ contract StepProver is Openings {
         uint256 depth = Merkle.depthFor(x.base + 5) + 1;
         LeafOpening calldata er = p.leaves[0];
         LeafOpening calldata es = p.leaves[1];
-        _openSub(x.sku.weightRoot, er, 2 * x.base, depth, id, "embedding row");
-        _openSub(x.sku.weightRoot, es, 2 * x.base + 1, depth, id / 256, "embedding scale");
+        if (!_subIn(x.sku.weightRoot, er, 2 * x.base, depth, id)) revert EmbeddingRowMismatch();
+        if (!_subIn(x.sku.weightRoot, es, 2 * x.base + 1, depth, id / 256)) revert EmbeddingScaleMismatch();
         uint256 at = (id % 256) * 4;
-        if (es.data.length < at + 4) revert ProofMismatch("embedding scale");
+        if (es.data.length < at + 4) revert EmbeddingScaleMismatch();
         want = verifier.embedRow(er.data, uint32(bytes4(es.data[at:at + 4])));
     }
 
@@ -410,9 +372,9 @@ contract StepProver is Openings {
         if (nVec == 2) _openVector(x, p.vectors[1], lw + (isQ ? 7 : 8), true);
         LeafOpening calldata rr = p.leaves[0];
         if (Merkle.rootOfSized(rr.root, x.base + 4, rr.rootProof, x.base + 5) != x.sku.weightRoot) {
-            revert ProofMismatch("rope table");
+            revert RopeTableMismatch();
         }
-        if (!_skuRowIn(rr.root, t % x.shape.maxSeq, rr.data, rr.proof)) revert ProofMismatch("rope row");
+        if (!_skuRowIn(rr.root, t % x.shape.maxSeq, rr.data, rr.proof)) revert RopeRowMismatch();
         want = _ropeOf(x, p, uint256(c.row) % heads, isQ);
     }
 
@@ -420,7 +382,7 @@ contract StepProver is Openings {
         uint256 width = uint256(x.shape.headDim) * 4;
         uint256 from = head * width;
         if (p.inputs[0].row.length < from + width || p.vectors[0].data.length < from + width) {
-            revert ProofMismatch("head slice");
+            revert HeadSliceTooShort();
         }
         // Memory copies of the head's slices keep the call within the stack.
         bytes memory y = p.inputs[0].row[from:from + width];
@@ -471,7 +433,7 @@ contract StepProver is Openings {
         if (sm.length == 0) return (true, want);
         uint256 pos = (uint256(c.row) / x.shape.heads) % x.shape.maxSeq;
         if (p.inputs.length != pos + 2) revert WrongOpeningCount(pos + 2, 0, 0);
-        if (sm.length != (pos + 1) * 4 + 8) revert ProofMismatch("softmax row");
+        if (sm.length != (pos + 1) * 4 + 8) revert SoftmaxRowMismatch();
         bytes memory v = _values(c, x, p.inputs, pos);
         int256 ap = int256(int64(uint64(bytes8(sm[sm.length - 8:]))));
         want = verifier.pvRow(sm[0:sm.length - 8], ap, v);
@@ -488,7 +450,7 @@ contract StepProver is Openings {
         for (uint256 u = 0; u <= pos; ++u) {
             Opening calldata o = ins[1 + u];
             _openKv(c, x, o, 6, _kvRow(x, c.row, u));
-            if (o.row.length != width) revert ProofMismatch("value row");
+            if (o.row.length != width) revert ValueRowMismatch();
             bytes calldata r = o.row;
             assembly ("memory-safe") {
                 calldatacopy(add(add(v, 32), mul(u, width)), r.offset, width)
@@ -555,7 +517,7 @@ contract StepProver is Openings {
         uint256 width = uint256(x.shape.headDim) * 4;
         uint256 from = head * width;
         if (p.inputs[0].row.length < from + width || p.vectors[0].data.length < from + width) {
-            revert ProofMismatch("head slice");
+            revert HeadSliceTooShort();
         }
         bytes calldata bias = p.vectors.length == 2 ? p.vectors[1].data[from:from + width] : p.vectors[0].data[0:0];
         return verifier.valueRow(
@@ -628,9 +590,9 @@ contract StepProver is Openings {
         internal
         pure
     {
-        if (o.step % x.spr != 1 + 19 * x.layer + opOffset) revert ProofMismatch("kv step");
+        if (o.step % x.spr != 1 + 19 * x.layer + opOffset) revert KvStepMismatch();
         _openInput(c, o, o.step, row);
-        if (o.row.length == 0) revert ProofMismatch("kv row empty");
+        if (o.row.length == 0) revert KvRowEmpty();
     }
 
     /// @dev A whole vector (a matrix's scales next to its rows root, or a table/bias) against
@@ -639,7 +601,7 @@ contract StepProver is Openings {
         bytes32 root = Merkle.vectorRoot(v.data);
         bytes32 leaf = table ? root : Merkle.node(v.rowsRoot, root);
         if (Merkle.rootOfSized(leaf, index, v.weightProof, x.base + 5) != x.sku.weightRoot) {
-            revert ProofMismatch("vector");
+            revert VectorMismatch();
         }
     }
 }

@@ -5,9 +5,13 @@ import {Fixture} from "./Fixture.sol";
 import {Receipt, SignedJob} from "../src/Types.sol";
 import {SkuRegistry} from "../src/SkuRegistry.sol";
 import {StakeBridge} from "../src/StakeBridge.sol";
-import {DisputeGame, IBridgeGame, IInboxGame} from "../src/DisputeGame.sol";
-import {StepProver, IOneStep} from "../src/StepProver.sol";
-import {FoldProver, IFoldMath, FoldStep} from "../src/FoldProver.sol";
+import {BatchInbox} from "../src/BatchInbox.sol";
+import {DisputeGame} from "../src/DisputeGame.sol";
+import {IBridgeGame, IInboxGame} from "../src/interfaces/IGameHooks.sol";
+import {StepProver} from "../src/StepProver.sol";
+import {IOneStep} from "../src/interfaces/IOneStep.sol";
+import {FoldProver, FoldStep} from "../src/FoldProver.sol";
+import {IFoldMath} from "../src/interfaces/IFoldMath.sol";
 import {Openings, GemmProof, RowProof, Opening, VectorOpening, OutputProof, StepContext} from "../src/Openings.sol";
 import {OneStepVerifier} from "../src/OneStepVerifier.sol";
 
@@ -61,6 +65,10 @@ contract DisputeGameTest is Fixture {
         game = _deployGame(arity);
     }
 
+    /// @dev Move bond and clock extension of the next deployment (zero: the plain game).
+    uint256 internal moveBondParam;
+    uint64 internal extensionParam;
+
     function _deployGame(uint256 arity) internal returns (DisputeGame g) {
         g = new DisputeGame(
             IBridgeGame(address(bridge)),
@@ -68,12 +76,16 @@ contract DisputeGameTest is Fixture {
             skus,
             prover,
             folder,
-            arity,
-            CLOCK,
-            BOND,
-            5000,
-            1000,
-            5000
+            DisputeGame.Params({
+                arity: arity,
+                clock: CLOCK,
+                clockExtension: extensionParam,
+                minBond: BOND,
+                moveBond: moveBondParam,
+                slashFraudBps: 5000,
+                slashTimeoutBps: 1000,
+                rewardBps: 5000
+            })
         );
         vm.startPrank(owner);
         bridge.registerGame(address(g));
@@ -256,7 +268,10 @@ contract DisputeGameTest is Fixture {
     }
 
     function _open(uint256 batchId, Receipt memory r) internal returns (uint256 id) {
-        address ch = worker2;
+        return _openAs(batchId, r, worker2);
+    }
+
+    function _openAs(uint256 batchId, Receipt memory r, address ch) internal returns (uint256 id) {
         vm.deal(ch, BOND);
         vm.prank(ch);
         id = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
@@ -265,6 +280,13 @@ contract DisputeGameTest is Fixture {
     /// @dev Bisects to a single step: the defender posts its trace's states, the challenger
     /// picks the first part whose end differs from its own trace. Returns the moves made.
     function _bisect(uint256 id, Trace memory def, Trace memory chal) internal returns (uint256 moves) {
+        return _bisectAs(id, def, chal, worker2);
+    }
+
+    function _bisectAs(uint256 id, Trace memory def, Trace memory chal, address challenger)
+        internal
+        returns (uint256 moves)
+    {
         while (game.getGame(id).phase == DisputeGame.Phase.Bisect) {
             uint64[] memory pts = game.bisectionPoints(id);
             bytes32[] memory roots = new bytes32[](pts.length);
@@ -273,8 +295,9 @@ contract DisputeGameTest is Fixture {
             }
             vm.warp(block.timestamp + 1 hours);
             bytes32 hiRoot = game.getGame(id).hiRoot;
+            uint256 mb = _fund(worker);
             vm.prank(worker);
-            game.bisect(id, hiRoot, roots);
+            game.bisect{value: mb}(id, hiRoot, roots);
             DisputeGame.Game memory g = game.getGame(id);
             uint256 j = pts.length; // last part unless an earlier end differs
             for (uint256 i = 0; i < pts.length; ++i) {
@@ -286,8 +309,9 @@ contract DisputeGameTest is Fixture {
             bytes32 agreed = j == 0 ? g.loRoot : roots[j - 1];
             bytes32 disputed = j == pts.length ? g.hiRoot : roots[j];
             vm.warp(block.timestamp + 1 hours);
-            vm.prank(worker2);
-            game.choose(id, roots, j, agreed, disputed);
+            mb = _fund(challenger);
+            vm.prank(challenger);
+            game.choose{value: mb}(id, roots, j, agreed, disputed);
             moves += 2;
         }
     }
@@ -521,10 +545,11 @@ contract DisputeGameTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.BondTooSmall.selector, 0, BOND));
         game.open(batchId, r, 0, new bytes32[](0));
         uint256 id = _open(batchId, r);
+        // A second game on the same receipt is its own game.
         vm.deal(worker2, BOND);
         vm.prank(worker2);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.GameExists.selector, id));
-        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        uint256 id2 = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        assertEq(id2, id + 1, "second game");
         vm.prank(worker2);
         vm.expectRevert(abi.encodeWithSelector(DisputeGame.NotYourTurn.selector, worker2, worker));
         game.bisect(id, r.traceRoot, new bytes32[](3));
@@ -556,7 +581,10 @@ contract DisputeGameTest is Fixture {
         game.withdraw();
         (bool exists, uint256 gid) = game.gameOf(batchId, keccak256(abi.encode(r)));
         assertTrue(exists && gid == id, "lookup");
-        assertEq(game.gameCount(), 1, "count");
+        uint256[] memory ids = game.gamesOf(batchId, keccak256(abi.encode(r)), false);
+        assertTrue(ids.length == 2 && ids[0] == id && ids[1] == id2, "all games");
+        assertEq(game.gamesOf(batchId, keccak256(abi.encode(r)), true).length, 0, "no output games");
+        assertEq(game.gameCount(), 2, "count");
         assertEq(game.maxDuration(), 2 * CLOCK, "duration");
     }
 
@@ -586,22 +614,22 @@ contract DisputeGameTest is Fixture {
         GemmProof memory p = _gemmProof(bad, 1, 2);
         p.wRow = wRows[1]; // another column's weights
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "weight row"));
+        vm.expectRevert(Openings.WeightRowMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.inRow = inRows[0];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+        vm.expectRevert(Openings.InputRowMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.outRoot = good.outs[GEMM_STEP];
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "post-state"));
+        vm.expectRevert(Openings.PostStateMismatch.selector);
         game.proveGemm(id, p);
         p = _gemmProof(bad, 1, 2);
         p.matrixProof[0] = bytes32(0);
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "matrix"));
+        vm.expectRevert(Openings.MatrixMismatch.selector);
         game.proveGemm(id, p);
     }
 
@@ -852,7 +880,7 @@ contract DisputeGameTest is Fixture {
         RowProof memory p = _softmaxProof(true);
         p.vectors[0].data[0] = 0x00; // not the committed table
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "vector"));
+        vm.expectRevert(Openings.VectorMismatch.selector);
         game.proveRow(id, p);
         p = _softmaxProof(true);
         p.vectors = new VectorOpening[](0);
@@ -862,7 +890,7 @@ contract DisputeGameTest is Fixture {
         p = _softmaxProof(true);
         p.inputs[1].row = p.inputs[0].row; // scores row passed as the rope_q row
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "input row"));
+        vm.expectRevert(Openings.InputRowMismatch.selector);
         game.proveRow(id, p);
         // A GEMM step cannot be answered with a row proof, nor a row step with a GEMM proof.
         GemmProof memory gp = _gemmProof(_trace(false, 0, 0), 1, 0);
@@ -1073,8 +1101,9 @@ contract DisputeGameTest is Fixture {
         vm.deal(worker2, 2 * BOND);
         vm.startPrank(worker2);
         uint256 id = game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, 0);
-        vm.expectRevert(abi.encodeWithSelector(DisputeGame.GameExists.selector, id));
-        game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, 1);
+        vm.deal(worker2, 3 * BOND);
+        uint256 id2 = game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 0, 1);
+        assertEq(game.gamesOf(batchId, game.getGame(id).receiptHash, true)[1], id2, "second output game");
         uint256 traceId = game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
         vm.stopPrank();
         RowProof memory rp;
@@ -1087,7 +1116,7 @@ contract DisputeGameTest is Fixture {
         game.proveGemm(id, gp);
         p.argmaxRow = abi.encodePacked(uint32(9));
         vm.prank(worker);
-        vm.expectRevert(abi.encodeWithSelector(Openings.ProofMismatch.selector, "argmax row"));
+        vm.expectRevert(Openings.ArgmaxRowMismatch.selector);
         game.proveOutput(id, p);
         // A trace game cannot be answered with an output proof (it is not at the proving phase
         // either; the kind is checked first once it is).
@@ -1268,5 +1297,337 @@ contract DisputeGameTest is Fixture {
         c.skuId = x.skuId;
         c.step = x.step;
         c.stepCount = 23;
+    }
+
+    // ------------------------------------------------------------------ forged absences (#9, attack 1)
+
+    /// @dev The forgeries a cheater could send to "prove" row `row` of the tree `root` absent by
+    /// passing an inner node off as a leaf: the old layout [root] (the root as the leaf of a
+    /// depth-0 tree) and the new layout with the root's own preimage (0x01 ‖ left ‖ right).
+    function _forgeries(bytes32 root, bytes32 l, bytes32 r) internal pure returns (bytes32[][] memory f) {
+        f = new bytes32[][](2);
+        f[0] = new bytes32[](1);
+        f[0][0] = root;
+        f[1] = new bytes32[](4);
+        f[1][0] = bytes32(uint256(65) << 64);
+        bytes memory pre = abi.encodePacked(bytes1(0x01), l, r, new bytes(31));
+        for (uint256 i = 0; i < 3; ++i) {
+            bytes32 w;
+            assembly {
+                w := mload(add(add(pre, 32), mul(i, 32)))
+            }
+            f[1][1 + i] = w;
+        }
+    }
+
+    /// @dev After every forgery reverts, the cheater's clock runs out: it loses as for fraud.
+    function _expectProofTimeout(uint256 id) internal {
+        vm.warp(block.timestamp + CLOCK + 1);
+        game.timeout(id);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(uint256(g.reason), uint256(DisputeGame.Reason.ProofTimeout), "proof timeout");
+        assertEq(bridge.account(worker).stake, 5 ether, "heavy slash");
+    }
+
+    /// @dev A cheater's GEMM row 1 (and its input row 1) claimed absent: with the old openings
+    /// the empty input row made an empty output row right and the cheater won.
+    function test_attack1_gemmRowForgedAbsentFails() public {
+        Trace memory bad = _trace(true, 1, 2);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(bad);
+        uint256 id = _open(batchId, r);
+        _bisect(id, bad, good);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 2);
+        bytes32[][] memory outF = _forgeries(bad.outs[GEMM_STEP], _leaf(bad.gemmRows[0]), _leaf(bad.gemmRows[1]));
+        bytes32[][] memory inF = _forgeries(bad.outs[GEMM_STEP - 1], _leaf(inRows[0]), _leaf(inRows[1]));
+        for (uint256 k = 0; k < outF.length; ++k) {
+            GemmProof memory p = _gemmProof(bad, 1, 2);
+            p.outRow = "";
+            p.outRowProof = outF[k];
+            p.inRow = "";
+            p.inRowProof = inF[k];
+            vm.prank(worker);
+            vm.expectRevert(Openings.OutputRowMismatch.selector);
+            game.proveGemm(id, p);
+            // The output row honest, only the input row forged absent: still refused.
+            p = _gemmProof(bad, 1, 2);
+            p.inRow = "";
+            p.inRowProof = inF[k];
+            vm.prank(worker);
+            vm.expectRevert(Openings.InputRowMismatch.selector);
+            game.proveGemm(id, p);
+        }
+        _expectProofTimeout(id);
+    }
+
+    /// @dev A cheater's rmsnorm row 1 and its input row claimed absent (an empty first input
+    /// made an empty row right).
+    function test_attack1_rowOpRowForgedAbsentFails() public {
+        (Trace memory def, bytes[] memory x, bytes[] memory q) = _rmsTrace(true, 1);
+        (Trace memory other,,) = _rmsTrace(false, 1);
+        (uint256 batchId, Receipt memory r) = _post(def);
+        uint256 id = _open(batchId, r);
+        _bisect(id, def, other);
+        bytes32 hi = game.getGame(id).hiRoot;
+        vm.prank(worker2);
+        game.nameEntry(id, hi, 1, 0);
+        bytes32[][] memory outF = _forgeries(def.outs[1], _leaf(q[0]), _leaf(q[1]));
+        bytes32[][] memory inF = _forgeries(def.outs[0], _leaf(x[0]), _leaf(x[1]));
+        for (uint256 k = 0; k < outF.length; ++k) {
+            RowProof memory p = _rowProof(def, x, q, 1);
+            p.outRow = "";
+            p.outRowProof = outF[k];
+            p.inputs[0].row = "";
+            p.inputs[0].rowProof = inF[k];
+            vm.prank(worker);
+            vm.expectRevert(Openings.OutputRowMismatch.selector);
+            game.proveRow(id, p);
+            p = _rowProof(def, x, q, 1);
+            p.inputs[0].row = "";
+            p.inputs[0].rowProof = inF[k];
+            vm.prank(worker);
+            vm.expectRevert(Openings.InputRowMismatch.selector);
+            game.proveRow(id, p);
+        }
+        _expectProofTimeout(id);
+    }
+
+    /// @dev Two prompts; completion 1 is wrong. The cheater claimed completion 1 and prompt 1
+    /// absent (an absent prompt made an absent completion right).
+    function test_attack1_outputForgedAbsentFails() public {
+        bytes memory prompt = abi.encodePacked(uint8(1), uint32(5), uint32(6));
+        bytes memory good = abi.encodePacked(uint32(7));
+        bytes memory bad = abi.encodePacked(uint32(8));
+        Trace memory t;
+        t.outs = new bytes32[](STEPS);
+        for (uint256 i = 0; i < STEPS; ++i) {
+            t.outs[i] = keccak256(abi.encode("step", i));
+        }
+        bytes32 inputRoot = _node(_leaf(prompt), _leaf(prompt));
+        bytes32 outputRoot = _node(_leaf(good), _leaf(bad));
+        (uint256 batchId, Receipt memory r) = _postRoots(t, inputRoot, outputRoot);
+        vm.deal(worker2, BOND);
+        vm.prank(worker2);
+        uint256 id = game.openOutput{value: BOND}(batchId, r, 0, new bytes32[](0), 1, 0);
+        bytes32[][] memory compF = _forgeries(outputRoot, _leaf(good), _leaf(bad));
+        bytes32[][] memory promptF = _forgeries(inputRoot, _leaf(prompt), _leaf(prompt));
+        for (uint256 k = 0; k < compF.length; ++k) {
+            OutputProof memory p;
+            p.completionProof = compF[k];
+            p.promptProof = promptF[k];
+            vm.prank(worker);
+            vm.expectRevert(Openings.CompletionMismatch.selector);
+            game.proveOutput(id, p);
+        }
+        _expectProofTimeout(id);
+    }
+
+    // ------------------------------------------------------------------ many games (#9, attack 2)
+
+    address internal puppet = address(0x9099E7);
+    address internal honest2 = address(0x40E57);
+
+    /// @dev Plays game `id` of challenger `who` to the GEMM step, names (row, col) and has the
+    /// defender answer with its (cheating) trace's opening.
+    function _playGemm(uint256 id, address who, uint256 row, uint256 col) internal {
+        _nameGemm(id, who, row, col);
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(_trace(true, 1, 2), row, col));
+    }
+
+    function _nameGemm(uint256 id, address who, uint256 row, uint256 col) internal {
+        _bisectAs(id, _trace(true, 1, 2), _trace(false, 0, 0), who);
+        bytes32 hi = game.getGame(id).hiRoot;
+        uint256 mb = _fund(who);
+        vm.prank(who);
+        game.nameEntry{value: mb}(id, hi, uint32(row), uint32(col));
+    }
+
+    /// @dev Gives `who` one move bond more and returns it.
+    function _fund(address who) internal returns (uint256 mb) {
+        mb = game.moveBond();
+        vm.deal(who, who.balance + mb);
+    }
+
+    /// @dev The worker's puppet challenges first and names an entry the cheat got right: the
+    /// worker proves it and wins that game. An honest challenger's own game still proves the
+    /// fraud and slashes; the batch refunds the buyer once both games are over.
+    function test_attack2_puppetLosesHonestChallengerStillWins() public {
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 pid = _openAs(batchId, r, puppet);
+        uint256 hid = _open(batchId, r);
+        _playGemm(pid, puppet, 0, 0);
+        DisputeGame.Game memory g = game.getGame(pid);
+        assertTrue(!g.challengerWon && g.reason == DisputeGame.Reason.Proven, "puppet lost");
+        assertEq(bridge.account(worker).stake, 10 ether, "a lost game slashes nobody");
+        _playGemm(hid, worker2, 1, 2);
+        g = game.getGame(hid);
+        assertTrue(g.challengerWon && g.reason == DisputeGame.Reason.Fraud, "honest challenger won");
+        assertEq(bridge.account(worker).stake, 5 ether, "slashed");
+        assertEq(bridge.rewardOwed(worker2), 2.5 ether, "honest challenger paid");
+        assertEq(bridge.rewardOwed(puppet), 0, "puppet paid nothing");
+        vm.warp(block.timestamp + WINDOW);
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        inbox.finalizeBatch(batchId, rs);
+        assertEq(bridge.escrow(buyer).balance, 50 ether, "refunded");
+    }
+
+    /// @dev The puppet opens and stalls: finalization waits for its game, which cannot stop an
+    /// honest challenger's; a third game proving the same fraud slashes and strikes nothing more;
+    /// once the fraud is proven no further game can be opened.
+    function test_attack2_puppetStallsHonestChallengerStillWins() public {
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 pid = _openAs(batchId, r, puppet);
+        uint256 hid = _open(batchId, r);
+        uint256 tid = _openAs(batchId, r, honest2);
+        _playGemm(hid, worker2, 1, 2);
+        assertTrue(game.getGame(hid).challengerWon, "honest challenger won");
+        _playGemm(tid, honest2, 1, 2);
+        assertTrue(game.getGame(tid).challengerWon, "third game won too");
+        StakeBridge.Account memory a = bridge.account(worker);
+        assertEq(a.stake, 5 ether, "slashed once");
+        assertEq(a.strikes, 1, "struck once");
+        assertEq(bridge.rewardOwed(honest2), 0, "nothing left to pay");
+        assertEq(game.owed(honest2), BOND, "its bond back");
+        vm.deal(address(0xBEEF), BOND);
+        vm.prank(address(0xBEEF));
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.AlreadySlashed.selector, batchId, keccak256(abi.encode(r))));
+        game.open{value: BOND}(batchId, r, 0, new bytes32[](0));
+        // The puppet's game is still open (the defender must move): finalization waits for it.
+        vm.warp(block.timestamp + WINDOW);
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = r;
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.DisputesOpen.selector, batchId, 1));
+        inbox.finalizeBatch(batchId, rs);
+        vm.warp(block.timestamp + CLOCK + 1);
+        game.timeout(pid);
+        inbox.finalizeBatch(batchId, rs);
+        assertEq(bridge.escrow(buyer).balance, 50 ether, "refunded");
+        assertEq(bridge.account(worker).stake, 5 ether, "the puppet's win slashes nothing more");
+    }
+
+    /// @dev The worker lets its puppet win a light verdict first (a bisection timeout, 10 %):
+    /// the honest challenger's fraud proof still takes the full 50 % in all, and its reward is
+    /// half of what its game took.
+    function test_attack2_lightPuppetVerdictCapsNothing() public {
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 t0 = block.timestamp;
+        uint256 pid = _openAs(batchId, r, puppet);
+        uint256 hid = _open(batchId, r);
+        _nameGemm(hid, worker2, 1, 2);
+        vm.warp(t0 + CLOCK + 1);
+        game.timeout(pid);
+        assertEq(uint256(game.getGame(pid).reason), uint256(DisputeGame.Reason.DefenderTimeout), "light");
+        assertEq(bridge.account(worker).stake, 9 ether, "10 % taken");
+        assertEq(bridge.account(worker).strikes, 1, "struck");
+        vm.prank(worker);
+        game.proveGemm(hid, _gemmProof(_trace(true, 1, 2), 1, 2));
+        assertTrue(game.getGame(hid).challengerWon, "fraud proven");
+        uint256 stake = bridge.account(worker).stake;
+        assertLe(stake, 5 ether + 1e15, "about half in all");
+        assertLe(5 ether - 1e15, stake, "no more than half");
+        assertEq(bridge.account(worker).strikes, 1, "struck once");
+        assertEq(bridge.rewardOwed(worker2), (9 ether - stake) / 2, "half of the rest");
+    }
+
+    // ------------------------------------------------------------------ move bonds, clock extension (#9, attack 10)
+
+    uint256 internal constant MOVE_BOND = 0.01 ether;
+
+    function _freshBonded(uint64 extension) internal {
+        moveBondParam = MOVE_BOND;
+        extensionParam = extension;
+        _fresh(4);
+    }
+
+    /// @dev Every non-final move carries the bond; the winner (here the honest challenger, whose
+    /// opponent cheated) collects both sides' bonds: the cheater pays for the honest moves.
+    function test_moveBondsPayTheWinner() public {
+        _freshBonded(0);
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 id = _open(batchId, r);
+        uint256 roots = game.bisectionPoints(id).length;
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongMoveBond.selector, 0, MOVE_BOND));
+        game.bisect(id, r.traceRoot, new bytes32[](roots));
+        vm.deal(worker, 1 ether);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.WrongMoveBond.selector, 2 * MOVE_BOND, MOVE_BOND));
+        game.bisect{value: 2 * MOVE_BOND}(id, r.traceRoot, new bytes32[](roots));
+        _playGemm(id, worker2, 1, 2);
+        DisputeGame.Game memory g = game.getGame(id);
+        assertTrue(g.challengerWon, "challenger won");
+        assertEq(g.moveBonds, 0, "pot emptied");
+        // 2 bisect + 2 choose + 1 nameEntry bonds, all to the challenger, with its opening bond.
+        assertEq(game.owed(worker2), BOND + 5 * MOVE_BOND, "winner takes the pot");
+        assertEq(game.owed(worker), 0, "loser gets nothing back");
+    }
+
+    /// @dev The honest defender against a false challenge collects the challenger's move bonds
+    /// and its share of the opening bond; the game holds exactly what it owes.
+    function test_moveBondsPayAnHonestDefender() public {
+        _freshBonded(0);
+        Trace memory good = _trace(false, 0, 0);
+        (uint256 batchId, Receipt memory r) = _post(good);
+        uint256 id = _open(batchId, r);
+        _bisectAs(id, good, _trace(true, 1, 2), worker2);
+        bytes32 hi = game.getGame(id).hiRoot;
+        uint256 mb = _fund(worker2);
+        vm.prank(worker2);
+        game.nameEntry{value: mb}(id, hi, 1, 2);
+        vm.prank(worker);
+        game.proveGemm(id, _gemmProof(good, 1, 2));
+        assertTrue(!game.getGame(id).challengerWon, "defender won");
+        assertEq(game.owed(worker), BOND / 2 + 5 * MOVE_BOND, "bond share and every move bond");
+        assertEq(address(game).balance, game.owed(worker) + game.burnedBonds(), "all wei accounted for");
+    }
+
+    /// @dev A move that leaves its side less than the extension is topped up to it, at most
+    /// MAX_EXTENSIONS times; maxDuration counts every extension.
+    function test_lateMoveExtendsTheClock() public {
+        _freshBonded(3 hours);
+        assertEq(game.maxDuration(), 2 * (CLOCK + 8 * 3 hours), "duration bound");
+        (uint256 batchId, Receipt memory r) = _post(_trace(true, 1, 2));
+        uint256 id = _open(batchId, r);
+        uint256 roots = game.bisectionPoints(id).length;
+        vm.warp(block.timestamp + CLOCK - 10 minutes);
+        vm.deal(worker, 1 ether);
+        vm.prank(worker);
+        vm.expectEmit();
+        emit DisputeGame.ClockExtended(id, true, 3 hours);
+        game.bisect{value: MOVE_BOND}(id, r.traceRoot, new bytes32[](roots));
+        DisputeGame.Game memory g = game.getGame(id);
+        assertEq(g.defenderClock, 3 hours, "topped up");
+        (uint8 dExt, uint8 cExt) = game.extensions(id);
+        assertTrue(dExt == 1 && cExt == 0, "one extension used");
+        assertEq(g.challengerClock, CLOCK, "the other side untouched");
+        // An early move is not extended.
+        bytes32[] memory rs = new bytes32[](roots);
+        vm.deal(worker2, 1 ether);
+        vm.prank(worker2);
+        game.choose{value: MOVE_BOND}(id, rs, 0, g.loRoot, bytes32(0));
+        (, cExt) = game.extensions(id);
+        assertEq(cExt, 0, "no extension");
+        // The extended defender may use all of its extension, not more.
+        vm.warp(block.timestamp + 3 hours + 1);
+        vm.prank(worker);
+        vm.expectRevert(abi.encodeWithSelector(DisputeGame.ClockExpired.selector, 3 hours + 1, 3 hours));
+        game.bisect{value: MOVE_BOND}(id, bytes32(0), new bytes32[](roots));
+        game.timeout(id);
+        assertTrue(game.getGame(id).challengerWon, "defender ran out");
+    }
+
+    function test_badParamsRevert() public {
+        DisputeGame.Params memory p = DisputeGame.Params(4, CLOCK, CLOCK + 1, BOND, 0, 5000, 1000, 5000);
+        vm.expectRevert(DisputeGame.BadConfig.selector);
+        new DisputeGame(IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, folder, p);
+        p.clockExtension = 0;
+        p.arity = 1;
+        vm.expectRevert(DisputeGame.BadConfig.selector);
+        new DisputeGame(IBridgeGame(address(bridge)), IInboxGame(address(inbox)), skus, prover, folder, p);
     }
 }
