@@ -131,6 +131,10 @@ contract StakeBridgeTest is Fixture {
         assertEq(bridge.totalBurned(), 3 ether, "60% burned");
         uint256 before = worker2.balance;
         vm.prank(worker2);
+        vm.expectRevert(abi.encodeWithSelector(StakeBridge.StillLocked.selector, uint64(block.timestamp + PAYOUT_DELAY)));
+        bridge.claimSlashReward();
+        vm.warp(block.timestamp + PAYOUT_DELAY);
+        vm.prank(worker2);
         bridge.claimSlashReward();
         assertEq(worker2.balance - before, 2 ether, "claimed");
         vm.prank(worker2);
@@ -232,7 +236,7 @@ contract StakeBridgeTest is Fixture {
             abi.encodeWithSelector(StakeBridge.UnbondingTooShort.selector, UNBONDING, uint256(WINDOW) + UNBONDING)
         );
         bridge.registerGame(address(slow));
-        StakeBridge fresh = new StakeBridge(owner, UNBONDING, 1, 1, 1);
+        StakeBridge fresh = new StakeBridge(owner, UNBONDING, 1, 1, 1, 1);
         vm.prank(owner);
         vm.expectRevert(StakeBridge.ModulesNotSet.selector);
         fresh.registerGame(address(game));
