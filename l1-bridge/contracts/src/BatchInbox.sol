@@ -22,7 +22,7 @@ interface IBridgeInbox {
 
 /// @notice The rewards call the inbox makes.
 interface IRewardsInbox {
-    function addCredits(address worker, uint256 tokens) external;
+    function addCredits(address worker, uint256 tokens, uint256 fee) external;
 }
 
 /// @title BatchInbox
@@ -187,9 +187,8 @@ contract BatchInbox is Owned {
     }
 
     function _buildDomainSeparator() internal view returns (bytes32) {
-        return keccak256(
-            abi.encode(DOMAIN_TYPEHASH, keccak256("Verinfer"), keccak256("1"), block.chainid, address(this))
-        );
+        return
+            keccak256(abi.encode(DOMAIN_TYPEHASH, keccak256("Verinfer"), keccak256("1"), block.chainid, address(this)));
     }
 
     // ------------------------------------------------------------------ admin
@@ -398,9 +397,7 @@ contract BatchInbox is Owned {
     /// @param receipt The fraudulent receipt.
     /// @param index Its position in the batch.
     /// @param proof Merkle siblings of its leaf.
-    function refundFraud(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof)
-        external
-    {
+    function refundFraud(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof) external {
         bytes32 receiptHash = verifyReceipt(batchId, receipt, index, proof);
         bytes32 key = keccak256(abi.encode(batchId, receiptHash));
         uint8 st = fraudState[key];
@@ -529,8 +526,9 @@ contract BatchInbox is Owned {
                 refunded += cost;
                 if (cost != 0) bridge.refund(jobs[r.jobId].buyer, cost);
             } else if (st == 0) {
-                fees += uint256(r.tokensProcessed) * jobs[r.jobId].pricePerToken;
-                rewards.addCredits(r.worker, r.tokensProcessed);
+                uint256 fee = uint256(r.tokensProcessed) * jobs[r.jobId].pricePerToken;
+                fees += fee;
+                rewards.addCredits(r.worker, r.tokensProcessed, fee);
             }
         }
     }

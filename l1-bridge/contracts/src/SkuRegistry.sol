@@ -95,8 +95,8 @@ contract SkuRegistry is Owned {
     function registerSku(bytes32 skuId, Sku calldata sku) external onlyOwner {
         if (skus[skuId].weightRoot != bytes32(0)) revert SkuExists(skuId);
         if (
-            skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0 || sku.softmaxC == 0 || sku.vocab < MIN_VOCAB
-                || sku.arithVersion != ARITH_VERSION
+            skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0
+                || sku.softmaxC == 0 || sku.vocab < MIN_VOCAB || sku.arithVersion != ARITH_VERSION
         ) {
             revert InvalidSku(skuId);
         }

@@ -66,10 +66,7 @@ contract Timelock {
     /// @param data Calldata.
     /// @param salt Distinguishes otherwise identical calls.
     /// @return id The operation id.
-    function schedule(address target, uint256 value, bytes calldata data, bytes32 salt)
-        external
-        returns (bytes32 id)
-    {
+    function schedule(address target, uint256 value, bytes calldata data, bytes32 salt) external returns (bytes32 id) {
         if (msg.sender != admin) revert NotAdmin(msg.sender);
         id = operationId(target, value, data, salt);
         if (readyAt[id] != 0) revert AlreadyScheduled(id);

@@ -155,6 +155,40 @@ contract SettlementTest is ReceiptTree {
         assertEq(inbox.getJob(jobId).charged, (1 + uint256(tokens)) * PRICE, "charged once per shard");
     }
 
+    function test_attack5_finalizeRangePartialTail() public {
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(1, 1 ether);
+        bytes32 jobId = inbox.jobDigest(js[0].request);
+        Receipt[] memory rs = new Receipt[](5);
+        bytes[] memory sigs = new bytes[](5);
+        for (uint256 i = 0; i < 5; ++i) {
+            rs[i] = _receipt(jobId, i % 2 == 0 ? worker : worker2, uint32(i), 10, keccak256(abi.encode(i)));
+            sigs[i] = _signReceipt(rs[i], i % 2 == 0 ? workerKey : worker2Key);
+        }
+        vm.prank(sequencer);
+        uint256 id = inbox.postBatch(js, rs, sigs);
+        // Receipt 3 is proven fraudulent; its range refunds it.
+        inbox.onDisputeOpened(id);
+        inbox.onDisputeClosed(id, keccak256(abi.encode(rs[3])), true);
+        vm.warp(block.timestamp + WINDOW);
+        // Level 3 would cover the whole tree: with a proof of the wrong length it is refused.
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.ReceiptsMismatch.selector, id));
+        inbox.finalizeRange(id, 0, 3, rs, _rangeProof(rs, 1, 0));
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.BadRange.selector, id, 0, 0));
+        inbox.finalizeRange(id, 0, 4, rs, new bytes32[](0));
+        inbox.finalizeRange(id, 0, 1, _slice(rs, 0, 2), _rangeProof(rs, 1, 0));
+        inbox.finalizeRange(id, 2, 1, _slice(rs, 2, 4), _rangeProof(rs, 1, 1));
+        assertEq(inbox.getJob(jobId).charged, 40 * PRICE, "fraud (10 tokens) refunded in its range");
+        // The tail is one receipt in a two-leaf subtree padded with a zero leaf.
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.ReceiptsMismatch.selector, id));
+        inbox.finalizeRange(id, 4, 1, _slice(rs, 3, 5), _rangeProof(rs, 1, 2));
+        inbox.finalizeRange(id, 4, 1, _slice(rs, 4, 5), _rangeProof(rs, 1, 2));
+        assertTrue(inbox.getBatch(id).finalized, "final");
+        assertEq(rewards.credits(0, worker), 30, "shards 0, 2, 4");
+        assertEq(rewards.credits(0, worker2), 10, "shard 1 only");
+        assertEq(bridge.heldFees(), 0, "released");
+    }
+
     // ---------------------------------------------------------------- attack 12 / 13: refunds
 
     function test_attack12_fraudRefundsBuyerAtOnce() public {
@@ -235,6 +269,48 @@ contract SettlementTest is ReceiptTree {
         inbox.finalizeBatch(id, rs);
         vm.expectRevert(abi.encodeWithSelector(BatchInbox.AlreadyFinalized.selector, id));
         inbox.onFraudProven(id, keccak256(abi.encode(rs[0])));
+    }
+
+    // ---------------------------------------------------------------- attack 9: cross-SKU split
+
+    function test_attack9_cheapSkuWorkCannotTakeExpensiveFees() public {
+        bytes32 dear = keccak256("sku-dear");
+        SkuRegistry.Sku memory s = _sku(1);
+        s.pricePerToken = 1000 * PRICE;
+        vm.prank(owner);
+        skus.registerSku(dear, s);
+        vm.prank(worker2);
+        bridge.setSku(dear, true);
+        // worker: 1000 tokens of the cheap SKU (1000 gwei); worker2: 10 tokens of the dear SKU
+        // (10,000 gwei). A per-token split would pay worker 1000/1010 of all 11,000 gwei.
+        SignedJob[] memory js = new SignedJob[](2);
+        js[0] = _job(1, 1 ether);
+        js[1] = _job(2, 1 ether);
+        js[1].request.skuId = dear;
+        (uint8 v, bytes32 r, bytes32 ss) = vm.sign(buyerKey, inbox.jobDigest(js[1].request));
+        js[1].signature = abi.encodePacked(r, ss, v);
+        Receipt[] memory rs = new Receipt[](2);
+        rs[0] = _receipt(inbox.jobDigest(js[0].request), worker, 0, 1000, keccak256("a"));
+        rs[1] = _receipt(inbox.jobDigest(js[1].request), worker2, 0, 10, keccak256("b"));
+        rs[1].skuId = dear;
+        bytes[] memory sigs = new bytes[](2);
+        sigs[0] = _signReceipt(rs[0], workerKey);
+        sigs[1] = _signReceipt(rs[1], worker2Key);
+        vm.prank(sequencer);
+        uint256 id = inbox.postBatch(js, rs, sigs);
+        vm.warp(block.timestamp + WINDOW);
+        inbox.finalizeBatch(id, rs);
+        vm.warp(block.timestamp + EPOCH);
+        uint256 b1 = worker.balance;
+        uint256 b2 = worker2.balance;
+        vm.prank(worker);
+        rewards.claim(0);
+        vm.prank(worker2);
+        rewards.claim(0);
+        assertEq(worker.balance - b1, 1000 * PRICE, "cheap work earns its own fees only");
+        assertEq(worker2.balance - b2, 10_000 * PRICE, "dear work keeps its fees");
+        assertEq(rewards.token().balanceOf(worker), INFLATION / 11, "inflation by fees too");
+        assertEq(rewards.credits(0, worker), 1000, "tokens still counted for the active set");
     }
 
     // ---------------------------------------------------------------- attack 13: fork, SKU shapes
