@@ -87,6 +87,8 @@ contract BatchInbox is Owned {
     error AlreadyRefunded(uint256 batchId, bytes32 receiptHash);
     error BadRange(uint256 batchId, uint256 start, uint256 cursor);
     error ReceiptProvenFraudulent(bytes32 receiptHash);
+    error NotForced(bytes32 jobId);
+    error ForcedNotDue(bytes32 jobId, uint256 deadline);
 
     event SequencerChanged(address sequencer);
     event GameSet(address game);
@@ -100,6 +102,8 @@ contract BatchInbox is Owned {
     event BatchFinalized(uint256 indexed batchId, uint256 credited, uint256 refunded);
     /// @notice Receipts [start, end) of `batchId` were settled (fees credited, frauds refunded).
     event RangeFinalized(uint256 indexed batchId, uint256 start, uint256 end, uint256 credited, uint256 refunded);
+    /// @notice A job was registered on L1 by its buyer; after `deadline` anyone may post its receipts.
+    event JobForced(bytes32 indexed jobId, address indexed buyer, uint256 deadline);
     /// @notice A game proved receipt `receiptHash` of batch `batchId` fraudulent.
     event FraudProven(uint256 indexed batchId, bytes32 indexed receiptHash);
     /// @notice The charge of a fraudulent receipt went back to its buyer's escrow; the job's
@@ -130,6 +134,9 @@ contract BatchInbox is Owned {
     uint256 public constant MAX_RECEIPTS = 112;
     /// @notice Most new jobs per batch (each costs a signature check and four fresh slots).
     uint256 public constant MAX_NEW_JOBS = 112;
+    /// @notice Seconds the sequencer has to serve a forced job before anyone may post its
+    /// receipts (Arbitrum's delayed inbox uses 24 hours).
+    uint256 public constant FORCE_INCLUSION_DELAY = 1 days;
     /// @notice EIP-7825's per-transaction gas cap, for reference by off-chain batchers.
     uint256 public constant TX_GAS_CAP = 1 << 24;
     /// @notice fraudState value: proven fraudulent, charge not refunded yet.
@@ -160,6 +167,8 @@ contract BatchInbox is Owned {
     mapping(bytes32 => mapping(uint256 => uint256)) internal shardBits;
     /// @notice receiptHash => proven fraudulent in some batch; such a receipt is never posted again.
     mapping(bytes32 => bool) public provenFraud;
+    /// @notice jobId => when it was forced on L1 by `forceJob` (0: came through the sequencer).
+    mapping(bytes32 => uint64) public forcedAt;
 
     constructor(
         address owner_,
@@ -211,8 +220,8 @@ contract BatchInbox is Owned {
     // ------------------------------------------------------------------ posting
 
     /// @notice Posts a batch (sequencer only): registers the new jobs (signature, inputs, SKU),
-    /// checks every receipt (its worker's signature and stake, its job), charges the buyers, and
-    /// stores the header.
+    /// checks every receipt (its worker's signature and stake, its job, one live receipt per
+    /// shard), charges the buyers, and stores the header.
     /// @param newJobs Jobs first seen in this batch, with their signatures and inputs.
     /// @param receipts Receipts of jobs posted in this or an earlier batch.
     /// @param receiptSigs The workers' EIP-712 signatures of `receipts`, same order.
@@ -222,40 +231,68 @@ contract BatchInbox is Owned {
         returns (uint256 batchId)
     {
         if (msg.sender != sequencer) revert NotSequencer(msg.sender);
-        uint256 n = receipts.length;
-        if (n == 0) revert EmptyBatch();
-        if (n > MAX_RECEIPTS) revert TooManyReceipts(n, MAX_RECEIPTS);
-        if (receiptSigs.length != n) revert LengthMismatch(n, receiptSigs.length);
         if (newJobs.length > MAX_NEW_JOBS) revert TooManyReceipts(newJobs.length, MAX_NEW_JOBS);
         batchId = batches.length;
-
         bytes32 jobsAcc;
         for (uint256 i = 0; i < newJobs.length; ++i) {
             bytes32 jobId = _postJob(newJobs[i]);
             jobsAcc = keccak256(abi.encode(jobsAcc, jobId));
         }
+        _postReceipts(batchId, receipts, receiptSigs, jobsAcc, false);
+    }
 
+    // ------------------------------------------------------------------ forced inclusion
+
+    /// @notice Registers a buyer-signed job directly on L1 (anyone may send it; the buyer's
+    /// signature is what counts), bypassing the sequencer. The sequencer should serve it; if no
+    /// receipt of it is posted within FORCE_INCLUSION_DELAY, anyone may post its receipts with
+    /// `postForced` (a staked worker's signed receipt, charged and disputable as usual).
+    /// @param sj The signed job with its inputs.
+    /// @return jobId The job's id.
+    function forceJob(SignedJob calldata sj) external returns (bytes32 jobId) {
+        jobId = jobDigest(sj.request);
+        if (jobs[jobId].buyer == address(0)) {
+            _postJob(sj);
+        } else {
+            // A sequencer that front-runs this call by posting the job itself (and then never
+            // serving it) does not escape the deadline: the job is marked forced all the same.
+            address signer = _recover(jobId, sj.signature);
+            if (signer != sj.request.buyer) revert WrongSigner(sj.request.buyer, signer);
+            if (forcedAt[jobId] != 0) revert JobAlreadyPosted(jobId);
+        }
+        forcedAt[jobId] = uint64(block.timestamp);
+        emit JobForced(jobId, sj.request.buyer, block.timestamp + FORCE_INCLUSION_DELAY);
+    }
+
+    /// @notice Posts a batch of receipts of forced jobs whose inclusion deadline has passed
+    /// (anyone): the way around a sequencer that censors a buyer or a worker. Same checks,
+    /// charges, challenge window and finalization as a sequencer batch.
+    /// @param receipts Receipts, each of a forced job past its deadline.
+    /// @param receiptSigs The workers' signatures, same order.
+    /// @return batchId The new batch's id.
+    function postForced(Receipt[] calldata receipts, bytes[] calldata receiptSigs) external returns (uint256 batchId) {
+        batchId = batches.length;
+        _postReceipts(batchId, receipts, receiptSigs, bytes32(0), true);
+    }
+
+    /// @dev Checks, charges and commits `receipts` as batch `batchId`; with `forced`, each must
+    /// belong to a forced job past its inclusion deadline.
+    function _postReceipts(
+        uint256 batchId,
+        Receipt[] calldata receipts,
+        bytes[] calldata receiptSigs,
+        bytes32 jobsAcc,
+        bool forced
+    ) internal {
+        uint256 n = receipts.length;
+        if (n == 0) revert EmptyBatch();
+        if (n > MAX_RECEIPTS) revert TooManyReceipts(n, MAX_RECEIPTS);
+        if (receiptSigs.length != n) revert LengthMismatch(n, receiptSigs.length);
         bytes32[] memory leaves = new bytes32[](n);
         for (uint256 i = 0; i < n; ++i) {
             Receipt calldata r = receipts[i];
-            bytes32 digest = receiptDigest(r);
-            address signer = _recover(digest, receiptSigs[i]);
-            if (signer != r.worker) revert WrongSigner(r.worker, signer);
-            if (!bridge.isWorkerFor(r.worker, r.skuId)) revert NotAWorker(r.worker, r.skuId);
-            Job storage job = jobs[r.jobId];
-            if (job.buyer == address(0)) revert UnknownJob(r.jobId);
-            if (job.skuId != r.skuId) revert SkuMismatch(r.jobId, r.skuId);
-            _claimShard(r.jobId, r.shardIndex);
-            uint256 cost = uint256(r.tokensProcessed) * job.pricePerToken;
-            uint256 charged = job.charged + cost;
-            if (charged > job.maxPrice) revert OverMaxPrice(r.jobId, charged, job.maxPrice);
-            job.charged = uint96(charged);
-            if (cost != 0) bridge.charge(job.buyer, cost);
-            bytes memory enc = abi.encode(r);
-            bytes32 receiptHash = keccak256(enc);
-            if (provenFraud[receiptHash]) revert ReceiptProvenFraudulent(receiptHash);
-            leaves[i] = Merkle.leafHashMem(enc);
-            emit ReceiptPosted(batchId, i, receiptHash, r.jobId, cost);
+            if (forced) _checkForced(r.jobId);
+            leaves[i] = _postReceipt(batchId, i, r, receiptSigs[i]);
         }
         bytes32 root = _root(leaves);
         batches.push(
@@ -271,6 +308,37 @@ contract BatchInbox is Owned {
         );
         accumulator = keccak256(abi.encode(accumulator, batchId, root, jobsAcc));
         emit BatchPosted(batchId, root, n, accumulator);
+    }
+
+    function _checkForced(bytes32 jobId) internal view {
+        uint256 at = forcedAt[jobId];
+        if (at == 0) revert NotForced(jobId);
+        if (block.timestamp < at + FORCE_INCLUSION_DELAY) revert ForcedNotDue(jobId, at + FORCE_INCLUSION_DELAY);
+    }
+
+    /// @dev Checks and charges one receipt; returns its leaf.
+    function _postReceipt(uint256 batchId, uint256 i, Receipt calldata r, bytes calldata sig)
+        internal
+        returns (bytes32 leaf)
+    {
+        address signer = _recover(receiptDigest(r), sig);
+        if (signer != r.worker) revert WrongSigner(r.worker, signer);
+        if (!bridge.isWorkerFor(r.worker, r.skuId)) revert NotAWorker(r.worker, r.skuId);
+        Job storage job = jobs[r.jobId];
+        if (job.buyer == address(0)) revert UnknownJob(r.jobId);
+        if (job.skuId != r.skuId) revert SkuMismatch(r.jobId, r.skuId);
+        _claimShard(r.jobId, r.shardIndex);
+        uint256 cost = uint256(r.tokensProcessed) * job.pricePerToken;
+        uint256 charged = job.charged + cost;
+        // INVARIANT: a job never costs its buyer more than the max price it signed.
+        if (charged > job.maxPrice) revert OverMaxPrice(r.jobId, charged, job.maxPrice);
+        job.charged = uint96(charged);
+        if (cost != 0) bridge.charge(job.buyer, cost);
+        bytes memory enc = abi.encode(r);
+        bytes32 receiptHash = keccak256(enc);
+        if (provenFraud[receiptHash]) revert ReceiptProvenFraudulent(receiptHash);
+        leaf = Merkle.leafHashMem(enc);
+        emit ReceiptPosted(batchId, i, receiptHash, r.jobId, cost);
     }
 
     function _postJob(SignedJob calldata sj) internal returns (bytes32 jobId) {

@@ -271,6 +271,69 @@ contract SettlementTest is ReceiptTree {
         inbox.onFraudProven(id, keccak256(abi.encode(rs[0])));
     }
 
+    // ---------------------------------------------------------------- attack 11: censorship
+
+    function test_attack11_censoredBuyerForcesInclusion() public {
+        SignedJob memory sj = _job(42, 1 ether);
+        bytes32 jobId = inbox.jobDigest(sj.request);
+        // The sequencer ignores the buyer; the buyer registers the job on L1 itself.
+        vm.expectEmit(true, true, false, true);
+        emit BatchInbox.JobForced(jobId, buyer, block.timestamp + inbox.FORCE_INCLUSION_DELAY());
+        vm.prank(buyer);
+        inbox.forceJob(sj);
+        assertEq(inbox.getJob(jobId).buyer, buyer, "job on L1");
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = _receipt(jobId, worker, 0, 50, keccak256("forced"));
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _signReceipt(rs[0], workerKey);
+        // Before the deadline only the sequencer may serve it.
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.ForcedNotDue.selector, jobId, block.timestamp + 1 days));
+        inbox.postForced(rs, sigs);
+        vm.warp(block.timestamp + 1 days);
+        // A job that was not forced cannot use the path.
+        (, bytes32 other,) = _postSimple(1, 1, keccak256("t"));
+        Receipt[] memory rs2 = new Receipt[](1);
+        rs2[0] = _receipt(other, worker, 1, 1, keccak256("o"));
+        bytes[] memory sigs2 = new bytes[](1);
+        sigs2[0] = _signReceipt(rs2[0], workerKey);
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.NotForced.selector, other));
+        inbox.postForced(rs2, sigs2);
+        // After it, the buyer posts a staked worker's receipt itself: charged, finalized as usual.
+        vm.prank(buyer);
+        uint256 id = inbox.postForced(rs, sigs);
+        assertEq(inbox.getJob(jobId).charged, 50 * PRICE, "charged once");
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.ShardAlreadyPosted.selector, jobId, uint32(0)));
+        inbox.postForced(rs, sigs);
+        vm.warp(block.timestamp + WINDOW);
+        inbox.finalizeBatch(id, rs);
+        assertEq(rewards.credits(rewards.currentEpoch(), worker), 50, "worker credited");
+    }
+
+    function test_attack11_frontRunningSequencerStillBound() public {
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(43, 1 ether);
+        bytes32 jobId = inbox.jobDigest(js[0].request);
+        // The sequencer sees forceJob in the mempool and posts the job first (with some other
+        // receipt), hoping to make forceJob revert and then never serve it.
+        (, bytes32 other,) = _postSimple(1, 1, keccak256("t"));
+        Receipt[] memory rs = new Receipt[](1);
+        rs[0] = _receipt(other, worker, 1, 1, keccak256("x"));
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _signReceipt(rs[0], workerKey);
+        vm.prank(sequencer);
+        inbox.postBatch(js, rs, sigs);
+        vm.prank(buyer);
+        inbox.forceJob(js[0]);
+        assertTrue(inbox.forcedAt(jobId) != 0, "marked forced anyway");
+        vm.expectRevert(abi.encodeWithSelector(BatchInbox.JobAlreadyPosted.selector, jobId));
+        inbox.forceJob(js[0]);
+        SignedJob memory forged = js[0];
+        forged.signature = _signReceipt(rs[0], workerKey);
+        vm.expectRevert();
+        inbox.forceJob(forged);
+    }
+
     // ---------------------------------------------------------------- attack 9: cross-SKU split
 
     function test_attack9_cheapSkuWorkCannotTakeExpensiveFees() public {
