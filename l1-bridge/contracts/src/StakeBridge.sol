@@ -134,6 +134,8 @@ contract StakeBridge is Owned {
     address public inbox;
     address public feeSink;
     mapping(address => bool) public isGame;
+    /// @notice Games the guardian or owner deregistered: their calls take nothing but succeed.
+    mapping(address => bool) public retired;
 
     mapping(address => Account) internal accounts;
     mapping(address => mapping(bytes32 => bool)) public serves;
@@ -177,7 +179,7 @@ contract StakeBridge is Owned {
     }
 
     modifier onlyGame() {
-        if (!isGame[msg.sender]) revert NotGame(msg.sender);
+        if (!isGame[msg.sender] && !retired[msg.sender]) revert NotGame(msg.sender);
         _;
     }
 
@@ -201,14 +203,19 @@ contract StakeBridge is Owned {
         uint256 needed = uint256(IWindow(inbox).challengeWindow()) + IGameLimits(game).maxDuration();
         if (unbondingDelay <= needed) revert UnbondingTooShort(unbondingDelay, needed);
         isGame[game] = true;
+        retired[game] = false;
         emit GameRegistered(game);
     }
 
     /// @notice Stops `game` from slashing (guardian or owner): the way out of a rogue or broken
     /// game. Re-registering goes through the owner (a timelock in production).
     /// @param game The dispute game.
+    /// Its games still resolve: its `slash` and `strike` calls become no-ops instead of
+    /// reverting, so deregistering never freezes a dispute or a batch's finalization.
     function deregisterGame(address game) external onlyGuardianOrOwner {
+        if (!isGame[game]) revert NotGame(game);
         isGame[game] = false;
+        retired[game] = true;
         emit GameDeregistered(game, msg.sender);
     }
 
@@ -309,6 +316,7 @@ contract StakeBridge is Owned {
         onlyGame
         returns (uint256 taken)
     {
+        if (retired[msg.sender]) return 0;
         if (bps > BPS) revert BadBps(bps);
         if (rewardBps > BPS) revert BadBps(rewardBps);
         Account storage a = accounts[who];
@@ -402,6 +410,7 @@ contract StakeBridge is Owned {
     /// Never reverts: a removed account is no longer counted and the counter saturates, so a
     /// game against a much-struck worker always resolves.
     function strike(address who) external onlyGame {
+        if (retired[msg.sender]) return;
         Account storage a = accounts[who];
         if (a.removed) return;
         // INVARIANT: strikes < maxStrikes <= 255 here (removal happens at maxStrikes), so the

@@ -132,8 +132,14 @@ contract GovernanceTest is Fixture {
         vm.stopPrank();
         assertEq(bridge.rewardOwed(thief), 0, "reward taken back");
         assertEq(bridge.account(worker2).pending, 10 ether, "stake restored (unbonding)");
+        // A deregistered game's calls succeed (its games still resolve) but take nothing.
+        assertEq(rogue.slashAll(worker2, thief), 0, "retired game takes nothing");
+        rogue.strike(worker2);
+        assertEq(bridge.account(worker2).strikes, 0, "nor strikes");
+        assertEq(bridge.rewardOwed(thief), 0, "nothing credited");
+        vm.prank(guardianAddr);
         vm.expectRevert(abi.encodeWithSelector(StakeBridge.NotGame.selector, address(rogue)));
-        rogue.slashAll(worker2, thief);
+        bridge.deregisterGame(address(rogue));
         vm.warp(block.timestamp + PAYOUT_DELAY);
         vm.prank(thief);
         vm.expectRevert(StakeBridge.NothingPending.selector);
