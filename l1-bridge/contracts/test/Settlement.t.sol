@@ -189,6 +189,52 @@ contract SettlementTest is ReceiptTree {
         assertEq(bridge.heldFees(), 0, "released");
     }
 
+    /// @dev Any batch size, range size and fraud set: ranges settle every receipt exactly once,
+    /// every charged wei ends in the fee pot or back in escrow, and `charged` matches.
+    function testFuzz_rangesSettleEveryWeiOnce(uint8 count, uint8 lvl, uint64 fraudMask, uint64 pulled) public {
+        uint256 n = bound(count, 1, 40);
+        SignedJob[] memory js = new SignedJob[](1);
+        js[0] = _job(1, 1 ether);
+        bytes32 jobId = inbox.jobDigest(js[0].request);
+        Receipt[] memory rs = new Receipt[](n);
+        bytes[] memory sigs = new bytes[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            rs[i] = _receipt(jobId, worker, uint32(i), uint64(1 + i), keccak256(abi.encode(i)));
+            sigs[i] = _signReceipt(rs[i], workerKey);
+        }
+        vm.prank(sequencer);
+        uint256 id = inbox.postBatch(js, rs, sigs);
+        uint256 charged = inbox.getJob(jobId).charged;
+        uint256 fraudWei;
+        inbox.onDisputeOpened(id);
+        for (uint256 i = 0; i < n; ++i) {
+            if ((fraudMask >> i) & 1 == 1) {
+                inbox.onFraudProven(id, keccak256(abi.encode(rs[i])));
+                fraudWei += (1 + i) * PRICE;
+                if ((pulled >> i) & 1 == 1) {
+                    bytes32[] memory p = _rangeProof(rs, 0, i);
+                    inbox.refundFraud(id, rs[i], i, p);
+                }
+            }
+        }
+        inbox.onDisputeClosed(id, bytes32(0), false);
+        vm.warp(block.timestamp + WINDOW);
+        uint256 depth = 0;
+        while ((uint256(1) << depth) < n) ++depth;
+        uint256 level = bound(lvl, 0, depth);
+        uint256 size = uint256(1) << level;
+        for (uint256 start = 0; start < n; start += size) {
+            inbox.finalizeRange(
+                id, start, level, _slice(rs, start, start + size), _rangeProof(rs, level, start >> level)
+            );
+        }
+        assertTrue(inbox.getBatch(id).finalized, "final");
+        assertEq(bridge.heldFees(), 0, "nothing held");
+        assertEq(rewards.feesOf(0), charged - fraudWei, "fees = charged - frauds");
+        assertEq(bridge.escrow(buyer).balance, 50 ether - charged + fraudWei, "frauds refunded once");
+        assertEq(inbox.getJob(jobId).charged, charged - fraudWei, "charged reduced");
+    }
+
     // ---------------------------------------------------------------- attack 12 / 13: refunds
 
     function test_attack12_fraudRefundsBuyerAtOnce() public {
