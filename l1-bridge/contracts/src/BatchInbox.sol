@@ -99,6 +99,8 @@ contract BatchInbox is Owned {
     event BatchPosted(uint256 indexed batchId, bytes32 receiptsRoot, uint256 receiptCount, bytes32 accumulator);
     event DisputeOpened(uint256 indexed batchId);
     event DisputeClosed(uint256 indexed batchId, bytes32 indexed receiptHash, bool fraud);
+    /// @notice The last range of `batchId` settled; `credited`/`refunded` are that range's
+    /// amounts (the whole batch's when it was finalized in one call; sum `RangeFinalized` otherwise).
     event BatchFinalized(uint256 indexed batchId, uint256 credited, uint256 refunded);
     /// @notice Receipts [start, end) of `batchId` were settled (fees credited, frauds refunded).
     event RangeFinalized(uint256 indexed batchId, uint256 start, uint256 end, uint256 credited, uint256 refunded);
