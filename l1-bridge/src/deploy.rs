@@ -117,13 +117,17 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
     provider: P,
     cfg: &DeployConfig,
 ) -> Result<Deployment, L1Error> {
-    if let Some(g) = &cfg.governance {
-        if g.delay <= cfg.unbonding_delay {
-            return Err(L1Error::Config(format!(
-                "timelock delay {}s must exceed the unbonding delay {}s",
-                g.delay, cfg.unbonding_delay
-            )));
-        }
+    // A timelock that runs out before unbonding does would let a hostile change land while
+    // stakers who saw it scheduled are still locked in.
+    let too_short = cfg
+        .governance
+        .as_ref()
+        .filter(|g| g.delay <= cfg.unbonding_delay);
+    if let Some(g) = too_short {
+        return Err(L1Error::Config(format!(
+            "timelock delay {}s must exceed the unbonding delay {}s",
+            g.delay, cfg.unbonding_delay
+        )));
     }
     let owner = provider.default_signer_address();
 
