@@ -21,6 +21,7 @@ const CONTRACTS: &[(&str, &str)] = &[
     ("StepProver", "StepProver"),
     ("FoldProver", "FoldProver"),
     ("DisputeGame", "DisputeGame"),
+    ("Timelock", "Timelock"),
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

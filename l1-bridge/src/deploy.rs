@@ -6,7 +6,7 @@ use alloy::providers::{Provider, WalletProvider};
 
 use crate::bindings::{
     BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
-    StepProver,
+    StepProver, Timelock,
 };
 use crate::L1Error;
 
@@ -52,6 +52,25 @@ pub struct DeployConfig {
     pub reward_bps: u64,
     /// Positions per chunk when a long pv row is settled by bisecting inside it.
     pub fold_chunk: u64,
+    /// Seconds a slash reward waits before it can be claimed; during it the guardian (or the
+    /// owner) can revert the slash (OP's DelayedWETH uses 3.5 days).
+    pub payout_delay: u64,
+    /// Hand every contract to a timelock after wiring (production). `None` keeps the deployer
+    /// as the owner (devnets and tests that register SKUs directly).
+    pub governance: Option<Governance>,
+}
+
+/// Who governs a production deployment: a timelock owns every contract, `admin` schedules
+/// calls through it, `guardian` may cancel them and pause/revert slash payouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    /// Schedules privileged calls (a multisig).
+    pub admin: Address,
+    /// Cancels scheduled calls, pauses slash payouts, reverts a slash within its delay.
+    pub guardian: Address,
+    /// Timelock delay in seconds; must exceed the unbonding delay so that a staker can leave
+    /// before a scheduled change takes effect (checked here).
+    pub delay: u64,
 }
 
 impl Default for DeployConfig {
@@ -75,6 +94,8 @@ impl Default for DeployConfig {
             slash_timeout_bps: 1000,
             reward_bps: 5000,
             fold_chunk: 64,
+            payout_delay: 302_400,
+            governance: None,
         }
     }
 }
@@ -110,16 +131,31 @@ pub struct Deployment {
     pub step_prover: Address,
     pub fold_prover: Address,
     pub dispute_game: Address,
+    /// The timelock owning every contract, when `DeployConfig::governance` was given.
+    pub timelock: Option<Address>,
 }
 
 /// Deploys SkuRegistry, StakeBridge, Rewards (+ VerinferToken), BatchInbox, OneStepVerifier,
 /// StepProver, FoldProver and DisputeGame from the provider's default sender (which becomes the owner of each) and wires
 /// them together (the bridge's inbox and fee sink, the rewards' inbox, the inbox's game, the
-/// bridge's registered game).
+/// bridge's registered game). With `cfg.governance`, it then deploys a `Timelock`, makes its
+/// guardian the bridge's guardian and hands it the ownership of every owned contract.
 pub async fn deploy<P: Provider + WalletProvider + Clone>(
     provider: P,
     cfg: &DeployConfig,
 ) -> Result<Deployment, L1Error> {
+    // A timelock that runs out before unbonding does would let a hostile change land while
+    // stakers who saw it scheduled are still locked in.
+    let too_short = cfg
+        .governance
+        .as_ref()
+        .filter(|g| g.delay <= cfg.unbonding_delay);
+    if let Some(g) = too_short {
+        return Err(L1Error::Config(format!(
+            "timelock delay {}s must exceed the unbonding delay {}s",
+            g.delay, cfg.unbonding_delay
+        )));
+    }
     let owner = provider.default_signer_address();
 
     let skus = SkuRegistry::deploy(provider.clone(), owner)
@@ -135,6 +171,7 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         cfg.escrow_delay,
         cfg.min_stake,
         cfg.max_strikes,
+        cfg.payout_delay,
     )
     .await
     .map_err(|source| L1Error::Deploy {
@@ -241,6 +278,24 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
     )
     .await?;
 
+    let timelock = match &cfg.governance {
+        Some(g) => Some(
+            hand_over(
+                provider.clone(),
+                g,
+                &bridge,
+                &[
+                    *skus.address(),
+                    *bridge.address(),
+                    *rewards.address(),
+                    *inbox.address(),
+                ],
+            )
+            .await?,
+        ),
+        None => None,
+    };
+
     let token = rewards
         .token()
         .call()
@@ -259,7 +314,38 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         step_prover: *prover.address(),
         fold_prover: *folder.address(),
         dispute_game: *game.address(),
+        timelock,
     })
+}
+
+/// Deploys the timelock, sets the bridge's guardian and transfers every owned contract to it.
+async fn hand_over<P: Provider + WalletProvider + Clone>(
+    provider: P,
+    g: &Governance,
+    bridge: &StakeBridge::StakeBridgeInstance<P>,
+    owned: &[Address],
+) -> Result<Address, L1Error> {
+    let tl = Timelock::deploy(provider.clone(), g.admin, g.guardian, U256::from(g.delay))
+        .await
+        .map_err(|source| L1Error::Deploy {
+            contract: "Timelock",
+            source,
+        })?;
+    confirm(
+        "StakeBridge.setGuardian",
+        bridge.setGuardian(g.guardian).send().await,
+    )
+    .await?;
+    for at in owned {
+        // Every owned contract shares `Owned.transferOwnership`; the bridge's binding has it.
+        let c = StakeBridge::new(*at, provider.clone());
+        confirm(
+            "transferOwnership",
+            c.transferOwnership(*tl.address()).send().await,
+        )
+        .await?;
+    }
+    Ok(*tl.address())
 }
 
 /// Waits for a sent transaction and fails unless it succeeded.

@@ -13,7 +13,7 @@ pub mod deploy;
 pub mod evm;
 pub mod sign;
 
-pub use deploy::{deploy, DeployConfig, Deployment};
+pub use deploy::{deploy, DeployConfig, Deployment, Governance};
 pub use sign::{job_digest, receipt_digest, JobRequest};
 
 /// Errors of the L1 helpers.
@@ -36,4 +36,7 @@ pub enum L1Error {
     /// A wiring transaction was sent but not mined successfully.
     #[error("transaction {call} was not confirmed: {reason}")]
     Pending { call: &'static str, reason: String },
+    /// The deployment parameters are unsafe (e.g. a timelock shorter than the unbonding delay).
+    #[error("bad deployment config: {0}")]
+    Config(String),
 }

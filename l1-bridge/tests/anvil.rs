@@ -173,3 +173,109 @@ async fn deploy_post_finalize_claim_on_anvil() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A production-style deployment: a timelock owns every contract, so the deployer can no longer
+/// act at once, and the admin's scheduled call only lands after the delay.
+#[tokio::test]
+async fn governed_deploy_delays_privileged_calls() -> anyhow::Result<()> {
+    use verinfer_l1::bindings::Timelock;
+    use verinfer_l1::{Governance, L1Error};
+    let anvil = Anvil::new().try_spawn()?;
+    let owner: PrivateKeySigner = anvil.keys()[0].clone().into();
+    let admin: PrivateKeySigner = anvil.keys()[4].clone().into();
+    let guardian: PrivateKeySigner = anvil.keys()[5].clone().into();
+    let connect = |s: &PrivateKeySigner| {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(s.clone()))
+            .connect_http(anvil.endpoint_url())
+    };
+    let p_owner = connect(&owner);
+    let base = DeployConfig::default();
+    let short = DeployConfig {
+        governance: Some(Governance {
+            admin: admin.address(),
+            guardian: guardian.address(),
+            delay: base.unbonding_delay,
+        }),
+        ..base.clone()
+    };
+    assert!(matches!(
+        deploy(p_owner.clone(), &short).await,
+        Err(L1Error::Config(_))
+    ));
+    let delay = base.unbonding_delay + 24 * 3600;
+    let cfg = DeployConfig {
+        governance: Some(Governance {
+            admin: admin.address(),
+            guardian: guardian.address(),
+            delay,
+        }),
+        ..base
+    };
+    let d = deploy(p_owner.clone(), &cfg).await?;
+    let tl_addr = d.timelock.ok_or_else(|| anyhow::anyhow!("no timelock"))?;
+    let skus = SkuRegistry::new(d.sku_registry, p_owner.clone());
+    assert_eq!(skus.owner().call().await?, tl_addr);
+    let bridge = StakeBridge::new(d.stake_bridge, p_owner.clone());
+    assert_eq!(bridge.owner().call().await?, tl_addr);
+    assert_eq!(bridge.guardian().call().await?, guardian.address());
+    assert_eq!(
+        BatchInbox::new(d.batch_inbox, p_owner.clone())
+            .owner()
+            .call()
+            .await?,
+        tl_addr
+    );
+    assert_eq!(
+        Rewards::new(d.rewards, p_owner.clone())
+            .owner()
+            .call()
+            .await?,
+        tl_addr
+    );
+
+    let sku_id = keccak256(b"governed-sku");
+    let sku = SkuRegistry::Sku {
+        weightRoot: keccak256(b"w"),
+        tokenizerHash: keccak256(b"t"),
+        configHash: keccak256(b"c"),
+        pricePerToken: 1,
+        epsQ32: 42950,
+        softmaxC: 1 << 37,
+        vocab: 1000,
+        layers: 1,
+        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
+        hasBias: false,
+        active: true,
+    };
+    // The deployer lost its powers.
+    assert!(skus.registerSku(sku_id, sku.clone()).call().await.is_err());
+    // The admin schedules; nobody can execute before the delay.
+    use alloy::sol_types::SolCall;
+    let data = Bytes::from(SkuRegistry::registerSkuCall { skuId: sku_id, sku }.abi_encode());
+    let tl_admin = Timelock::new(tl_addr, connect(&admin));
+    let mined = tl_admin
+        .schedule(d.sku_registry, U256::ZERO, data.clone(), B256::ZERO)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(mined.status(), "scheduled");
+    let tl_any = Timelock::new(tl_addr, p_owner.clone());
+    assert!(tl_any
+        .execute(d.sku_registry, U256::ZERO, data.clone(), B256::ZERO)
+        .call()
+        .await
+        .is_err());
+    p_owner.anvil_increase_time(delay).await?;
+    p_owner.anvil_mine(Some(1), None).await?;
+    let mined = tl_any
+        .execute(d.sku_registry, U256::ZERO, data, B256::ZERO)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(mined.status(), "executed after the delay");
+    assert!(skus.isActive(sku_id).call().await?, "registered");
+    Ok(())
+}

@@ -88,9 +88,11 @@ interface IStakeView {
 
 /// @title Rewards
 /// @notice Epoch accounting of the rollup's income. A finalized receipt credits its worker with
-/// its verified tokens in the epoch it finalizes; that epoch's fees (ether released by the bridge)
-/// and its inflation (newly minted VINF) are split pro rata to credits and claimed after the epoch
-/// ends. A worker whose credits in the last closed epoch are below `minCredits` is outside the
+/// its verified tokens (the active-set measure) and with the fee its buyer paid (the split
+/// weight) in the epoch it finalizes; that epoch's fees (ether released by the bridge) and its
+/// inflation (newly minted VINF) are split pro rata to the fee weights and claimed after the
+/// epoch ends. Weighing by fees, not tokens, keeps work on a cheap SKU from taking the fees paid
+/// for an expensive one: each worker's fee share is exactly what its own receipts paid. A worker whose credits in the last closed epoch are below `minCredits` is outside the
 /// active set (the sequencer assigns it no shards) unless it joined during that epoch or later.
 contract Rewards is Owned {
     error NotInbox(address caller);
@@ -102,7 +104,7 @@ contract Rewards is Owned {
     error TransferFailed(address to, uint256 amount);
 
     event InboxSet(address inbox);
-    event Credited(uint256 indexed epoch, address indexed worker, uint256 tokens);
+    event Credited(uint256 indexed epoch, address indexed worker, uint256 tokens, uint256 fee);
     event FeesDeposited(uint256 indexed epoch, uint256 amount);
     event Claimed(uint256 indexed epoch, address indexed worker, uint256 fees, uint256 minted);
     event Joined(address indexed worker, uint256 epoch);
@@ -119,6 +121,10 @@ contract Rewards is Owned {
     mapping(uint256 => uint256) public totalCredits;
     mapping(uint256 => mapping(address => uint256)) public credits;
     mapping(uint256 => mapping(address => bool)) public claimed;
+    /// @notice epoch => worker => fees (wei) its finalized receipts paid: its split weight.
+    mapping(uint256 => mapping(address => uint256)) public feeWeight;
+    /// @notice epoch => sum of `feeWeight` (equals the epoch's fees released by the inbox).
+    mapping(uint256 => uint256) public totalFeeWeight;
     /// @notice First epoch in which a worker was seen (grace period for the active set), plus 1.
     mapping(address => uint256) public joinedEpochPlusOne;
 
@@ -147,15 +153,19 @@ contract Rewards is Owned {
         return (block.timestamp - genesis) / epochLength;
     }
 
-    /// @notice Credits `worker` with `tokens` verified tokens in the current epoch (inbox only).
+    /// @notice Credits `worker` with `tokens` verified tokens and `fee` wei of buyer fees in the
+    /// current epoch (inbox only).
     /// @param worker The worker of a finalized receipt.
     /// @param tokens Its processed tokens.
-    function addCredits(address worker, uint256 tokens) external {
+    /// @param fee What its buyer paid for it.
+    function addCredits(address worker, uint256 tokens, uint256 fee) external {
         if (msg.sender != inbox) revert NotInbox(msg.sender);
         uint256 e = currentEpoch();
         credits[e][worker] += tokens;
         totalCredits[e] += tokens;
-        emit Credited(e, worker, tokens);
+        feeWeight[e][worker] += fee;
+        totalFeeWeight[e] += fee;
+        emit Credited(e, worker, tokens, fee);
     }
 
     /// @notice Receives finalized fees into the current epoch's pot (bridge only).
@@ -176,19 +186,20 @@ contract Rewards is Owned {
         }
     }
 
-    /// @notice Pays the caller its pro-rata share of epoch `epoch`'s fees (ether) and inflation
-    /// (minted VINF).
-    /// @param epoch A finished epoch in which the caller earned credits.
+    /// @notice Pays the caller its share of epoch `epoch`'s fees (ether) and inflation (minted
+    /// VINF), pro rata to the fees its receipts paid.
+    /// @param epoch A finished epoch in which the caller's receipts paid fees.
     function claim(uint256 epoch) external {
         uint256 cur = currentEpoch();
         if (epoch >= cur) revert EpochNotOver(epoch, cur);
         if (claimed[epoch][msg.sender]) revert AlreadyClaimed(epoch, msg.sender);
-        uint256 c = credits[epoch][msg.sender];
-        if (c == 0) revert NoCredits(epoch, msg.sender);
+        uint256 w = feeWeight[epoch][msg.sender];
+        if (w == 0) revert NoCredits(epoch, msg.sender);
         claimed[epoch][msg.sender] = true;
-        uint256 total = totalCredits[epoch];
-        uint256 fee = feesOf[epoch] * c / total;
-        uint256 minted = inflationPerEpoch * c / total;
+        uint256 total = totalFeeWeight[epoch];
+        // INVARIANT: sum of payouts <= feesOf[epoch] (floor division, weights sum to total).
+        uint256 fee = feesOf[epoch] * w / total;
+        uint256 minted = inflationPerEpoch * w / total;
         emit Claimed(epoch, msg.sender, fee, minted);
         token.mint(msg.sender, minted);
         if (fee != 0) {

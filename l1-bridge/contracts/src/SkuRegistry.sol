@@ -57,12 +57,16 @@ contract SkuRegistry is Owned {
     /// context (scores, softmax, the openings of pv and attention rows) stay well inside one
     /// transaction's gas up to it (docs/BENCHMARKS.md).
     uint32 public constant MAX_SEQ = 8192;
+    /// @notice The smallest vocabulary: with no token at all an argmax fold has nothing to
+    /// compare and would accept any claimed token; one token leaves nothing to decide.
+    uint32 public constant MIN_VOCAB = 2;
 
     /// @notice The SKU id is already taken.
     error SkuExists(bytes32 skuId);
     /// @notice No SKU has this id.
     error UnknownSku(bytes32 skuId);
-    /// @notice A SKU field is unusable (zero id, zero root, no layer, zero epsilon).
+    /// @notice A SKU field is unusable (zero id, zero weight root, no layer,
+    /// zero epsilon or softmax constant, a vocabulary under 2 tokens).
     error InvalidSku(bytes32 skuId);
 
     /// @notice A SKU was registered.
@@ -92,7 +96,7 @@ contract SkuRegistry is Owned {
         if (skus[skuId].weightRoot != bytes32(0)) revert SkuExists(skuId);
         if (
             skuId == bytes32(0) || sku.weightRoot == bytes32(0) || sku.layers == 0 || sku.epsQ32 == 0
-                || sku.arithVersion != ARITH_VERSION
+                || sku.softmaxC == 0 || sku.vocab < MIN_VOCAB || sku.arithVersion != ARITH_VERSION
         ) {
             revert InvalidSku(skuId);
         }
@@ -106,9 +110,14 @@ contract SkuRegistry is Owned {
 
     /// @notice Sets the attention shape and row layout of `skuId` (once).
     /// @param skuId The SKU.
-    /// @param shape Hq, Hkv (dividing Hq), D (even), maxSeq (2 to MAX_SEQ) and 1 to 8 EOS ids.
+    /// @param shape Hq, Hkv (dividing Hq), D (even), maxSeq (2 to MAX_SEQ) and 1 to 8 EOS ids,
+    /// each a token of the vocabulary.
     function setShape(bytes32 skuId, Shape calldata shape) external onlyOwner {
         _known(skuId);
+        uint32 vocab = skus[skuId].vocab;
+        for (uint256 i = 0; i < shape.eosIds.length; ++i) {
+            if (shape.eosIds[i] >= vocab) revert BadShape(skuId);
+        }
         if (
             shapes[skuId].heads != 0 || shape.heads == 0 || shape.kvHeads == 0 || shape.headDim == 0
                 || shape.heads % shape.kvHeads != 0 || shape.headDim % 2 != 0 || shape.maxSeq < 2

@@ -28,7 +28,12 @@ interface IWindow {
 /// Slashing is reserved to registered dispute games. Every wei is accounted for:
 /// `totalStakeDeposited == totalStaked + totalUnbonding + totalStakeWithdrawn + totalSlashPaid
 /// + totalBurned`, and burned ether stays locked here forever. Slash rewards are pulled
-/// (`claimSlashReward`), so resolving a game never calls out.
+/// (`claimSlashReward`), so resolving a game never calls out, and they are delayed the way OP's
+/// DelayedWETH delays bonds: a reward unlocks `payoutDelay` after its latest credit, and until a
+/// slash's delay is over the guardian or the owner can revert it (the taken stake goes back to
+/// the slashed account's unbonding balance, the burn and the reward are undone). The guardian
+/// can also pause reward payouts and deregister a game; it can move no funds anywhere but back
+/// to the account they were slashed from. Stake and escrow exits are never paused.
 contract StakeBridge is Owned {
     /// @notice Role bit of a worker (runs shards, posts receipts).
     uint8 public constant ROLE_WORKER = 1;
@@ -71,6 +76,22 @@ contract StakeBridge is Owned {
     error UnbondingTooShort(uint256 unbondingDelay, uint256 needed);
     error BadBps(uint256 bps);
     error TransferFailed(address to, uint256 amount);
+    error NotGuardian(address caller);
+    error Paused();
+    error UnknownSlash(uint256 slashId);
+    error SlashFinal(uint256 slashId, uint256 deadline);
+    error SlashAlreadyReverted(uint256 slashId);
+    error BadConfig();
+
+    /// @notice One slash, kept so that it can be reverted during the payout delay. Three slots.
+    struct SlashRecord {
+        address who;
+        uint64 at;
+        bool reverted;
+        address beneficiary;
+        uint128 paid;
+        uint128 burned;
+    }
 
     event StakeDeposited(address indexed account, uint256 amount, uint8 roles);
     event RolesChanged(address indexed account, uint8 roles);
@@ -89,15 +110,32 @@ contract StakeBridge is Owned {
     event FeesReleased(address indexed sink, uint256 amount);
     event ModulesSet(address inbox, address feeSink);
     event GameRegistered(address indexed game);
+    event GameDeregistered(address indexed game, address by);
+    event GuardianChanged(address guardian);
+    event PausedChanged(bool paused, address by);
+    /// @notice Slash `slashId` (index into the slash log) was taken; revertible until `deadline`.
+    event SlashRecorded(uint256 indexed slashId, address indexed who, uint256 deadline);
+    event SlashReverted(uint256 indexed slashId, address indexed who, uint256 restored, address by);
 
     uint64 public immutable unbondingDelay;
     uint64 public immutable escrowDelay;
     uint128 public immutable minStake;
     uint8 public immutable maxStrikes;
+    /// @notice Seconds a slash reward waits before it can be claimed (and a slash can be reverted).
+    uint64 public immutable payoutDelay;
+
+    /// @notice May pause reward payouts, deregister a game and revert a slash inside its delay.
+    address public guardian;
+    bool public paused;
+    SlashRecord[] internal slashLog;
+    /// @notice When the caller's slash rewards become claimable (reset by every new credit).
+    mapping(address => uint64) public rewardUnlockAt;
 
     address public inbox;
     address public feeSink;
     mapping(address => bool) public isGame;
+    /// @notice Games the guardian or owner deregistered: their calls take nothing but succeed.
+    mapping(address => bool) public retired;
 
     mapping(address => Account) internal accounts;
     mapping(address => mapping(bytes32 => bool)) public serves;
@@ -114,13 +152,25 @@ contract StakeBridge is Owned {
     uint256 public totalEscrow;
     uint256 public heldFees;
 
-    constructor(address owner_, uint64 unbondingDelay_, uint64 escrowDelay_, uint128 minStake_, uint8 maxStrikes_)
-        Owned(owner_)
-    {
+    constructor(
+        address owner_,
+        uint64 unbondingDelay_,
+        uint64 escrowDelay_,
+        uint128 minStake_,
+        uint8 maxStrikes_,
+        uint64 payoutDelay_
+    ) Owned(owner_) {
+        if (maxStrikes_ == 0) revert BadConfig();
         unbondingDelay = unbondingDelay_;
         escrowDelay = escrowDelay_;
         minStake = minStake_;
         maxStrikes = maxStrikes_;
+        payoutDelay = payoutDelay_;
+    }
+
+    modifier onlyGuardianOrOwner() {
+        if (msg.sender != guardian && msg.sender != owner) revert NotGuardian(msg.sender);
+        _;
     }
 
     modifier onlyInbox() {
@@ -129,7 +179,7 @@ contract StakeBridge is Owned {
     }
 
     modifier onlyGame() {
-        if (!isGame[msg.sender]) revert NotGame(msg.sender);
+        if (!isGame[msg.sender] && !retired[msg.sender]) revert NotGame(msg.sender);
         _;
     }
 
@@ -153,7 +203,35 @@ contract StakeBridge is Owned {
         uint256 needed = uint256(IWindow(inbox).challengeWindow()) + IGameLimits(game).maxDuration();
         if (unbondingDelay <= needed) revert UnbondingTooShort(unbondingDelay, needed);
         isGame[game] = true;
+        retired[game] = false;
         emit GameRegistered(game);
+    }
+
+    /// @notice Stops `game` from slashing (guardian or owner): the way out of a rogue or broken
+    /// game. Re-registering goes through the owner (a timelock in production).
+    /// @param game The dispute game.
+    /// Its games still resolve: its `slash` and `strike` calls become no-ops instead of
+    /// reverting, so deregistering never freezes a dispute or a batch's finalization.
+    function deregisterGame(address game) external onlyGuardianOrOwner {
+        if (!isGame[game]) revert NotGame(game);
+        isGame[game] = false;
+        retired[game] = true;
+        emit GameDeregistered(game, msg.sender);
+    }
+
+    /// @notice Sets the guardian (owner only).
+    /// @param guardian_ The new guardian (zero: none).
+    function setGuardian(address guardian_) external onlyOwner {
+        guardian = guardian_;
+        emit GuardianChanged(guardian_);
+    }
+
+    /// @notice Pauses or resumes slash reward payouts (guardian or owner). Nothing else pauses:
+    /// stakers and buyers can always leave, games always resolve.
+    /// @param paused_ True to pause.
+    function setPaused(bool paused_) external onlyGuardianOrOwner {
+        paused = paused_;
+        emit PausedChanged(paused_, msg.sender);
     }
 
     // ------------------------------------------------------------------ stake
@@ -238,6 +316,7 @@ contract StakeBridge is Owned {
         onlyGame
         returns (uint256 taken)
     {
+        if (retired[msg.sender]) return 0;
         if (bps > BPS) revert BadBps(bps);
         if (rewardBps > BPS) revert BadBps(rewardBps);
         Account storage a = accounts[who];
@@ -255,13 +334,70 @@ contract StakeBridge is Owned {
         totalBurned += burned;
         // Pull payment: resolution never depends on the beneficiary accepting ether.
         rewardOwed[beneficiary] += paid;
+        rewardUnlockAt[beneficiary] = uint64(block.timestamp) + payoutDelay;
+        uint256 id = slashLog.length;
+        slashLog.push(
+            SlashRecord({
+                who: who,
+                at: uint64(block.timestamp),
+                reverted: false,
+                beneficiary: beneficiary,
+                paid: uint128(paid),
+                burned: uint128(burned)
+            })
+        );
         emit Slashed(who, taken, beneficiary, paid, burned);
+        emit SlashRecorded(id, who, block.timestamp + payoutDelay);
     }
 
-    /// @notice Pays the caller the slash rewards it has won.
+    /// @notice Undoes slash `slashId` while its payout delay runs (guardian or owner): the taken
+    /// stake goes back to the account's unbonding balance (withdrawable `unbondingDelay` later), the
+    /// reward is taken back from the beneficiary's unclaimed balance and the burn is undone.
+    /// @param slashId Index in the slash log (`SlashRecorded`).
+    function revertSlash(uint256 slashId) external onlyGuardianOrOwner {
+        if (slashId >= slashLog.length) revert UnknownSlash(slashId);
+        SlashRecord storage r = slashLog[slashId];
+        if (r.reverted) revert SlashAlreadyReverted(slashId);
+        uint256 deadline = uint256(r.at) + payoutDelay;
+        if (block.timestamp >= deadline) revert SlashFinal(slashId, deadline);
+        r.reverted = true;
+        uint256 restored = uint256(r.paid) + r.burned;
+        // INVARIANT: the reward is still unclaimed: every credit pushes the beneficiary's unlock
+        // to at least this slash's deadline, which has not passed.
+        rewardOwed[r.beneficiary] -= r.paid;
+        totalSlashPaid -= r.paid;
+        totalBurned -= r.burned;
+        Account storage a = accounts[r.who];
+        a.pending += uint128(restored);
+        // Restored stake unbonds like any other: it stays slashable by the other games for the
+        // usual delay, so a reverted slash never lets a real cheat leave early.
+        uint64 unlock = uint64(block.timestamp) + unbondingDelay;
+        if (a.unlockAt < unlock) a.unlockAt = unlock;
+        totalUnbonding += restored;
+        emit SlashReverted(slashId, r.who, restored, msg.sender);
+    }
+
+    /// @notice Slash `slashId` of the log.
+    /// @param slashId Its index.
+    /// @return The record.
+    function slashRecord(uint256 slashId) external view returns (SlashRecord memory) {
+        if (slashId >= slashLog.length) revert UnknownSlash(slashId);
+        return slashLog[slashId];
+    }
+
+    /// @notice Number of slashes recorded.
+    /// @return The count.
+    function slashCount() external view returns (uint256) {
+        return slashLog.length;
+    }
+
+    /// @notice Pays the caller the slash rewards it has won, once their delay is over and
+    /// payouts are not paused.
     function claimSlashReward() external {
+        if (paused) revert Paused();
         uint256 amount = rewardOwed[msg.sender];
         if (amount == 0) revert NothingPending();
+        if (block.timestamp < rewardUnlockAt[msg.sender]) revert StillLocked(rewardUnlockAt[msg.sender]);
         rewardOwed[msg.sender] = 0;
         totalSlashClaimed += amount;
         emit SlashRewardClaimed(msg.sender, amount);
@@ -271,11 +407,17 @@ contract StakeBridge is Owned {
     /// @notice Records a lost dispute against `account`; at `maxStrikes` the account is removed:
     /// roles cleared, all stake moved to unbonding (still slashable until it unlocks).
     /// @param who The staker who lost.
+    /// Never reverts: a removed account is no longer counted and the counter saturates, so a
+    /// game against a much-struck worker always resolves.
     function strike(address who) external onlyGame {
+        if (retired[msg.sender]) return;
         Account storage a = accounts[who];
-        a.strikes += 1;
+        if (a.removed) return;
+        // INVARIANT: strikes < maxStrikes <= 255 here (removal happens at maxStrikes), so the
+        // increment cannot overflow; the check keeps that true whatever maxStrikes is.
+        if (a.strikes < type(uint8).max) a.strikes += 1;
         emit Struck(who, a.strikes);
-        if (a.strikes >= maxStrikes && !a.removed) {
+        if (a.strikes >= maxStrikes) {
             a.removed = true;
             a.roles = 0;
             uint128 s = a.stake;

@@ -341,7 +341,7 @@ contract RewardsTest is Fixture {
 
     function test_guardsAndJoinGrace() public {
         vm.expectRevert(abi.encodeWithSelector(Rewards.NotInbox.selector, address(this)));
-        rewards.addCredits(worker, 1);
+        rewards.addCredits(worker, 1, 1);
         vm.deal(address(this), 1 ether);
         vm.expectRevert(abi.encodeWithSelector(Rewards.NotBridge.selector, address(this)));
         rewards.depositFees{value: 1}();

@@ -13,6 +13,7 @@ abstract contract Fixture is Base {
     uint64 internal constant WINDOW = 1 hours;
     uint64 internal constant UNBONDING = 7 days;
     uint64 internal constant ESCROW_DELAY = 10 minutes;
+    uint64 internal constant PAYOUT_DELAY = 3 days;
     uint128 internal constant MIN_STAKE = 1 ether;
     uint64 internal constant EPOCH = 1 days;
     uint256 internal constant INFLATION = 1000e18;
@@ -38,7 +39,7 @@ abstract contract Fixture is Base {
         worker = vm.addr(workerKey);
         worker2 = vm.addr(worker2Key);
         skus = new SkuRegistry(owner);
-        bridge = new StakeBridge(owner, UNBONDING, ESCROW_DELAY, MIN_STAKE, 3);
+        bridge = new StakeBridge(owner, UNBONDING, ESCROW_DELAY, MIN_STAKE, 3, PAYOUT_DELAY);
         rewards = new Rewards(owner, address(bridge), EPOCH, INFLATION, 100);
         inbox = new BatchInbox(
             owner,
