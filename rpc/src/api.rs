@@ -1,6 +1,6 @@
 //! The method list. Every method name is prefixed `verinfer_`.
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, Bytes, B256};
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 
@@ -26,8 +26,15 @@ pub trait VerinferApi {
     async fn get_job(&self, job_id: B256) -> RpcResult<JobInfo>;
 
     /// Completions, receipts and inclusion proofs of one job (partial while it runs).
+    /// `access` is the buyer's EIP-712 signature over `ResultsAccess(bytes32 jobId)`
+    /// (`sign::sign_results_access`); it may be omitted only where the sequencer runs with
+    /// `limits.public_results = true`.
     #[method(name = "getResults")]
-    async fn get_results(&self, job_id: B256) -> RpcResult<JobResults>;
+    async fn get_results(&self, job_id: B256, access: Option<Bytes>) -> RpcResult<JobResults>;
+
+    /// Cancels a job that is not yet in a batch (buyer-signed); releases its reservation.
+    #[method(name = "cancelJob")]
+    async fn cancel_job(&self, request: CancelJobRequest) -> RpcResult<CancelJobResponse>;
 
     /// One page of a buyer's jobs, oldest first. `cursor` comes from the previous page.
     #[method(name = "listJobs")]

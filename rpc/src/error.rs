@@ -31,6 +31,12 @@ pub mod codes {
     pub const BALANCE_TOO_LOW: i32 = 4006;
     /// A worker registration's `issuedAt` is too far from the sequencer's clock.
     pub const EXPIRED: i32 = 4007;
+    /// `verinfer_getResults` without a valid buyer access signature.
+    pub const UNAUTHORIZED: i32 = 4008;
+    /// A worker registration that was already used, or not newer than the last one.
+    pub const REGISTRATION_REPLAYED: i32 = 4009;
+    /// The job cannot be cancelled (already batched, dropped or cancelled).
+    pub const NOT_CANCELLABLE: i32 = 4010;
     /// No such job.
     pub const UNKNOWN_JOB: i32 = 4040;
     /// No such shard, or the shard is not assigned to the caller.
@@ -45,6 +51,8 @@ pub mod codes {
     pub const RECEIPT_MISMATCH: i32 = 4102;
     /// The L1 node could not be reached or answered with an error.
     pub const L1_UNAVAILABLE: i32 = 5030;
+    /// The server is at its connection or in-flight request bytes limit; retry later.
+    pub const BUSY: i32 = 5031;
 }
 
 /// A failed API call: the code, a message naming the bad thing, optional structured data.

@@ -72,6 +72,117 @@ pub enum JobState {
     Finalized,
     /// A dispute was opened against one of the job's receipts.
     Disputed,
+    /// The job can no longer be posted to L1 and never will be; `JobInfo.dropReason` says
+    /// why. Its reservation is released; the buyer is not charged.
+    Dropped,
+    /// The buyer cancelled it before it was batched; its reservation is released.
+    Cancelled,
+}
+
+/// Why a job was dropped (typed, shown in `JobInfo.dropReason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum DropReason {
+    /// The buyer's L1 escrow no longer covers the job's charge (e.g. a withdrawal after
+    /// acceptance).
+    #[serde(rename_all = "camelCase")]
+    EscrowTooLow {
+        /// Escrow left for this job after the older jobs of the same batch.
+        balance: U256,
+        /// The job's charge.
+        needed: U256,
+    },
+    /// The SKU is no longer active in the L1 SKU registry.
+    SkuInactive,
+    /// At the SKU's current L1 price the charge exceeds the job's signed `maxPrice`.
+    #[serde(rename_all = "camelCase")]
+    PriceAboveMax {
+        /// The L1 price per token now.
+        price_per_token: U256,
+        /// What the job would cost at that price.
+        charge: U256,
+        /// The buyer's cap.
+        max_price: U256,
+    },
+    /// The job alone does not fit the gas budget of one posting transaction.
+    #[serde(rename_all = "camelCase")]
+    TooLargeForL1 {
+        /// Estimated gas of posting it.
+        gas: u64,
+        /// The batch gas budget.
+        budget: u64,
+    },
+    /// Simulating the posting identified this job as the one that makes `postBatch` revert.
+    #[serde(rename_all = "camelCase")]
+    RejectedByL1 {
+        /// The revert as the node reported it.
+        error: String,
+    },
+}
+
+/// Why a finished shard was taken back and run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RequeueReason {
+    /// Its worker is no longer bonded / serving the SKU on L1, so its receipt cannot post.
+    WorkerNotServing,
+}
+
+/// Something that happened to a job besides its state moves (typed, in `JobInfo.events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum JobEvent {
+    /// A shard's receipt was discarded and the shard given to another worker.
+    #[serde(rename_all = "camelCase")]
+    ShardRequeued {
+        /// The shard.
+        shard_index: u32,
+        /// The worker whose receipt was discarded.
+        worker: Address,
+        /// Why.
+        reason: RequeueReason,
+    },
+    /// The SKU's L1 price changed after acceptance; the job is charged the new price (still
+    /// within its `maxPrice`), as the inbox fixes the price when the job is first posted.
+    #[serde(rename_all = "camelCase")]
+    Repriced {
+        /// Price at acceptance.
+        old: U256,
+        /// Price it is posted at.
+        new: U256,
+    },
+    /// The job's batch was taken apart after `postBatch` reverted because of another job; the
+    /// job went back to the queue.
+    #[serde(rename_all = "camelCase")]
+    BatchDissolved {
+        /// The batch index that was not used.
+        batch: u64,
+    },
+}
+
+/// The L1 block whose hash seeds a job's shard assignment draw (see docs/SEQUENCER.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentSeed {
+    /// Block number: the first block after the L1 head read when the job was accepted.
+    pub block: u64,
+    /// Its hash.
+    pub hash: B256,
+}
+
+/// How settled what `verinfer_getResults` returns is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Finality {
+    /// Only the sequencer has it: not on L1, may still be re-run or dropped. Do not rely on it.
+    Provisional,
+    /// Every receipt is in a batch included on L1, but the challenge window is open (or a
+    /// dispute is): a receipt may still be proven fraudulent.
+    OnL1,
+    /// The batch is finalized on L1.
+    Final,
+    /// The job was dropped or cancelled: nothing will reach L1.
+    Void,
 }
 
 /// `verinfer_getJob` result.
@@ -94,6 +205,18 @@ pub struct JobInfo {
     pub charged: Option<U256>,
     /// Unix time (ms) the sequencer stored it.
     pub accepted_at_ms: u64,
+    /// L1 head the sequencer read when it accepted the job (after the buyer had signed).
+    #[serde(default)]
+    pub accept_head: Option<u64>,
+    /// The block hash that seeds its shards' assignment draw, once that block exists.
+    #[serde(default)]
+    pub assignment_seed: Option<AssignmentSeed>,
+    /// Why it was dropped (state `dropped`).
+    #[serde(default)]
+    pub drop_reason: Option<DropReason>,
+    /// Re-queued shards, re-pricing, dissolved batches.
+    #[serde(default)]
+    pub events: Vec<JobEvent>,
 }
 
 /// `verinfer_listJobs` result: one page of a buyer's jobs, oldest first.
@@ -155,6 +278,8 @@ pub struct JobResults {
     pub job_id: B256,
     /// Where it is.
     pub state: JobState,
+    /// Whether what follows is only the sequencer's (`provisional`), on L1 (`onL1`) or final.
+    pub finality: Finality,
     /// Receipts of finished shards.
     pub receipts: Vec<ShardReceipt>,
     /// Completions of finished shards, by prompt index.
@@ -242,6 +367,26 @@ pub struct ShardAssignment {
     pub deadline_ms: u64,
     /// How many times this shard was assigned before (0 for the first assignment).
     pub attempt: u32,
+}
+
+/// `verinfer_cancelJob` params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelJobRequest {
+    /// The job.
+    pub job_id: B256,
+    /// The buyer's EIP-712 signature over `CancelJob(bytes32 jobId)`.
+    pub signature: Bytes,
+}
+
+/// `verinfer_cancelJob` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelJobResponse {
+    /// The job.
+    pub job_id: B256,
+    /// The reservation released against the buyer's escrow.
+    pub released: U256,
 }
 
 /// `verinfer_submitResult` params.

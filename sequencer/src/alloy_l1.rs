@@ -118,7 +118,53 @@ impl AlloyL1 {
     }
 
     fn with_headroom(&self, estimate: u64) -> u64 {
-        estimate.saturating_mul(100 + self.headroom) / 100
+        // Never above EIP-7825's per-transaction cap: a limit above it is refused by the node.
+        (estimate.saturating_mul(100 + self.headroom) / 100).min(crate::gas::EIP7825_TX_GAS_CAP)
+    }
+
+    /// The inbox's ABI form of a batch's jobs, receipts and receipt signatures.
+    fn post_args(
+        batch: &BatchPost,
+    ) -> (
+        Vec<BatchInbox::SignedJob>,
+        Vec<BatchInbox::Receipt>,
+        Vec<Bytes>,
+    ) {
+        let jobs = batch
+            .jobs
+            .iter()
+            .map(|j| BatchInbox::SignedJob {
+                request: BatchInbox::JobRequest {
+                    buyer: j.request.buyer,
+                    skuId: j.request.skuId,
+                    inputsHash: j.request.inputsHash,
+                    maxNewTokens: j.request.maxNewTokens,
+                    maxPrice: j.request.maxPrice,
+                    nonce: j.request.nonce,
+                },
+                signature: j.signature.clone(),
+                inputs: j.inputs.clone(),
+            })
+            .collect();
+        let receipts = batch
+            .receipts
+            .iter()
+            .map(|r| r.receipt.clone().into())
+            .collect();
+        let sigs = batch.receipts.iter().map(|r| r.signature.clone()).collect();
+        (jobs, receipts, sigs)
+    }
+
+    /// `postBatch` as an `eth_call` from the poster.
+    async fn simulate(&self, batch: &BatchPost) -> Result<(), L1Error> {
+        let (jobs, receipts, sigs) = Self::post_args(batch);
+        self.inbox
+            .postBatch(jobs, receipts, sigs)
+            .from(self.sender)
+            .call()
+            .await
+            .map(|_| ())
+            .map_err(contract_err)
     }
 }
 
@@ -271,6 +317,10 @@ impl L1 for AlloyL1 {
             self.inbox
                 .postBatch(jobs.clone(), receipts.clone(), sigs.clone())
         )
+    }
+
+    async fn simulate_post(&self, batch: &BatchPost) -> Result<(), L1Error> {
+        self.simulate(batch).await
     }
 
     async fn find_batch(&self, index: u64) -> Result<Option<OnChainBatch>, L1Error> {

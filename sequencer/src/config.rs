@@ -122,15 +122,26 @@ pub struct Limits {
     pub max_job_bytes: u64,
     /// Jobs per group commit at most.
     pub max_group_commit: usize,
+    /// Most open connections (HTTP and WebSocket together).
+    pub max_connections: u32,
+    /// Most request-body bytes being received or handled at once over HTTP, all connections
+    /// together (a request that would exceed it gets HTTP 503 with error code 5031).
+    pub max_inflight_bytes: u64,
+    /// Serve `verinfer_getResults` without the buyer's access signature (a public-proofs
+    /// deployment; off by default, completions are the buyer's).
+    pub public_results: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: 10 * 1024 * 1024,
+            max_request_bytes: 4 * 1024 * 1024,
             max_prompts_per_job: 4096,
-            max_job_bytes: 8 * 1024 * 1024,
+            max_job_bytes: 1024 * 1024,
             max_group_commit: 512,
+            max_connections: 128,
+            max_inflight_bytes: 64 * 1024 * 1024,
+            public_results: false,
         }
     }
 }
@@ -189,6 +200,10 @@ pub struct Batching {
     pub max_receipts: usize,
     /// How often a batch is cut (ms).
     pub interval_ms: u64,
+    /// Most estimated gas of one batch's posting and of its finalization (see
+    /// `crate::gas`); with `l1.gas_headroom_percent` on top it must stay under EIP-7825's
+    /// 2^24 per transaction.
+    pub gas_budget: u64,
 }
 
 impl Default for Batching {
@@ -197,6 +212,7 @@ impl Default for Batching {
             max_jobs: 256,
             max_receipts: 512,
             interval_ms: 2000,
+            gas_budget: 12_000_000,
         }
     }
 }
@@ -234,6 +250,23 @@ impl Config {
         if self.batching.max_jobs == 0 || !(1..=512).contains(&self.batching.max_receipts) {
             return Err(ConfigError::Invalid(
                 "batching.max_jobs must be positive and batching.max_receipts in 1..=512".into(),
+            ));
+        }
+        let limit = self
+            .batching
+            .gas_budget
+            .saturating_mul(100 + self.l1.gas_headroom_percent)
+            / 100;
+        if self.batching.gas_budget == 0 || limit > crate::gas::EIP7825_TX_GAS_CAP {
+            return Err(ConfigError::Invalid(format!(
+                "batching.gas_budget × (100 + l1.gas_headroom_percent)% = {limit} must be positive and at most 2^24 (EIP-7825)"
+            )));
+        }
+        if self.limits.max_connections == 0
+            || self.limits.max_inflight_bytes < u64::from(self.limits.max_request_bytes)
+        {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections must be positive and limits.max_inflight_bytes at least limits.max_request_bytes".into(),
             ));
         }
         // A job must fit one batch: its shard count is at most its prompt count.

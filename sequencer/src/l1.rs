@@ -112,6 +112,10 @@ pub trait L1: Send + Sync + 'static {
     /// Sends a batch (gas estimated with headroom, nonce managed, retried on transient
     /// errors) and waits for its receipt.
     async fn post_batch(&self, batch: &BatchPost) -> Result<Inclusion, L1Error>;
+    /// Runs `postBatch` for `batch` as a call (no transaction) against the latest state: `Ok`
+    /// when it would succeed, `Err(Reverted)` with the reason when it would revert. Used to
+    /// find the item that makes a posting revert.
+    async fn simulate_post(&self, batch: &BatchPost) -> Result<(), L1Error>;
     /// The batch with this index as the chain currently holds it.
     async fn find_batch(&self, index: u64) -> Result<Option<OnChainBatch>, L1Error>;
     /// Settlement state of a posted batch.

@@ -9,7 +9,10 @@
 pub mod alloy_l1;
 pub mod batcher;
 pub mod config;
+pub mod gas;
+pub mod intake;
 pub mod l1;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod server;

@@ -11,11 +11,9 @@ use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::{Eip712Domain, SolStruct};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
-use verinfer_primitives::job::{
-    domain, inputs_hash, outputs_root, plan_shards, prompts_root, shard_id, Prompt, ShardSpec,
-};
+use verinfer_primitives::job::{domain, outputs_root, prompts_root, shard_id, Prompt, ShardSpec};
 use verinfer_rpc::error::codes;
-use verinfer_rpc::sign::recover;
+use verinfer_rpc::sign::{cancel_digest, recover, results_access_digest};
 use verinfer_rpc::types::*;
 use verinfer_rpc::ApiError;
 
@@ -92,6 +90,8 @@ pub struct Sequencer {
     intake: mpsc::Sender<IntakeItem>,
     workers: Mutex<HashMap<Address, LiveWorker>>,
     open: Mutex<HashMap<B256, OpenShard>>,
+    /// Assignment seeds of jobs seen by the scheduler (job id → block hash).
+    seeds: Mutex<HashMap<B256, B256>>,
     wake_scheduler: Notify,
 }
 
@@ -155,6 +155,7 @@ impl Sequencer {
             intake: tx,
             workers: Mutex::new(HashMap::new()),
             open: Mutex::new(open),
+            seeds: Mutex::new(HashMap::new()),
             wake_scheduler: Notify::new(),
         });
         let writer = tokio::spawn(intake_writer(
@@ -229,111 +230,43 @@ impl Sequencer {
     }
 
     async fn submit_job_inner(&self, req: SubmitJobRequest) -> Result<SubmitJobResponse, ApiError> {
-        let lim = &self.cfg.limits;
+        let rules = crate::intake::IntakeRules {
+            domain: &self.domain,
+            limits: &self.cfg.limits,
+            sharding: &self.cfg.sharding,
+            skus: &self.skus,
+            gas: self.gas_model(),
+        };
+        let valid = crate::intake::validate_job(&req, &rules)?;
         let job = &req.job;
-        let n = req.prompts.len() as u64;
-        if n > u64::from(lim.max_prompts_per_job) {
-            return Err(ApiError::oversized(
-                "prompt count",
-                n,
-                lim.max_prompts_per_job.into(),
-            ));
-        }
-        let bytes: u64 = req.prompts.iter().map(|p| p.token_bound()).sum();
-        if bytes > lim.max_job_bytes {
-            return Err(ApiError::oversized("prompt size", bytes, lim.max_job_bytes));
-        }
-        if n == 0 {
-            return Err(ApiError::malformed("job has no prompt"));
-        }
-        if job.maxNewTokens == 0 {
-            return Err(ApiError::malformed("maxNewTokens must be at least 1"));
-        }
-        if req.prompts.iter().any(|p| {
-            matches!(p, Prompt::Tokens(t) if t.is_empty())
-                || matches!(p, Prompt::Text(s) if s.is_empty())
-        }) {
-            return Err(ApiError::malformed("empty prompt"));
-        }
-        let ih = inputs_hash(&req.prompts);
-        if ih != job.inputsHash {
-            return Err(ApiError::malformed(format!(
-                "inputsHash {} does not match the prompts (hash {ih})",
-                job.inputsHash
-            )));
-        }
-        let digest = job.id(&self.domain);
-        match recover(&digest, &req.signature) {
-            Some(a) if a == job.buyer => {}
-            Some(a) => {
-                return Err(ApiError::new(
-                    codes::BAD_SIGNATURE,
-                    format!("signature recovers to {a}, not to buyer {}", job.buyer),
-                ))
-            }
-            None => {
-                return Err(ApiError::new(
-                    codes::BAD_SIGNATURE,
-                    "signature is not a valid 65-byte ECDSA signature",
-                ))
-            }
-        }
-        let (sku, sku_price) = self.skus.get(&job.skuId).ok_or_else(|| {
-            ApiError::new(codes::UNKNOWN_SKU, format!("unknown SKU {}", job.skuId))
-        })?;
-        let mut tokens: u64 = 0;
-        for (i, p) in req.prompts.iter().enumerate() {
-            let need = p.token_bound().saturating_add(job.maxNewTokens);
-            if need > u64::from(sku.max_context) {
-                return Err(ApiError::new(
-                    codes::PROMPT_TOO_LONG,
-                    format!(
-                        "prompt {i} needs up to {need} tokens with maxNewTokens, SKU context is {}",
-                        sku.max_context
-                    ),
-                )
-                .with_data(json!({ "prompt": i, "tokens": need, "maxContext": sku.max_context })));
-            }
-            tokens = tokens.saturating_add(need);
-        }
-        let price = sku_price.saturating_mul(U256::from(tokens));
-        if job.maxPrice < price {
-            return Err(ApiError::new(
-                codes::PRICE_TOO_LOW,
-                format!(
-                    "maxPrice {} is below the job's price {price} ({tokens} tokens)",
-                    job.maxPrice
-                ),
-            )
-            .with_data(json!({ "required": price, "tokens": tokens })));
-        }
+        let sku_price = &valid.price_per_token;
         let balance = self.l1.escrow_balance(job.buyer).await?;
-        let id = digest;
-        let shards: Vec<ShardRecord> = plan_shards(
-            &req.prompts,
-            job.maxNewTokens,
-            self.cfg.sharding.max_prompts,
-            self.cfg.sharding.max_tokens,
-        )
-        .into_iter()
-        .map(|s: ShardSpec| {
-            let ps =
-                &req.prompts[s.first_prompt as usize..(s.first_prompt + s.prompt_count) as usize];
-            ShardRecord {
-                shard_id: shard_id(id, s.index),
-                job_id: id,
-                index: s.index,
-                first_prompt: s.first_prompt,
-                prompt_count: s.prompt_count,
-                input_root: prompts_root(ps),
-                sku_id: job.skuId,
-                max_new_tokens: job.maxNewTokens,
-                state: ShardState::Open,
-                attempts: 0,
-                missed_by: Vec::new(),
-            }
-        })
-        .collect();
+        // Read after the request arrived, so after the buyer signed: the block after this head
+        // did not exist when the job (and its id) was fixed, and its hash seeds the draw.
+        let accept_head = self.l1.head().await?;
+        let id = valid.id;
+        let shards: Vec<ShardRecord> = valid
+            .shards
+            .into_iter()
+            .map(|s: ShardSpec| {
+                let ps = &req.prompts
+                    [s.first_prompt as usize..(s.first_prompt + s.prompt_count) as usize];
+                ShardRecord {
+                    shard_id: shard_id(id, s.index),
+                    job_id: id,
+                    index: s.index,
+                    first_prompt: s.first_prompt,
+                    prompt_count: s.prompt_count,
+                    input_root: prompts_root(ps),
+                    sku_id: job.skuId,
+                    max_new_tokens: job.maxNewTokens,
+                    state: ShardState::Open,
+                    attempts: 0,
+                    missed_by: Vec::new(),
+                    requeued_from: Vec::new(),
+                }
+            })
+            .collect();
         let shard_keys: Vec<B256> = shards.iter().map(|s| s.shard_id).collect();
         let shard_count = shards.len() as u32;
         let reserved = job.maxPrice;
@@ -349,6 +282,7 @@ impl Sequencer {
                 price_per_token: *sku_price,
                 balance,
                 accepted_at_ms: now_ms(),
+                accept_head,
             },
             reply,
         };
@@ -409,7 +343,11 @@ impl Sequencer {
 
     /// `verinfer_getResults`: completions with proofs to their receipts, receipts with proofs
     /// to their batch.
-    pub async fn get_results(&self, id: B256) -> Result<JobResults, ApiError> {
+    pub async fn get_results(
+        &self,
+        id: B256,
+        access: Option<alloy_primitives::Bytes>,
+    ) -> Result<JobResults, ApiError> {
         let st = self.store.clone();
         let (job, shards, batch) = blocking(move || {
             let Some(job) = st.job(id)? else {
@@ -424,6 +362,8 @@ impl Sequencer {
         })
         .await?
         .ok_or_else(|| ApiError::new(codes::UNKNOWN_JOB, format!("unknown job {id}")))?;
+        self.check_access(&job.job, id, access.as_deref())?;
+        let finality = finality(job.state, batch.as_ref());
         let batch_tree = batch.as_ref().map(|b| {
             (
                 b,
@@ -485,6 +425,7 @@ impl Sequencer {
         Ok(JobResults {
             job_id: id,
             state: job.state,
+            finality,
             receipts,
             completions,
         })
@@ -566,9 +507,18 @@ impl Sequencer {
             stake,
             missed: 0,
             completed: 0,
+            issued_at: r.issuedAt,
         };
         let st = self.store.clone();
-        blocking(move || st.put_worker(rec)).await?;
+        if let Err(last) = blocking(move || st.put_worker(rec)).await? {
+            return Err(ApiError::new(
+                codes::REGISTRATION_REPLAYED,
+                format!(
+                    "registration issued at {} is not newer than the last one accepted for {} ({last}); sign a new one",
+                    r.issuedAt, r.worker
+                ),
+            ));
+        }
         // The session token is unguessable: keccak of the signature, time and fresh randomness.
         let session = keccak256(
             [
@@ -807,11 +757,16 @@ impl Sequencer {
             let Some(rec) = blocking(move || st.shard(sid)).await? else {
                 continue;
             };
-            let missed_by: Vec<Address> = rec.missed_by.clone();
+            let Some(seed) = self.seed_of(rec.job_id).await? else {
+                // The seed block does not exist yet: assign on a later round.
+                continue;
+            };
             let previous = os.assigned.map(|(w, _)| w);
-            let mut excluded = missed_by.clone();
+            let mut excluded = rec.missed_by.clone();
+            excluded.extend(rec.requeued_from.iter().copied());
             excluded.extend(previous);
-            let Some(worker) = pick_worker(&live, os.sku, sid, rec.attempts, &excluded) else {
+            let Some(worker) = pick_worker(&live, os.sku, seed, sid, rec.attempts, &excluded)
+            else {
                 continue;
             };
             let deadline = now + self.cfg.workers.shard_timeout_ms;
@@ -866,16 +821,166 @@ impl Sequencer {
     }
 }
 
+impl Sequencer {
+    /// The gas model with this deployment's budget.
+    pub fn gas_model(&self) -> crate::gas::GasModel {
+        crate::gas::GasModel {
+            budget: self.cfg.batching.gas_budget,
+        }
+    }
+
+    /// Puts a re-opened shard back in the scheduler's view.
+    pub(crate) fn reopen_shard(&self, shard: B256, sku: B256) {
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(
+                shard,
+                OpenShard {
+                    sku,
+                    assigned: None,
+                },
+            );
+        }
+        self.wake_scheduler.notify_one();
+    }
+
+    /// Removes closed shards from the scheduler's view.
+    pub(crate) fn forget_shards(&self, shards: &[B256]) {
+        if let Ok(mut open) = self.open.lock() {
+            for s in shards {
+                open.remove(s);
+            }
+        }
+    }
+
+    /// The assignment seed of a job: the hash of the first L1 block after the head read at
+    /// acceptance (recorded in the job once known). `None` while that block does not exist.
+    async fn seed_of(&self, job: B256) -> Result<Option<B256>, ApiError> {
+        if let Some(s) = self.seeds.lock().ok().and_then(|m| m.get(&job).copied()) {
+            return Ok(Some(s));
+        }
+        let st = self.store.clone();
+        let Some(rec) = blocking(move || st.job(job)).await? else {
+            return Ok(None);
+        };
+        let seed = match (rec.seed, rec.accept_head) {
+            (Some(s), _) => s.hash,
+            (None, Some(h)) => {
+                let Some(hash) = self.l1.block_hash(h + 1).await? else {
+                    return Ok(None);
+                };
+                let st = self.store.clone();
+                let s = AssignmentSeed { block: h + 1, hash };
+                blocking(move || st.set_seed(job, s)).await?;
+                hash
+            }
+            // Jobs stored before seeds existed keep the old draw.
+            (None, None) => B256::ZERO,
+        };
+        if let Ok(mut m) = self.seeds.lock() {
+            // Bounded: the cache only saves L1 and store reads.
+            if m.len() > 100_000 {
+                m.clear();
+            }
+            m.insert(job, seed);
+        }
+        Ok(Some(seed))
+    }
+
+    /// `getResults` needs the buyer's `ResultsAccess` signature unless results are public.
+    fn check_access(
+        &self,
+        job: &verinfer_primitives::job::JobRequest,
+        id: B256,
+        access: Option<&[u8]>,
+    ) -> Result<(), ApiError> {
+        if self.cfg.limits.public_results {
+            return Ok(());
+        }
+        let ok = access
+            .and_then(|sig| recover(&results_access_digest(&self.domain, id), sig))
+            .is_some_and(|a| a == job.buyer);
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                codes::UNAUTHORIZED,
+                format!(
+                    "results of {id} need the buyer's ResultsAccess signature (sign::sign_results_access)"
+                ),
+            ))
+        }
+    }
+
+    /// `verinfer_cancelJob`: a buyer-signed cancel of a job not yet in a batch.
+    pub async fn cancel_job(&self, req: CancelJobRequest) -> Result<CancelJobResponse, ApiError> {
+        let id = req.job_id;
+        let st = self.store.clone();
+        let job = blocking(move || st.job(id))
+            .await?
+            .ok_or_else(|| ApiError::new(codes::UNKNOWN_JOB, format!("unknown job {id}")))?;
+        match recover(&cancel_digest(&self.domain, id), &req.signature) {
+            Some(a) if a == job.job.buyer => {}
+            _ => {
+                return Err(ApiError::new(
+                    codes::BAD_SIGNATURE,
+                    format!(
+                        "cancel of {id} is not signed by its buyer {}",
+                        job.job.buyer
+                    ),
+                ))
+            }
+        }
+        let st = self.store.clone();
+        let Some((job, closed)) =
+            blocking(move || st.end_job(id, JobState::Cancelled, None)).await?
+        else {
+            return Err(ApiError::new(
+                codes::NOT_CANCELLABLE,
+                format!(
+                    "job {id} is {:?}: only jobs not yet batched can be cancelled",
+                    job.state
+                ),
+            ));
+        };
+        self.forget_shards(&closed);
+        tracing::info!(job = %id, "job cancelled by its buyer");
+        Ok(CancelJobResponse {
+            job_id: id,
+            released: job.job.maxPrice,
+        })
+    }
+}
+
+/// How settled a job's results are, from its state and its batch.
+fn finality(state: JobState, batch: Option<&crate::store::BatchRecord>) -> Finality {
+    match state {
+        JobState::Dropped | JobState::Cancelled => Finality::Void,
+        JobState::Finalized => Finality::Final,
+        _ => match batch {
+            Some(b) if b.l1_block.is_some() => match b.state {
+                BatchState::Finalized => Finality::Final,
+                BatchState::Pending => Finality::Provisional,
+                _ => Finality::OnL1,
+            },
+            _ => Finality::Provisional,
+        },
+    }
+}
+
 fn rand_bytes() -> [u8; 32] {
     rand::random()
 }
 
-/// Stake-weighted deterministic pick: the draw is `keccak256(shardId ‖ attempt) mod totalStake`
-/// over the candidates sorted by address, so any observer can recompute who should have got a
-/// shard. Workers in `excluded` are skipped unless nobody else serves the SKU.
-fn pick_worker(
+/// Stake-weighted deterministic pick: the draw is
+/// `keccak256(seed ‖ shardId ‖ attempt) mod totalStake` over the candidates sorted by address,
+/// where `seed` is the hash of an L1 block produced after the job was accepted (so the buyer,
+/// who fixed the job id by signing, cannot grind nonces to steer the draw), and any observer
+/// can recompute who should have got a shard. Workers in `excluded` are skipped unless nobody
+/// else serves the SKU.
+pub fn pick_worker(
     live: &[(Address, Vec<B256>, U256)],
     sku: B256,
+    seed: B256,
     shard: B256,
     attempt: u32,
     excluded: &[Address],
@@ -900,9 +1005,10 @@ fn pick_worker(
     let total = serving
         .iter()
         .fold(U256::ZERO, |acc, (_, s)| acc.saturating_add(*s));
-    let seed =
-        U256::from_be_bytes(keccak256([shard.as_slice(), &attempt.to_be_bytes()].concat()).0);
-    let mut draw = seed % total;
+    let draw_seed = U256::from_be_bytes(
+        keccak256([seed.as_slice(), shard.as_slice(), &attempt.to_be_bytes()].concat()).0,
+    );
+    let mut draw = draw_seed % total;
     for (a, s) in &serving {
         if draw < *s {
             return Some(*a);
@@ -922,6 +1028,10 @@ fn job_info(rec: crate::store::JobRecord) -> JobInfo {
         batch: rec.batch,
         charged: rec.charged,
         accepted_at_ms: rec.accepted_at_ms,
+        accept_head: rec.accept_head,
+        assignment_seed: rec.seed,
+        drop_reason: rec.drop_reason,
+        events: rec.events,
     }
 }
 
@@ -979,18 +1089,21 @@ mod tests {
         let mut counts = HashMap::new();
         for i in 0..2000u32 {
             let s = keccak256(i.to_be_bytes());
-            let w = pick_worker(&live, sku, s, 0, &[]).unwrap();
-            assert_eq!(pick_worker(&live, sku, s, 0, &[]), Some(w));
+            let w = pick_worker(&live, sku, B256::ZERO, s, 0, &[]).unwrap();
+            assert_eq!(pick_worker(&live, sku, B256::ZERO, s, 0, &[]), Some(w));
             *counts.entry(w).or_insert(0u32) += 1;
         }
         assert!(!counts.contains_key(&c), "c does not serve the SKU");
         let (na, nb) = (counts[&a], counts[&b]);
         assert!(nb > 6 * na, "stake 9:1 should dominate, got {nb}:{na}");
         // Excluding b leaves a; excluding everyone falls back to the serving set.
-        assert_eq!(pick_worker(&live, sku, B256::ZERO, 0, &[b]), Some(a));
-        assert!(pick_worker(&live, sku, B256::ZERO, 0, &[a, b]).is_some());
         assert_eq!(
-            pick_worker(&live, B256::repeat_byte(9), B256::ZERO, 0, &[]),
+            pick_worker(&live, sku, B256::ZERO, B256::ZERO, 0, &[b]),
+            Some(a)
+        );
+        assert!(pick_worker(&live, sku, B256::ZERO, B256::ZERO, 0, &[a, b]).is_some());
+        assert_eq!(
+            pick_worker(&live, B256::repeat_byte(9), B256::ZERO, B256::ZERO, 0, &[]),
             None
         );
     }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, Bytes, B256};
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::server::{
     PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage,
@@ -13,6 +13,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use verinfer_rpc::types::*;
 use verinfer_rpc::VerinferApiServer;
 
+use crate::limits::InflightLayer;
 use crate::metrics::MetricsLayer;
 use crate::node::Sequencer;
 
@@ -46,9 +47,14 @@ impl VerinferApiServer for Api {
         rpc(self.seq.get_job(job_id).await)
     }
 
-    async fn get_results(&self, job_id: B256) -> RpcResult<JobResults> {
+    async fn get_results(&self, job_id: B256, access: Option<Bytes>) -> RpcResult<JobResults> {
         let _t = self.seq.metrics().timer("getResults");
-        rpc(self.seq.get_results(job_id).await)
+        rpc(self.seq.get_results(job_id, access).await)
+    }
+
+    async fn cancel_job(&self, request: CancelJobRequest) -> RpcResult<CancelJobResponse> {
+        let _t = self.seq.metrics().timer("cancelJob");
+        rpc(self.seq.cancel_job(request).await)
     }
 
     async fn list_jobs(
@@ -121,9 +127,14 @@ pub async fn serve(
     let cfg = ServerConfig::builder()
         .max_request_body_size(lim.max_request_bytes)
         .max_response_body_size(64 * 1024 * 1024)
-        .max_connections(1024)
+        .max_connections(lim.max_connections)
         .build();
-    let http_mw = tower::ServiceBuilder::new().layer(MetricsLayer::new(seq.metrics().clone()));
+    let http_mw = tower::ServiceBuilder::new()
+        .layer(MetricsLayer::new(seq.metrics().clone()))
+        .layer(InflightLayer::new(
+            lim.max_inflight_bytes,
+            lim.max_request_bytes,
+        ));
     let server = ServerBuilder::with_config(cfg)
         .set_http_middleware(http_mw)
         .build(addr)

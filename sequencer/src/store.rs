@@ -18,10 +18,16 @@ use redb::{
     WriteTransaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use verinfer_primitives::job::{shard_id, JobRequest, Prompt};
+use std::collections::HashMap;
+
+use verinfer_primitives::job::{encode_inputs, shard_id, JobRequest, Prompt};
 use verinfer_primitives::merkle::hash_leaf;
 use verinfer_primitives::Receipt;
-use verinfer_rpc::types::{BatchState, JobState};
+use verinfer_rpc::types::{
+    AssignmentSeed, BatchState, DropReason, JobEvent, JobState, RequeueReason,
+};
+
+use crate::gas::GasModel;
 
 /// job id → [`JobRecord`].
 const JOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("jobs");
@@ -106,6 +112,18 @@ pub struct JobRecord {
     pub accepted_at_ms: u64,
     /// Global acceptance sequence number.
     pub seq: u64,
+    /// L1 head read at acceptance (the assignment seed is the hash of the block after it).
+    #[serde(default)]
+    pub accept_head: Option<u64>,
+    /// The assignment seed once known.
+    #[serde(default)]
+    pub seed: Option<AssignmentSeed>,
+    /// Why it was dropped.
+    #[serde(default)]
+    pub drop_reason: Option<DropReason>,
+    /// What happened to it besides state moves.
+    #[serde(default)]
+    pub events: Vec<JobEvent>,
 }
 
 /// Where a shard is.
@@ -155,6 +173,10 @@ pub struct ShardRecord {
     pub attempts: u32,
     /// Workers that missed this shard's deadline (not picked again while others exist).
     pub missed_by: Vec<Address>,
+    /// Workers whose receipt for this shard was discarded because they stopped serving the
+    /// SKU on L1 (not picked again while others exist).
+    #[serde(default)]
+    pub requeued_from: Vec<Address>,
 }
 
 /// A stored batch.
@@ -214,6 +236,10 @@ pub struct WorkerRecord {
     pub missed: u64,
     /// Results accepted.
     pub completed: u64,
+    /// `issuedAt` of the last accepted registration: a new one must be strictly newer, so a
+    /// captured registration cannot be replayed (see `Store::put_worker`).
+    #[serde(default)]
+    pub issued_at: u64,
 }
 
 /// A validated job ready to store.
@@ -235,6 +261,8 @@ pub struct NewJob {
     pub balance: U256,
     /// Unix ms.
     pub accepted_at_ms: u64,
+    /// L1 head read at acceptance.
+    pub accept_head: u64,
 }
 
 /// Why a job was refused at store time (decided inside the write transaction, so concurrent
@@ -345,6 +373,10 @@ impl Store {
                     charged: None,
                     accepted_at_ms: nj.accepted_at_ms,
                     seq,
+                    accept_head: Some(nj.accept_head),
+                    seed: None,
+                    drop_reason: None,
+                    events: Vec::new(),
                 };
                 t_jobs.insert(id.0, enc(&rec).as_slice())?;
                 t_prompts.insert(id.0, enc(&nj.prompts).as_slice())?;
@@ -524,6 +556,11 @@ impl Store {
                 })?;
                 dec("jobs", g.value())?
             };
+            if job.state != JobState::Accepted {
+                // Cancelled or dropped meanwhile: the result is not taken (the transaction is
+                // dropped, nothing changes).
+                return Ok(None);
+            }
             job.shards_done += 1;
             if job.shards_done == job.shards_total {
                 job.state = JobState::Completed;
@@ -551,14 +588,19 @@ impl Store {
         Ok(tx.open_table(READY_JOBS)?.len()?)
     }
 
-    /// Takes completed jobs (oldest first, at most `max_jobs` and `max_receipts` receipts,
-    /// always at least one job) into a new batch, charging each job
-    /// `min(tokensProcessed × price, maxPrice)`, in one transaction: a job is in exactly one
-    /// batch and is charged exactly once. `None` when no job is ready.
+    /// Takes completed jobs (oldest first, at most `max_jobs` jobs, `max_receipts` receipts
+    /// and `gas.budget` of estimated posting and finalization gas; always at least one job)
+    /// into a new batch, charging each job `min(tokensProcessed × price, maxPrice)` at the
+    /// SKU's current L1 price from `prices` (the inbox fixes the price when it first sees the
+    /// job), taking only jobs in `checked`, in one transaction: a job is in exactly one batch and is charged exactly once.
+    /// `None` when no job is ready.
     pub fn create_batch(
         &self,
         max_jobs: usize,
         max_receipts: usize,
+        gas: &GasModel,
+        prices: &HashMap<B256, U256>,
+        checked: &std::collections::HashSet<B256>,
     ) -> Result<Option<BatchRecord>, StoreError> {
         let tx = self.write()?;
         let batch = {
@@ -566,7 +608,13 @@ impl Store {
             let mut picked = Vec::new();
             for item in ready.iter()?.take(max_jobs) {
                 let (k, v) = item?;
-                picked.push((k.value(), B256::from(v.value())));
+                let id = B256::from(v.value());
+                // Only jobs re-checked against L1 just before (`batcher::precheck`); one that
+                // became ready since waits for the next batch.
+                if !checked.contains(&id) {
+                    break;
+                }
+                picked.push((k.value(), id));
             }
             if picked.is_empty() {
                 return Ok(None);
@@ -575,9 +623,11 @@ impl Store {
             let index = meta.get("next_batch")?.map(|g| g.value()).unwrap_or(0);
             let mut jobs = tx.open_table(JOBS)?;
             let shards = tx.open_table(SHARDS)?;
+            let prompts_t = tx.open_table(PROMPTS)?;
             let mut hashes = Vec::new();
             let mut leaves = Vec::new();
             let mut charges = Vec::new();
+            let mut sizes: Vec<(usize, u32)> = Vec::new();
             for (seq, id) in &picked {
                 let mut job: JobRecord = {
                     let g = jobs.get(id.0)?.ok_or_else(|| {
@@ -585,7 +635,15 @@ impl Store {
                     })?;
                     dec("jobs", g.value())?
                 };
-                if !charges.is_empty() && hashes.len() + job.shards_total as usize > max_receipts {
+                let inputs_len = match prompts_t.get(id.0)? {
+                    Some(g) => encode_inputs(&dec::<Vec<Prompt>>("prompts", g.value())?).len(),
+                    None => 0,
+                };
+                sizes.push((inputs_len, job.shards_total));
+                if !charges.is_empty()
+                    && (hashes.len() + job.shards_total as usize > max_receipts
+                        || !gas.fits(&sizes))
+                {
                     break;
                 }
                 ready.remove(*seq)?;
@@ -604,6 +662,15 @@ impl Store {
                     let enc = receipt.abi_encode();
                     hashes.push(alloy_primitives::keccak256(&enc));
                     leaves.push(hash_leaf(&enc));
+                }
+                if let Some(p) = prices.get(&job.job.skuId) {
+                    if *p != job.price_per_token {
+                        job.events.push(JobEvent::Repriced {
+                            old: job.price_per_token,
+                            new: *p,
+                        });
+                        job.price_per_token = *p;
+                    }
                 }
                 let amount = job
                     .price_per_token
@@ -642,6 +709,179 @@ impl Store {
         };
         tx.commit()?;
         Ok(Some(batch))
+    }
+
+    /// Completed jobs waiting for a batch, oldest first (at most `limit`).
+    pub fn ready_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let ready = tx.open_table(READY_JOBS)?;
+        let jobs = tx.open_table(JOBS)?;
+        let mut out = Vec::new();
+        for item in ready.iter()?.take(limit) {
+            let (_, v) = item?;
+            let g = jobs
+                .get(v.value())?
+                .ok_or_else(|| StoreError::Inconsistent("ready job missing".into()))?;
+            out.push(dec("jobs", g.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Ends a job that is not in a batch (state `accepted` or `completed`): it leaves the
+    /// ready queue, its unfinished shards are closed, the buyer's reservation is released, and
+    /// it takes `state` (`Dropped` with `reason`, or `Cancelled`). Returns the job and the ids
+    /// of the shards that were still open, or `None` when the job is not in such a state.
+    pub fn end_job(
+        &self,
+        id: B256,
+        state: JobState,
+        reason: Option<DropReason>,
+    ) -> Result<Option<(JobRecord, Vec<B256>)>, StoreError> {
+        let tx = self.write()?;
+        let out = {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut job: JobRecord = match jobs.get(id.0)? {
+                Some(g) => dec("jobs", g.value())?,
+                None => return Ok(None),
+            };
+            if !matches!(job.state, JobState::Accepted | JobState::Completed) {
+                return Ok(None);
+            }
+            tx.open_table(READY_JOBS)?.remove(job.seq)?;
+            let mut open = tx.open_table(OPEN_SHARDS)?;
+            let mut closed = Vec::new();
+            for i in 0..job.shards_total {
+                let sid = shard_id(id, i);
+                if open.remove(sid.0)?.is_some() {
+                    closed.push(sid);
+                }
+            }
+            let mut res = tx.open_table(RESERVED)?;
+            let b = job.job.buyer.0 .0;
+            let cur = res
+                .get(b)?
+                .map(|g| U256::from_be_bytes(g.value()))
+                .unwrap_or(U256::ZERO);
+            res.insert(b, u256_bytes(cur.saturating_sub(job.job.maxPrice)))?;
+            job.state = state;
+            job.drop_reason = reason;
+            jobs.insert(id.0, enc(&job).as_slice())?;
+            (job, closed)
+        };
+        tx.commit()?;
+        Ok(Some(out))
+    }
+
+    /// Takes back the accepted result of a shard whose job is not yet batched (its worker can
+    /// no longer post it) and opens the shard again, excluding that worker. Returns the shard,
+    /// or `None` when it is not in that situation.
+    pub fn requeue_shard(
+        &self,
+        shard: B256,
+        reason: RequeueReason,
+    ) -> Result<Option<ShardRecord>, StoreError> {
+        let tx = self.write()?;
+        let out = {
+            let mut t = tx.open_table(SHARDS)?;
+            let mut rec: ShardRecord = match t.get(shard.0)? {
+                Some(g) => dec("shards", g.value())?,
+                None => return Ok(None),
+            };
+            let ShardState::Done { receipt, .. } = &rec.state else {
+                return Ok(None);
+            };
+            let worker = receipt.worker;
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut job: JobRecord = match jobs.get(rec.job_id.0)? {
+                Some(g) => dec("jobs", g.value())?,
+                None => return Ok(None),
+            };
+            if !matches!(job.state, JobState::Accepted | JobState::Completed) {
+                return Ok(None);
+            }
+            tx.open_table(READY_JOBS)?.remove(job.seq)?;
+            job.state = JobState::Accepted;
+            job.shards_done = job.shards_done.saturating_sub(1);
+            job.events.push(JobEvent::ShardRequeued {
+                shard_index: rec.index,
+                worker,
+                reason,
+            });
+            jobs.insert(rec.job_id.0, enc(&job).as_slice())?;
+            if !rec.requeued_from.contains(&worker) {
+                rec.requeued_from.push(worker);
+            }
+            rec.state = ShardState::Open;
+            t.insert(shard.0, enc(&rec).as_slice())?;
+            tx.open_table(OPEN_SHARDS)?.insert(shard.0, ())?;
+            rec
+        };
+        tx.commit()?;
+        Ok(Some(out))
+    }
+
+    /// Takes apart batch `index` and every later one, which must all be unposted (`Pending`,
+    /// never seen on L1, reservations held): their jobs go back to the ready queue in their
+    /// order and the batch counter goes back to `index`, so the next batch reuses the index
+    /// (the inbox numbers batches densely). Used when `postBatch` reverted. Returns the jobs.
+    pub fn dissolve_batches_from(&self, index: u64) -> Result<Vec<B256>, StoreError> {
+        let tx = self.write()?;
+        let mut returned = Vec::new();
+        {
+            let mut meta = tx.open_table(META)?;
+            let next = meta.get("next_batch")?.map(|g| g.value()).unwrap_or(0);
+            let mut batches = tx.open_table(BATCHES)?;
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut ready = tx.open_table(READY_JOBS)?;
+            for i in index..next {
+                let b: BatchRecord = match batches.get(i)? {
+                    Some(g) => dec("batches", g.value())?,
+                    None => return Err(StoreError::Inconsistent(format!("batch {i} missing"))),
+                };
+                if b.state != BatchState::Pending || b.l1_block.is_some() || b.released {
+                    return Err(StoreError::Inconsistent(format!(
+                        "batch {i} is not an unposted pending batch"
+                    )));
+                }
+                for c in &b.charges {
+                    let mut j: JobRecord = match jobs.get(c.job_id.0)? {
+                        Some(g) => dec("jobs", g.value())?,
+                        None => continue,
+                    };
+                    j.state = JobState::Completed;
+                    j.batch = None;
+                    j.charged = None;
+                    j.events.push(JobEvent::BatchDissolved { batch: i });
+                    ready.insert(j.seq, c.job_id.0)?;
+                    jobs.insert(c.job_id.0, enc(&j).as_slice())?;
+                    returned.push(c.job_id);
+                }
+                batches.remove(i)?;
+            }
+            if index < next {
+                meta.insert("next_batch", index)?;
+            }
+        }
+        tx.commit()?;
+        Ok(returned)
+    }
+
+    /// Records a job's assignment seed.
+    pub fn set_seed(&self, id: B256, seed: AssignmentSeed) -> Result<(), StoreError> {
+        let tx = self.write()?;
+        {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut j: JobRecord = match jobs.get(id.0)? {
+                Some(g) => dec("jobs", g.value())?,
+                None => return Ok(()),
+            };
+            if j.seed.is_none() {
+                j.seed = Some(seed);
+                jobs.insert(id.0, enc(&j).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// One batch.
@@ -731,8 +971,14 @@ impl Store {
             .unwrap_or(U256::ZERO))
     }
 
-    /// Stores a worker registration (keeps its counters if it registered before).
-    pub fn put_worker(&self, mut rec: WorkerRecord) -> Result<WorkerRecord, StoreError> {
+    /// Stores a worker registration (keeps its counters if it registered before). The
+    /// registration's `issued_at` must be strictly newer than the last stored one, checked in
+    /// the same transaction: a signed registration is usable once, and an old one cannot
+    /// replace a newer session. `Err(last)` names the last accepted `issuedAt` otherwise.
+    pub fn put_worker(
+        &self,
+        mut rec: WorkerRecord,
+    ) -> Result<Result<WorkerRecord, u64>, StoreError> {
         let tx = self.write()?;
         {
             let mut t = tx.open_table(WORKERS)?;
@@ -741,13 +987,16 @@ impl Store {
                 .map(|g| dec("workers", g.value()))
                 .transpose()?;
             if let Some(old) = old {
+                if rec.issued_at <= old.issued_at {
+                    return Ok(Err(old.issued_at));
+                }
                 rec.missed = old.missed;
                 rec.completed = old.completed;
             }
             t.insert(rec.worker.0 .0, enc(&rec).as_slice())?;
         }
         tx.commit()?;
-        Ok(rec)
+        Ok(Ok(rec))
     }
 
     /// Every registered worker.

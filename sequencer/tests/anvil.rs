@@ -100,7 +100,9 @@ async fn posts_confirms_survives_reorg_and_finalizes() {
     );
     assert_eq!(chain.escrow().await, U256::from(ESCROW) - charged);
     let before = c.get_batch(0).await.unwrap();
-    let results = c.get_results(id).await.unwrap();
+    let access = verinfer_rpc::sign::sign_results_access(&chain.buyer, &d, id).unwrap();
+    let results = c.get_results(id, Some(access)).await.unwrap();
+    assert_eq!(results.finality, verinfer_rpc::types::Finality::OnL1);
     assert_eq!(results.completions.len(), 3);
     assert!(results.receipts.iter().all(|r| r
         .batch

@@ -436,7 +436,19 @@ async fn workers_receipts_reassignment_and_batches() {
     assert_eq!(posted[0].receipts[1].receipt, rec1);
 
     // Results: every completion proves into its receipt, every receipt into the batch root.
-    let res = c.get_results(jid).await.unwrap();
+    // Results are the buyer's: refused without its access signature or with a stranger's.
+    assert_eq!(
+        code(c.get_results(jid, None).await),
+        Some(codes::UNAUTHORIZED)
+    );
+    let stranger = verinfer_rpc::sign::sign_results_access(&w1, &d, jid).unwrap();
+    assert_eq!(
+        code(c.get_results(jid, Some(stranger)).await),
+        Some(codes::UNAUTHORIZED)
+    );
+    let access = verinfer_rpc::sign::sign_results_access(&buyer, &d, jid).unwrap();
+    let res = c.get_results(jid, Some(access)).await.unwrap();
+    assert_eq!(res.finality, verinfer_rpc::types::Finality::OnL1);
     assert_eq!(res.completions.len(), 3);
     let batch = c.get_batch(0).await.unwrap();
     assert_eq!(batch.jobs, vec![jid]);

@@ -47,6 +47,10 @@ pub async fn spawn_anvil() -> AnvilProc {
             "--host",
             "127.0.0.1",
             "--silent",
+            // Interval mining: the assignment seed of a job is the hash of the first block
+            // after its acceptance, so blocks must come without transactions too.
+            "--block-time",
+            "1",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -233,6 +237,7 @@ impl Chain {
                 max_jobs: 4,
                 max_receipts: 512,
                 interval_ms: 150,
+                gas_budget: 12_000_000,
             },
         }
     }
@@ -241,5 +246,65 @@ impl Chain {
     pub async fn escrow(&self) -> U256 {
         let b = StakeBridge::new(self.d.stake_bridge, self.owner_p.clone());
         U256::from(b.escrow(self.buyer.address()).call().await.unwrap().balance)
+    }
+}
+
+impl Chain {
+    /// Stakes `n` fresh workers (2 ether each) serving the test SKU; transactions are sent
+    /// together and awaited at the end (interval mining makes one-by-one slow).
+    pub async fn add_workers(&self, n: usize) -> Vec<PrivateKeySigner> {
+        let keys: Vec<PrivateKeySigner> = (0..n).map(|_| PrivateKeySigner::random()).collect();
+        for k in &keys {
+            fund(&self.owner_p, k.address()).await;
+        }
+        let two_eth = U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64));
+        let mut pending = Vec::new();
+        for k in &keys {
+            let p = connect(&self.anvil.url, k);
+            let b = StakeBridge::new(self.d.stake_bridge, p);
+            pending.push(
+                b.depositStake(1)
+                    .value(two_eth)
+                    .nonce(0)
+                    .send()
+                    .await
+                    .unwrap(),
+            );
+            pending.push(
+                b.setSku(self.sku, true)
+                    .nonce(1)
+                    .gas(200_000)
+                    .send()
+                    .await
+                    .unwrap(),
+            );
+        }
+        for p in pending {
+            assert!(p.get_receipt().await.unwrap().status());
+        }
+        keys
+    }
+
+    /// `n` fresh buyers with `escrow` wei each in the StakeBridge.
+    pub async fn add_buyers(&self, n: usize, escrow: U256) -> Vec<PrivateKeySigner> {
+        let keys: Vec<PrivateKeySigner> = (0..n).map(|_| PrivateKeySigner::random()).collect();
+        for k in &keys {
+            fund(&self.owner_p, k.address()).await;
+        }
+        let mut pending = Vec::new();
+        for k in &keys {
+            let b = StakeBridge::new(self.d.stake_bridge, connect(&self.anvil.url, k));
+            pending.push(b.depositEscrow().value(escrow).send().await.unwrap());
+        }
+        for p in pending {
+            assert!(p.get_receipt().await.unwrap().status());
+        }
+        keys
+    }
+
+    /// A buyer's escrow balance on L1.
+    pub async fn escrow_of(&self, who: Address) -> U256 {
+        let b = StakeBridge::new(self.d.stake_bridge, self.owner_p.clone());
+        U256::from(b.escrow(who).call().await.unwrap().balance)
     }
 }

@@ -75,6 +75,9 @@ impl L1 for TestDoubleL1 {
             gas_used: 50_000,
         })
     }
+    async fn simulate_post(&self, _batch: &BatchPost) -> Result<(), L1Error> {
+        Ok(())
+    }
     async fn find_batch(&self, index: u64) -> Result<Option<OnChainBatch>, L1Error> {
         Ok(self
             .posted
@@ -148,6 +151,7 @@ pub fn config(dir: &std::path::Path) -> Config {
             max_jobs: 8,
             max_receipts: 512,
             interval_ms: 100,
+            gas_budget: 12_000_000,
         },
     }
 }
