@@ -54,7 +54,9 @@ pub struct Args {
 
 fn read_key(args: &Args) -> anyhow::Result<PrivateKeySigner> {
     let hex = match (&args.key_env, &args.key_file) {
-        (Some(var), None) => std::env::var(var).with_context(|| format!("env var {var} not set"))?,
+        (Some(var), None) => {
+            std::env::var(var).with_context(|| format!("env var {var} not set"))?
+        }
         (None, Some(f)) => std::fs::read_to_string(f)
             .with_context(|| format!("reading key file {}", f.display()))?,
         _ => bail!("give exactly one of --key-env VAR or --key-file FILE"),

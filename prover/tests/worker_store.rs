@@ -110,14 +110,18 @@ fn storage_and_recompute_cost_per_shard() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let before = std::fs::metadata(dir.path().join("worker.redb")).unwrap().len();
+    let before = std::fs::metadata(dir.path().join("worker.redb"))
+        .unwrap()
+        .len();
     store.assign(&a).unwrap();
     store.sign(a.shard_id, result.clone(), &roots).unwrap();
     let rec = store.get(a.shard_id).unwrap().unwrap();
     assert!(matches!(rec.state, ShardState::Signed { .. }));
     let record_bytes = serde_json::to_vec(&rec).unwrap().len();
     let trace_bytes = roots.len() * 32;
-    let after = std::fs::metadata(dir.path().join("worker.redb")).unwrap().len();
+    let after = std::fs::metadata(dir.path().join("worker.redb"))
+        .unwrap()
+        .len();
     assert_eq!(store.output_roots(a.shard_id).unwrap().unwrap(), roots);
 
     // Replays: first, middle and last step, as the data API does for an uncached request.
@@ -130,7 +134,7 @@ fn storage_and_recompute_cost_per_shard() {
         assert_eq!(o.output.root(), roots[s as usize], "replay of step {s}");
     }
     println!(
-        "shard: {} prompts x 12 tokens, {n} new, {steps} steps; run {run_secs:.3}s; \
+        "shard: 4 prompts x 12 tokens, {n} new, {steps} steps; run {run_secs:.3}s; \
          stored: record {record_bytes} B + trace {trace_bytes} B (32 B/step), redb file \
          {before} -> {after} B; replays (step, s): {replay:?}"
     );

@@ -164,8 +164,11 @@ pub trait WorkerDataApi {
 
     /// Receipts signed by this worker, in signing order (`limit` 1..=1000, default 100).
     #[method(name = "listReceipts")]
-    async fn list_receipts(&self, cursor: Option<u64>, limit: Option<u32>)
-        -> RpcResult<ReceiptPage>;
+    async fn list_receipts(
+        &self,
+        cursor: Option<u64>,
+        limit: Option<u32>,
+    ) -> RpcResult<ReceiptPage>;
 
     /// A signed receipt with its outputs and prompts.
     #[method(name = "getReceipt")]
@@ -220,8 +223,7 @@ fn check_trace(
 pub fn verify_rows(trace_root: B256, resp: &TensorRowsResponse) -> Result<(), DataCheckError> {
     check_trace(trace_root, resp.step, resp.output_root, &resp.trace_proof)?;
     for r in &resp.rows {
-        if r.proof.index != r.index || r.proof.compute_root(leaf_of(&r.bytes)) != resp.output_root
-        {
+        if r.proof.index != r.index || r.proof.compute_root(leaf_of(&r.bytes)) != resp.output_root {
             return Err(DataCheckError::RowProof { address: r.index });
         }
     }

@@ -109,7 +109,6 @@ fn now_ms() -> u64 {
 /// A signed shard ready to be served: its record, engine, shard and trace.
 struct Served {
     shard_id: B256,
-    record: ShardRecord,
     engine: Arc<Engine>,
     shard: Shard,
     trace: TraceState,
@@ -157,7 +156,11 @@ impl DaState {
 
     fn served(&self, job_id: B256, shard_index: u32, step: u64) -> ApiResult<Served> {
         let (sid, record) = self.signed(job_id, shard_index)?;
-        let step_count = record.state.result().map(|r| r.receipt.stepCount).unwrap_or(0);
+        let step_count = record
+            .state
+            .result()
+            .map(|r| r.receipt.stepCount)
+            .unwrap_or(0);
         if step >= step_count {
             return Err(ApiError::new(
                 worker_codes::UNKNOWN_STEP,
@@ -181,7 +184,6 @@ impl DaState {
         }
         Ok(Served {
             shard_id: sid,
-            record,
             engine,
             shard,
             trace,
@@ -234,7 +236,11 @@ impl DaState {
         self.take_token()?;
         let max = self.limits.max_rows_per_request as usize;
         if req.rows.len() > max {
-            return Err(ApiError::oversized("rows asked", req.rows.len() as u64, max as u64));
+            return Err(ApiError::oversized(
+                "rows asked",
+                req.rows.len() as u64,
+                max as u64,
+            ));
         }
         let s = self.served(req.job_id, req.shard_index, req.step)?;
         let out = self.opening(&s, req.step).await?;
@@ -244,7 +250,11 @@ impl DaState {
             let b = out.row_bytes(a);
             bytes += b.len() as u64;
             if bytes > self.limits.max_response_bytes {
-                return Err(ApiError::oversized("row bytes", bytes, self.limits.max_response_bytes));
+                return Err(ApiError::oversized(
+                    "row bytes",
+                    bytes,
+                    self.limits.max_response_bytes,
+                ));
             }
             let proof = out
                 .proof(a)

@@ -136,7 +136,11 @@ struct Daemon {
 
 impl Daemon {
     fn enqueue(&self, shard: B256) {
-        let fresh = self.queued.lock().map(|mut q| q.insert(shard)).unwrap_or(true);
+        let fresh = self
+            .queued
+            .lock()
+            .map(|mut q| q.insert(shard))
+            .unwrap_or(true);
         if fresh {
             // The receiver lives as long as the daemon; a send error means it is stopping.
             let _ = self.tx.send(shard);
@@ -235,12 +239,12 @@ async fn connect_loop(
     loop {
         match session(&d, &ws_url, l1.as_deref(), &dom_tx).await {
             Ok(()) => {
-                tracing::warn!("shard subscription ended; reconnecting");
+                tracing::warn!("sequencer connection lost (subscription ended); reconnecting");
                 backoff = Duration::from_millis(100);
             }
             Err(SessionError::Fatal(e)) => return Err(e),
             Err(SessionError::Retry(e)) => tracing::warn!(error = %e, ?backoff,
-                "sequencer connection failed; retrying"),
+                "sequencer connection lost or refused; retrying"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -279,10 +283,14 @@ async fn session(
     let reg = c.register_worker(req).await?;
     let mut sub = c.subscribe_shards(d.signer.address(), reg.session).await?;
     dom_tx.send_replace(Some(dom));
-    println!("worker {} registered, stake {}", d.signer.address(), reg.stake);
+    println!(
+        "worker {} registered, stake {}",
+        d.signer.address(),
+        reg.stake
+    );
     tracing::info!(worker = %d.signer.address(), stake = %reg.stake, "registered and subscribed");
     while let Some(a) = sub.next().await {
-        let a = a?;
+        let a = a.map_err(|e| SessionError::Retry(e.to_string()))?;
         d.on_assignment(a)
             .map_err(|e| SessionError::Fatal(WorkerError::Store(e)))?;
     }
@@ -292,10 +300,10 @@ async fn session(
 /// The L1 node must be on the chain the sequencer's signatures are for: the worker refuses to
 /// sign receipts for a domain it cannot check.
 async fn check_l1(url: &str, chain_id: u64) -> Result<(), SessionError> {
-    let parsed = url
-        .parse()
-        .map_err(|e| SessionError::Fatal(WorkerError::Url(format!("{url}: {e}"))))?;
-    let p = ProviderBuilder::new().connect_http(parsed);
+    let p = ProviderBuilder::new()
+        .connect(url)
+        .await
+        .map_err(|e| SessionError::Retry(format!("L1 {url}: {e}")))?;
     let l1 = p
         .get_chain_id()
         .await

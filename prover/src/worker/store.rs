@@ -343,12 +343,7 @@ mod tests {
             ));
             assert!(s.set_state(a.shard_id, ShardState::Running).is_err());
             assert!(s
-                .set_state(
-                    a.shard_id,
-                    ShardState::Refused {
-                        reason: "x".into()
-                    }
-                )
+                .set_state(a.shard_id, ShardState::Refused { reason: "x".into() })
                 .is_err());
         }
         let s = Store::open(dir.path()).unwrap();
