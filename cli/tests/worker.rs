@@ -372,6 +372,13 @@ impl Worker {
         self.proc = None;
     }
 
+    /// Starts it and waits until this process has registered and subscribed.
+    fn start_registered(&mut self) {
+        let m = self.mark();
+        self.start();
+        self.wait(m, &["registered and subscribed"], 60);
+    }
+
     fn mark(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
@@ -785,7 +792,7 @@ async fn worker_survives_sigkill_at_every_stage_and_sequencer_restarts() {
     worker.wait(from, &["shard submitted"], 60);
     worker.kill9();
     kills.push("after a submission");
-    worker.start();
+    worker.start_registered();
 
     // The sequencer dies under a live worker and comes back: the worker registers again.
     let from = worker.mark();

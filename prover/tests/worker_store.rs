@@ -41,12 +41,15 @@ fn engines() -> (tempfile::TempDir, Engines) {
     (dir, e)
 }
 
+/// A bad assignment and the refusal it must get.
+type Case = (ShardAssignment, fn(&Refusal) -> bool);
+
 #[test]
 fn refusals_are_typed() {
     let (_d, engines) = engines();
     let sku = *engines.keys().next().unwrap();
     let vocab = engines[&sku].sku().config().vocab as u32;
-    let cases: Vec<(ShardAssignment, fn(&Refusal) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         (
             assignment(B256::repeat_byte(7), vec![Prompt::Tokens(vec![1])], 2),
             |r| matches!(r, Refusal::UnknownSku(_)),
