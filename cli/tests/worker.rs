@@ -228,6 +228,8 @@ poll_interval_ms = 100
 id = "{sku}"
 name = "tiny"
 max_context = 256
+[limits]
+max_prompts_per_job = 64
 [sharding]
 max_prompts = 2
 max_tokens = 10000
