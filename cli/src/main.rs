@@ -9,6 +9,7 @@ mod infer;
 mod job;
 mod sequencer;
 mod sku;
+mod worker;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,8 @@ enum Command {
     Infer(infer::Args),
     /// Run the sequencer (JSON-RPC server, batching, L1 posting).
     Sequencer(sequencer::Args),
+    /// Run the worker daemon (shards, receipts, data availability).
+    Worker(worker::Args),
     /// Submit and fetch buyer jobs.
     Job {
         #[command(subcommand)]
@@ -73,5 +76,6 @@ fn main() -> anyhow::Result<()> {
         Command::Infer(a) => infer::run(a),
         Command::Sequencer(a) => sequencer::run(a),
         Command::Job { cmd } => job::run(cmd),
+        Command::Worker(a) => worker::run(a),
     }
 }

@@ -9,6 +9,8 @@
 //! - [`program`]: the fixed step list of a shard and where each step's rows sit in its tensor's
 //!   Merkle tree ([`RowAddresses`]).
 //! - [`synth`]: synthetic HF-format checkpoints for tests and benchmarks.
+//! - [`worker`]: the worker daemon (`verinfer worker`): sequencer session, redb state,
+//!   data-availability server.
 //!
 //! See docs/ENGINE.md and docs/ARITHMETIC.md.
 
@@ -20,6 +22,7 @@ pub mod program;
 pub mod sku;
 pub mod synth;
 pub mod tensor;
+pub mod worker;
 
 pub use checkpoint::Checkpoint;
 pub use config::{Arch, ModelConfig};

@@ -8,6 +8,8 @@
 //! - [`sign`]: helpers that build and sign jobs, registrations and receipts (EIP-712).
 //! - [`client`]: connecting to a sequencer over HTTP or WebSocket.
 //! - [`openai`]: OpenAI Batch-API JSONL input, grouped into jobs.
+//! - [`worker_api`]: the worker daemon's data-availability API (tensor rows with proofs,
+//!   chunked GEMM operands) and checks of its answers.
 //!
 //! Every method, every error code and the JSON shapes are documented in `docs/RPC.md`.
 
@@ -17,6 +19,7 @@ pub mod error;
 pub mod openai;
 pub mod sign;
 pub mod types;
+pub mod worker_api;
 
 pub use api::{VerinferApiClient, VerinferApiServer};
 pub use error::{codes, error_code, ApiError};

@@ -1,0 +1,107 @@
+//! `verinfer worker`: the worker daemon (see docs/WORKER.md). Registers with a sequencer, runs
+//! its shards with the integer engine, signs and submits receipts, serves the data behind them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{bail, Context};
+use verinfer_prover::backend_from_name;
+use verinfer_prover::worker::da::DaLimits;
+use verinfer_prover::worker::{run as run_worker, WorkerConfig};
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Sequencer JSON-RPC address, ws://HOST:PORT or http://HOST:PORT (WebSocket is used for
+    /// the shard subscription, HTTP for submissions; both on the same port).
+    #[arg(long)]
+    sequencer: String,
+    /// L1 node (HTTP JSON-RPC). Its chain id must be the one the sequencer's signing domain
+    /// names, otherwise the worker refuses to register.
+    #[arg(long)]
+    l1: Option<String>,
+    /// Environment variable holding the worker's hex private key (its staking address).
+    #[arg(long, conflicts_with = "key_file")]
+    key_env: Option<String>,
+    /// File holding the worker's hex private key (one line).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// SKU file to serve (repeat for several). Shards of other SKUs are refused.
+    #[arg(long, required = true)]
+    sku: Vec<PathBuf>,
+    /// Directory of the worker's state (worker.redb). Create the file `hold-submissions` in it
+    /// to hold signed receipts before they are submitted (they are already on disk).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Engine threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// GEMM backend: cpu, portable, reference, avx2, avx512-vnni (tch with the tch feature).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Serve the data-availability JSON-RPC API (HTTP) on this address, e.g. 0.0.0.0:8700
+    /// (port 0 picks one; the bound address is printed as `data api on ADDR`).
+    #[arg(long)]
+    data_listen: Option<SocketAddr>,
+    /// Seconds after signing that a receipt's data is served (then: expired).
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    retention_secs: u64,
+    /// Data API requests per second (over all clients).
+    #[arg(long, default_value_t = 50)]
+    requests_per_sec: u32,
+}
+
+fn read_key(args: &Args) -> anyhow::Result<PrivateKeySigner> {
+    let hex = match (&args.key_env, &args.key_file) {
+        (Some(var), None) => {
+            std::env::var(var).with_context(|| format!("env var {var} not set"))?
+        }
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading key file {}", f.display()))?,
+        _ => bail!("give exactly one of --key-env VAR or --key-file FILE"),
+    };
+    hex.trim()
+        .parse::<PrivateKeySigner>()
+        .context("the worker key is not a hex private key")
+}
+
+/// Runs until SIGINT/SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let signer = read_key(&args)?;
+    let Some(backend) = backend_from_name(&args.backend) else {
+        bail!("unknown backend {:?}", args.backend)
+    };
+    let cfg = WorkerConfig {
+        sequencer: args.sequencer,
+        l1: args.l1,
+        signer,
+        skus: args.sku,
+        data_dir: args.data_dir,
+        threads: args.threads,
+        backend,
+        data_listen: args.data_listen,
+        da_limits: DaLimits {
+            retention_secs: args.retention_secs,
+            requests_per_sec: args.requests_per_sec,
+            ..DaLimits::default()
+        },
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(run_worker(cfg, shutdown()))?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
