@@ -9,6 +9,7 @@ mod infer;
 mod job;
 mod sequencer;
 mod sku;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         cmd: job::Cmd,
     },
+    /// Run the watcher (follow L1, audit receipts, dispute fraud), or show its status.
+    Watch(watch::Args),
 }
 
 #[derive(Subcommand)]
@@ -73,5 +76,6 @@ fn main() -> anyhow::Result<()> {
         Command::Infer(a) => infer::run(a),
         Command::Sequencer(a) => sequencer::run(a),
         Command::Job { cmd } => job::run(cmd),
+        Command::Watch(a) => watch::run(a),
     }
 }
