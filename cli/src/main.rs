@@ -10,6 +10,7 @@ mod job;
 mod sequencer;
 mod sku;
 mod worker;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,8 @@ enum Command {
         #[command(subcommand)]
         cmd: job::Cmd,
     },
+    /// Run the watcher (follow L1, audit receipts, dispute fraud), or show its status.
+    Watch(watch::Args),
 }
 
 #[derive(Subcommand)]
@@ -77,5 +80,6 @@ fn main() -> anyhow::Result<()> {
         Command::Sequencer(a) => sequencer::run(a),
         Command::Job { cmd } => job::run(cmd),
         Command::Worker(a) => worker::run(a),
+        Command::Watch(a) => watch::run(a),
     }
 }

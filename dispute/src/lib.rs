@@ -10,6 +10,7 @@
 
 mod opener;
 pub mod registration;
+pub mod watch;
 pub mod weights;
 
 pub use opener::{recast, Opener, StepProof};
