@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
+use verinfer_prover::chat::{ChatMessage, PromptEncoder};
 use verinfer_prover::{backend_from_name, Engine, Shard, Sku};
 
 /// Arguments.
@@ -24,6 +25,10 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Send each text line as one user message rendered with the model's chat template (as
+    /// transformers' `apply_chat_template(..., add_generation_prompt=True)`).
+    #[arg(long)]
+    chat: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -33,6 +38,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sku =
         Arc::new(Sku::load(&args.sku).with_context(|| format!("loading {}", args.sku.display()))?);
     let tokenizer = sku.tokenizer()?;
+    let encoder = match tokenizer {
+        Some(_) => Some(PromptEncoder::from_sku(&sku)?),
+        None => None,
+    };
     let text = std::fs::read_to_string(&args.prompts)
         .with_context(|| format!("reading {}", args.prompts.display()))?;
     let mut prompts = Vec::new();
@@ -44,13 +53,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             serde_json::from_str(line)
                 .with_context(|| format!("line {}: not a JSON array of token ids", i + 1))?
         } else {
-            let Some(tok) = &tokenizer else {
+            let Some(enc) = &encoder else {
                 bail!("line {}: text prompt but the SKU has no tokenizer (give token ids as a JSON array)", i + 1)
             };
-            tok.encode(line, true)
-                .map_err(|e| anyhow::anyhow!("line {}: tokenizing: {e}", i + 1))?
-                .get_ids()
-                .to_vec()
+            let ids = if args.chat {
+                enc.encode_chat(&[ChatMessage::new("user", line)])
+            } else {
+                enc.encode_text(line)
+            };
+            ids.with_context(|| format!("line {}: tokenizing", i + 1))?
         };
         prompts.push(ids);
     }

@@ -1,8 +1,10 @@
 //! `verinfer job ...`: the buyer side of the SDK on the command line.
 //!
-//! - `submit --file batch.jsonl`: OpenAI Batch-API JSONL → signed jobs (EIP-712, key from the
-//!   environment variable `--key-env`), a progress bar until every shard has a receipt, and the
-//!   completions written to `--out` as JSONL keyed by `custom_id`;
+//! - `submit --file batch.jsonl [--sku-file FILE]...`: OpenAI Batch-API JSONL → signed jobs
+//!   (EIP-712, key from the environment variable `--key-env`), a progress bar until every shard
+//!   has a receipt, and the completions written to `--out` as JSONL keyed by `custom_id`. Chat
+//!   and text prompts are tokenized here, with the tokenizer and chat template of the SKU file
+//!   given for that SKU, so every signed prompt is token ids (the worker never tokenizes);
 //! - `get ID [--results]`; `list [--buyer ADDR]`.
 
 use std::collections::HashMap;
@@ -14,7 +16,9 @@ use alloy_primitives::{Address, B256, U256};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use verinfer_primitives::job::domain;
-use verinfer_rpc::openai::{group_jobs, parse_batch};
+use verinfer_prover::chat::{ChatMessage, PromptEncoder};
+use verinfer_prover::Sku;
+use verinfer_rpc::openai::{self, group_jobs, parse_batch, Tokenize};
 use verinfer_rpc::sign::{sign_job, JobDraft};
 use verinfer_rpc::types::{JobState, SkuInfo};
 use verinfer_rpc::VerinferApiClient;
@@ -41,6 +45,11 @@ pub struct SubmitArgs {
     /// SKU id or name for every line (default: each line's `body.model`).
     #[arg(long)]
     sku: Option<String>,
+    /// A SKU file whose tokenizer and chat template tokenize the prompts of its SKU (repeat for
+    /// several SKUs). Needed for every SKU that has text or chat lines; only its header and
+    /// tokenizer are read, and its id must be one the sequencer serves.
+    #[arg(long = "sku-file")]
+    sku_files: Vec<PathBuf>,
     /// Decode length for lines without `max_tokens`.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: u64,
@@ -117,6 +126,49 @@ fn key_from_env(var: &str) -> anyhow::Result<PrivateKeySigner> {
         .with_context(|| format!("{var} does not hold a hex private key"))
 }
 
+/// A SKU's tokenizer as the batch reader's [`Tokenize`].
+struct SkuTokenizer(PromptEncoder);
+
+impl Tokenize for SkuTokenizer {
+    fn text(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.0.encode_text(text).map_err(|e| e.to_string())
+    }
+    fn chat(&self, messages: &[openai::ChatMessage]) -> Result<Vec<u32>, String> {
+        let m: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
+        self.0.encode_chat(&m).map_err(|e| e.to_string())
+    }
+    fn check(&self, ids: &[u32]) -> Result<(), String> {
+        self.0.check_ids(ids).map_err(|e| e.to_string())
+    }
+}
+
+/// The tokenizers of the given SKU files by SKU id. The id is recomputed from the header's
+/// weight root, config hash and the embedded tokenizer's hash, so a file whose tokenizer was
+/// swapped does not pass for the SKU it names.
+fn load_tokenizers(files: &[PathBuf]) -> anyhow::Result<HashMap<B256, SkuTokenizer>> {
+    let mut out = HashMap::new();
+    for f in files {
+        let sku = Sku::load(f).with_context(|| format!("loading {}", f.display()))?;
+        let h = sku.header();
+        let tok_hash = sku
+            .tokenizer_json()
+            .map_or(B256::ZERO, alloy_primitives::keccak256);
+        let id = verinfer_prover::sku::sku_id(h.weight_root, tok_hash, sku.config().hash());
+        if id != sku.id() || tok_hash != h.tokenizer_hash {
+            bail!(
+                "{}: the tokenizer or config does not match the SKU id",
+                f.display()
+            );
+        }
+        let enc = PromptEncoder::from_sku(&sku).with_context(|| format!("{}", f.display()))?;
+        out.insert(sku.id(), SkuTokenizer(enc));
+    }
+    Ok(out)
+}
+
 fn resolve_sku<'a>(skus: &'a [SkuInfo], model: &str) -> anyhow::Result<&'a SkuInfo> {
     skus.iter()
         .find(|s| s.name == model || s.id.to_string().eq_ignore_ascii_case(model))
@@ -132,6 +184,7 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", a.file.display()))?;
     let lines =
         parse_batch(&text, a.max_new_tokens).with_context(|| format!("{}", a.file.display()))?;
+    let tokenizers = load_tokenizers(&a.sku_files)?;
     let c = verinfer_rpc::client::http(&a.conn.url)?;
     let info = c.domain().await.context("sequencer unreachable")?;
     let skus = c.skus().await?;
@@ -147,7 +200,19 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let mut shards_total = 0u64;
     for (i, g) in groups.into_iter().enumerate() {
         let sku = resolve_sku(&skus, a.sku.as_deref().unwrap_or(&g.model))?;
-        let prompts: Vec<_> = g.lines.iter().map(|l| l.prompt.clone()).collect();
+        let tok = tokenizers.get(&sku.id).map(|t| t as &dyn Tokenize);
+        let prompts = g
+            .lines
+            .iter()
+            .map(|l| l.token_prompt(tok))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| {
+                format!(
+                    "{} (give the SKU file of {} with --sku-file)",
+                    a.file.display(),
+                    sku.id
+                )
+            })?;
         let bound: u64 = prompts.iter().map(|p| p.token_bound() + g.max_tokens).sum();
         let max_price = a
             .max_price

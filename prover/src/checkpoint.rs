@@ -4,11 +4,12 @@
 //! Tensors are read as `f32` (from BF16, F16 or F32); this is the float side of SKU building and
 //! is outside the committed path.
 
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
 use crate::error::{io_err, ProverError, Result};
+use crate::section::Proj;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -37,47 +38,131 @@ fn st_err(path: &Path, e: impl std::fmt::Display) -> ProverError {
     }
 }
 
+/// A file safetensors cannot parse. When the header is readable and a tensor's data lies past
+/// the end of the file (a truncated download), the error names that tensor.
+fn deserialize_err(path: &Path, bytes: &[u8], e: impl std::fmt::Display) -> ProverError {
+    let truncated = || -> Option<ProverError> {
+        let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+        let header: serde_json::Value =
+            serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+        let data_len = bytes.len() - 8 - n;
+        let mut past: Vec<(&String, u64)> = header
+            .as_object()?
+            .iter()
+            .filter_map(|(name, t)| Some((name, t["data_offsets"][1].as_u64()?)))
+            .filter(|(_, end)| *end as usize > data_len)
+            .collect();
+        past.sort_by_key(|(_, end)| *end);
+        let (name, end) = past.first()?;
+        Some(ProverError::Truncated {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            end: *end,
+            len: data_len as u64,
+        })
+    };
+    truncated().unwrap_or_else(|| st_err(path, e))
+}
+
+/// The index's `weight_map` must say exactly where each stored tensor is.
+fn check_weight_map(
+    index_path: &Path,
+    map: &HashMap<String, String>,
+    index: &HashMap<String, usize>,
+    file_names: &[String],
+) -> Result<()> {
+    let mut listed: Vec<(&String, &String)> = map.iter().collect();
+    listed.sort();
+    for (tensor, file) in listed {
+        match index.get(tensor) {
+            None => {
+                return Err(st_err(
+                    index_path,
+                    format!("weight_map lists {tensor} in {file}, which does not hold it"),
+                ))
+            }
+            Some(&fi) if file_names[fi] != *file => {
+                return Err(st_err(
+                    index_path,
+                    format!(
+                        "weight_map lists {tensor} in {file}, it is in {}",
+                        file_names[fi]
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut unlisted: Vec<&String> = index.keys().filter(|t| !map.contains_key(*t)).collect();
+    unlisted.sort();
+    match unlisted.first() {
+        Some(t) => Err(st_err(
+            index_path,
+            format!("tensor {t} is stored but missing from weight_map"),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Checkpoint {
     /// Opens `dir` and validates every tensor the architecture needs (names, shapes, dtypes).
     pub fn open(dir: &Path) -> Result<Self> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let index_path = dir.join("model.safetensors.index.json");
-        let file_names: Vec<String> = if index_path.exists() {
+        let weight_map: Option<HashMap<String, String>> = if index_path.exists() {
             let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| st_err(&index_path, e))?;
             let map = v["weight_map"]
                 .as_object()
                 .ok_or_else(|| st_err(&index_path, "missing weight_map"))?;
-            let mut names: Vec<String> = map
-                .values()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect();
-            names.sort();
-            names.dedup();
-            names
+            let map = map
+                .iter()
+                .map(|(t, f)| match f.as_str() {
+                    Some(f) => Ok((t.clone(), f.to_string())),
+                    None => Err(st_err(
+                        &index_path,
+                        format!("weight_map.{t} is not a file name"),
+                    )),
+                })
+                .collect::<Result<HashMap<_, _>>>()?;
+            Some(map)
         } else {
-            vec!["model.safetensors".to_string()]
+            None
+        };
+        let file_names: Vec<String> = match &weight_map {
+            Some(map) => {
+                let mut names: Vec<String> = map.values().cloned().collect();
+                names.sort();
+                names.dedup();
+                names
+            }
+            None => vec!["model.safetensors".to_string()],
         };
         let mut files = Vec::new();
         let mut index = HashMap::new();
-        for name in file_names {
+        for name in &file_names {
             if name.contains('/') || name.contains("..") {
                 return Err(st_err(
                     &index_path,
                     format!("shard name {name:?} leaves the directory"),
                 ));
             }
-            let path = dir.join(&name);
+            let path = dir.join(name);
             let file = File::open(&path).map_err(io_err(&path))?;
             // SAFETY: the checkpoint files are treated as immutable for the lifetime of the map;
             // a concurrent writer could only corrupt the float input of quantization.
             let map = unsafe { Mmap::map(&file) }.map_err(io_err(&path))?;
-            let st = SafeTensors::deserialize(&map).map_err(|e| st_err(&path, e))?;
+            let st = SafeTensors::deserialize(&map).map_err(|e| deserialize_err(&path, &map, e))?;
             for n in st.names() {
-                index.insert(n.to_string(), files.len());
+                if index.insert(n.to_string(), files.len()).is_some() {
+                    return Err(st_err(&path, format!("tensor {n} is stored twice")));
+                }
             }
             files.push((path, map));
+        }
+        if let Some(map) = &weight_map {
+            check_weight_map(&index_path, map, &index, &file_names)?;
         }
         let ck = Checkpoint {
             dir: dir.to_path_buf(),
@@ -104,9 +189,11 @@ impl Checkpoint {
         self.index.contains_key(name)
     }
 
-    /// Whether the attention projections carry biases (Qwen2), detected from the tensors.
+    /// Whether the attention projections carry biases: always for Qwen2 (`Qwen2Attention`
+    /// has q/k/v biases), never for Llama (`attention_bias: true` is refused by the config).
+    /// A checkpoint that disagrees fails [`Checkpoint::open`] with the missing or extra tensor.
     pub fn has_qkv_bias(&self) -> bool {
-        self.has("model.layers.0.self_attn.q_proj.bias")
+        self.config.arch == Arch::Qwen2
     }
 
     /// The expected tensors and shapes of this config (`lm_head.weight` only when untied).
@@ -121,19 +208,20 @@ impl Checkpoint {
         for l in 0..c.num_hidden_layers {
             let p = format!("model.layers.{l}");
             out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-            out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, h]));
-            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, h]));
-            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, h]));
-            if bias {
-                out.push((format!("{p}.self_attn.q_proj.bias"), vec![q]));
-                out.push((format!("{p}.self_attn.k_proj.bias"), vec![kv]));
-                out.push((format!("{p}.self_attn.v_proj.bias"), vec![kv]));
-            }
-            out.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
             out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-            out.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
-            out.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
-            out.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+            for proj in Proj::ALL {
+                let (n, k) = match proj {
+                    Proj::Q => (q, h),
+                    Proj::K | Proj::V => (kv, h),
+                    Proj::O => (h, q),
+                    Proj::Gate | Proj::Up => (i, h),
+                    Proj::Down => (h, i),
+                };
+                out.push((format!("{p}.{}.weight", proj.hf_module()), vec![n, k]));
+                if bias && Proj::BIASED.contains(&proj) {
+                    out.push((format!("{p}.{}.bias", proj.hf_module()), vec![n]));
+                }
+            }
         }
         out.push(("model.norm.weight".to_string(), vec![h]));
         if !self.config.tie_word_embeddings {
@@ -142,11 +230,27 @@ impl Checkpoint {
         out
     }
 
+    /// Every expected tensor is present with a float dtype and its shape, and no other tensor
+    /// is stored: a tensor the engine does not know (an o_proj bias, a different norm) would be
+    /// silently ignored, and the SKU would not compute what the checkpoint does.
     fn validate(&self) -> Result<()> {
-        for (name, shape) in self.expected_tensors() {
-            self.check(&name, &shape)?;
+        let expected = self.expected_tensors();
+        for (name, shape) in &expected {
+            self.check(name, shape)?;
         }
-        Ok(())
+        let known: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let mut extra: Vec<&String> = self
+            .index
+            .keys()
+            .filter(|n| !known.contains(n.as_str()))
+            .collect();
+        extra.sort();
+        match extra.first() {
+            Some(name) => Err(ProverError::UnexpectedTensor {
+                name: name.to_string(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn view(&self, name: &str) -> Result<(Dtype, Vec<usize>, &[u8])> {

@@ -2,6 +2,7 @@
 
 use crate::error::{ProverError, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::path::Path;
 
 /// The model family (tensor names are the same; Qwen2 adds q/k/v biases).
@@ -60,6 +61,142 @@ fn bad(path: &Path, reason: impl Into<String>) -> ProverError {
     }
 }
 
+/// The RoPE settings of a config, from either layout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rope {
+    theta: f64,
+    scaling: Option<Llama3Scaling>,
+}
+
+/// Keys of a `rope_parameters` / `rope_scaling` object this engine understands; any other key
+/// could change the frequencies, so it is refused rather than ignored.
+const ROPE_KEYS: [&str; 7] = [
+    "rope_type",
+    "type",
+    "rope_theta",
+    "factor",
+    "low_freq_factor",
+    "high_freq_factor",
+    "original_max_position_embeddings",
+];
+
+/// Reads RoPE from the transformers ≤ 4 layout (top-level `rope_theta`, `rope_scaling`) or the
+/// transformers 5 layout (`rope_parameters` holding `rope_theta`, `rope_type` and the scaling
+/// keys). When both are present they must agree. A missing theta is refused: the engine must
+/// never fall back to a default that gives different answers from the model's.
+fn read_rope(v: &Value, path: &Path) -> Result<Rope> {
+    let legacy = match (&v["rope_theta"], &v["rope_scaling"]) {
+        (Value::Null, Value::Null) => None,
+        (theta, scaling) => {
+            let theta = theta
+                .as_f64()
+                .ok_or_else(|| bad(path, "rope_theta must be a number"))?;
+            let scaling = match scaling {
+                Value::Null => None,
+                Value::Object(o) => rope_scaling_of(o, "rope_scaling", path)?,
+                _ => return Err(bad(path, "rope_scaling must be an object or null")),
+            };
+            Some(Rope { theta, scaling })
+        }
+    };
+    let v5 = match &v["rope_parameters"] {
+        Value::Null => None,
+        Value::Object(o) => {
+            let theta = o
+                .get("rope_theta")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| bad(path, "rope_parameters.rope_theta missing or not a number"))?;
+            Some(Rope {
+                theta,
+                scaling: rope_scaling_of(o, "rope_parameters", path)?,
+            })
+        }
+        _ => return Err(bad(path, "rope_parameters must be an object")),
+    };
+    match (legacy, v5) {
+        (Some(a), Some(b)) if a != b => Err(bad(
+            path,
+            "rope_theta/rope_scaling and rope_parameters disagree",
+        )),
+        (_, Some(r)) | (Some(r), None) => Ok(r),
+        (None, None) => Err(bad(
+            path,
+            "missing rope_theta (neither rope_theta nor rope_parameters.rope_theta is set)",
+        )),
+    }
+}
+
+/// The scaling described by a `rope_scaling` or `rope_parameters` object (`what` names it in
+/// errors): `default` (or no type) is none, `llama3` needs its four keys, anything else is
+/// refused.
+fn rope_scaling_of(
+    o: &serde_json::Map<String, Value>,
+    what: &str,
+    path: &Path,
+) -> Result<Option<Llama3Scaling>> {
+    if let Some(k) = o.keys().find(|k| !ROPE_KEYS.contains(&k.as_str())) {
+        return Err(bad(path, format!("unsupported key {what}.{k}")));
+    }
+    let kind = match o.get("rope_type").or_else(|| o.get("type")) {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(bad(path, format!("{what}.rope_type must be a string"))),
+    };
+    let num = |k: &str| {
+        o.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| bad(path, format!("{what}.{k} missing or not a number")))
+    };
+    match kind {
+        Some("llama3") => {
+            let s = Llama3Scaling {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")?,
+            };
+            if !(s.factor > 0.0
+                && s.low_freq_factor > 0.0
+                && s.high_freq_factor > s.low_freq_factor
+                && s.original_max_position_embeddings > 0.0)
+            {
+                return Err(bad(path, format!("{what}: invalid llama3 scaling values")));
+            }
+            Ok(Some(s))
+        }
+        Some("default") | None => {
+            // A factor without a type would be silently dropped: refuse it.
+            match ROPE_KEYS[3..].iter().find(|k| o.contains_key(**k)) {
+                Some(k) => Err(bad(
+                    path,
+                    format!("{what}.{k} given for the default rope type"),
+                )),
+                None => Ok(None),
+            }
+        }
+        Some(other) => Err(bad(path, format!("unsupported {what}.rope_type {other:?}"))),
+    }
+}
+
+/// Config switches that change the computation in ways this engine does not implement.
+fn refuse_unsupported(v: &Value, arch: Arch, path: &Path) -> Result<()> {
+    match &v["hidden_act"] {
+        Value::Null => {}
+        Value::String(s) if s == "silu" => {}
+        other => return Err(bad(path, format!("unsupported hidden_act {other}"))),
+    }
+    let flag = |k: &str| v[k].as_bool().unwrap_or(false);
+    for k in ["attention_bias", "mlp_bias"] {
+        if arch == Arch::Llama && flag(k) {
+            return Err(bad(path, format!("unsupported {k}: true")));
+        }
+    }
+    if arch == Arch::Qwen2 && flag("use_sliding_window") {
+        return Err(bad(path, "unsupported use_sliding_window: true"));
+    }
+    Ok(())
+}
+
 impl ModelConfig {
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -102,36 +239,8 @@ impl ModelConfig {
                 .collect(),
             _ => Vec::new(),
         };
-        let rope_scaling = match &v["rope_scaling"] {
-            serde_json::Value::Object(o) => {
-                let kind = o
-                    .get("rope_type")
-                    .or_else(|| o.get("type"))
-                    .and_then(|t| t.as_str());
-                match kind {
-                    Some("llama3") => {
-                        let f = |k: &str| {
-                            o.get(k)
-                                .and_then(|x| x.as_f64())
-                                .ok_or_else(|| bad(path, format!("rope_scaling.{k} missing")))
-                        };
-                        Some(Llama3Scaling {
-                            factor: f("factor")?,
-                            low_freq_factor: f("low_freq_factor")?,
-                            high_freq_factor: f("high_freq_factor")?,
-                            original_max_position_embeddings: f(
-                                "original_max_position_embeddings",
-                            )?,
-                        })
-                    }
-                    Some("default") | None => None,
-                    Some(other) => {
-                        return Err(bad(path, format!("unsupported rope_scaling type {other}")))
-                    }
-                }
-            }
-            _ => None,
-        };
+        let rope = read_rope(&v, path)?;
+        refuse_unsupported(&v, arch, path)?;
         let cfg = ModelConfig {
             arch,
             hidden_size,
@@ -141,9 +250,12 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             vocab_size: req("vocab_size")?,
-            rope_theta: v["rope_theta"].as_f64().unwrap_or(10000.0),
-            rope_scaling,
-            rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6),
+            rope_theta: rope.theta,
+            rope_scaling: rope.scaling,
+            // Every published config states it, and a wrong epsilon changes every norm.
+            rms_norm_eps: v["rms_norm_eps"]
+                .as_f64()
+                .ok_or_else(|| bad(path, "missing number rms_norm_eps"))?,
             tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
             max_position_embeddings: v["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
             bos_token_id: v["bos_token_id"].as_u64().map(|x| x as u32),
@@ -237,6 +349,32 @@ mod tests {
             (128, 1024, vec![128001])
         );
         assert_eq!(c.inv_freq().len(), 64);
+    }
+
+    /// meta-llama/Llama-3.1-8B's config.json as published (transformers 4.43), and the same
+    /// config as transformers 5 saves it (RoPE settings moved into `rope_parameters`).
+    #[test]
+    fn llama31_config_reads_the_same_in_both_layouts() {
+        let v4 = r#"{"architectures":["LlamaForCausalLM"],"attention_bias":false,"attention_dropout":0.0,
+            "bos_token_id":128000,"eos_token_id":128001,"hidden_act":"silu","hidden_size":4096,
+            "initializer_range":0.02,"intermediate_size":14336,"max_position_embeddings":131072,
+            "mlp_bias":false,"model_type":"llama","num_attention_heads":32,"num_hidden_layers":32,
+            "num_key_value_heads":8,"pretraining_tp":1,"rms_norm_eps":1e-05,
+            "rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+            "original_max_position_embeddings":8192,"rope_type":"llama3"},"rope_theta":500000.0,
+            "tie_word_embeddings":false,"torch_dtype":"bfloat16","use_cache":true,"vocab_size":128256}"#;
+        let mut v5: serde_json::Value = serde_json::from_str(v4).unwrap();
+        let o = v5.as_object_mut().unwrap();
+        let mut params = o.remove("rope_scaling").unwrap();
+        params["rope_theta"] = o.remove("rope_theta").unwrap();
+        o.insert("rope_parameters".into(), params);
+        o.insert("dtype".into(), o["torch_dtype"].clone());
+        o.remove("torch_dtype");
+        let a = ModelConfig::from_json(v4, Path::new("v4")).unwrap();
+        let b = ModelConfig::from_json(&v5.to_string(), Path::new("v5")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.rope_theta, 500000.0);
+        assert_eq!(a.rope_scaling.map(|s| s.factor), Some(8.0));
     }
 
     #[test]

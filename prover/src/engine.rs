@@ -4,8 +4,9 @@
 
 use crate::error::{ProverError, Result};
 use crate::program::{LayerOp, Program, RowAddresses, StepInfo, StepKind};
+use crate::section::{Matrix, Proj, SectionId};
 use crate::sku::{Sku, SkuConfig};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, TensorView};
 use alloy_primitives::{Address, B256};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
@@ -51,21 +52,66 @@ impl Shard {
     }
 }
 
+/// A quantized projection packed for the GEMM backend: int8 weights, one Q32 scale per output
+/// channel, and Qwen2's Q16 bias where the model has one.
 struct Linear {
     packed: PackedWeights,
     scales: Vec<u32>,
     bias: Option<Vec<i32>>,
 }
 
-struct Layer {
-    m: HashMap<&'static str, Linear>,
+impl Linear {
+    /// The scales and bias of the `d` output channels from `start` (one attention head).
+    fn head(&self, start: usize, d: usize) -> (&[u32], Option<&[i32]>) {
+        (
+            &self.scales[start..start + d],
+            self.bias.as_ref().map(|b| &b[start..start + d]),
+        )
+    }
 }
 
-impl Layer {
-    fn get(&self, name: &str) -> &Linear {
-        // The constructor inserts every name of LAYER_MATRICES.
-        &self.m[name]
+/// The weights of one decoder layer, named as in HF's `LlamaDecoderLayer` /
+/// `Qwen2DecoderLayer`. The RMSNorm gains (`input_layernorm`, `post_attention_layernorm`) are
+/// folded into q/k/v and gate/up when the SKU is built, so the integer norms have no weights.
+struct DecoderLayer {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// Int8 rows with one Q31 scale per row (an RMSNorm or a quantization output).
+struct QRows {
+    values: Vec<i8>,
+    scales: Vec<i64>,
+}
+
+impl QRows {
+    fn from_rows(rows: Vec<(Vec<i8>, i64)>) -> Self {
+        QRows {
+            values: rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(),
+            scales: rows.iter().map(|(_, s)| *s).collect(),
+        }
     }
+
+    fn view(&self, cols: usize) -> TensorView<'_> {
+        TensorView::Q {
+            cols,
+            values: &self.values,
+            scales: &self.scales,
+        }
+    }
+}
+
+/// A projection's GEMM accumulators with the row scales of its int8 input: what a residual
+/// add dequantizes (`o_proj` into the attention residual, `down_proj` into the MLP residual).
+struct Projected<'w> {
+    acc: Vec<i32>,
+    x_scales: Vec<i64>,
+    proj: &'w Linear,
 }
 
 /// Timing of one run.
@@ -197,7 +243,7 @@ pub struct StepOpening {
 pub struct Engine {
     sku: Arc<Sku>,
     cfg: SkuConfig,
-    layers: Vec<Layer>,
+    layers: Vec<DecoderLayer>,
     embed_scales: Vec<u32>,
     lm_head: Linear,
     exp2: Vec<u32>,
@@ -250,60 +296,120 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Commits the next step's output, row `i` at leaf `addresses[i]`. Returns true when the
-    /// run should stop.
-    fn commit(&mut self, step: u64, t: Tensor, addresses: &[u64]) -> Result<bool> {
+    /// Commits the next step's output, row `i` at leaf `addresses[i]`; the tensor is hashed
+    /// where it lies and copied only when an opening keeps it. Returns true when the run
+    /// should stop.
+    fn commit(&mut self, step: u64, t: TensorView<'_>, addresses: &[u64]) -> Result<bool> {
         debug_assert_eq!(step, self.trace.output_roots().len() as u64);
         let t0 = Instant::now();
         let root = t.root(addresses)?;
         self.hash_secs += t0.elapsed().as_secs_f64();
         self.trace.push(root)?;
         if self.capture.contains(&step) {
-            self.captured.insert(step, (t, addresses.to_vec()));
+            self.captured
+                .insert(step, (t.to_tensor(), addresses.to_vec()));
         }
         Ok(self.stop_after == Some(step))
     }
+}
+
+/// Which address list a committed tensor's rows use (docs/ARITHMETIC.md §5).
+#[derive(Clone, Copy)]
+enum Rows {
+    /// One row per token: `prompt · max_seq + pos`.
+    Token,
+    /// One row per (token, query head).
+    QueryHead,
+    /// One row per (token, kv head).
+    KvHead,
+    /// The tokens that produce logits (a subset of the token rows).
+    Logits,
+}
+
+/// One round in progress: its rows, their addresses, and where committed outputs go.
+struct RoundCtx<'r, 's> {
+    round: usize,
+    program: &'r Program,
+    rows: &'r [RowRef],
+    token_addr: Vec<u64>,
+    query_addr: Vec<u64>,
+    kv_addr: Vec<u64>,
+    logit_addr: Vec<u64>,
+    sink: &'r mut Sink<'s>,
+    gemm_secs: &'r mut f64,
+}
+
+impl RoundCtx<'_, '_> {
+    /// Commits the output of step `kind` of this round; true when the run should stop.
+    fn commit(&mut self, kind: StepKind, t: TensorView<'_>, rows: Rows) -> Result<bool> {
+        let addresses = match rows {
+            Rows::Token => &self.token_addr,
+            Rows::QueryHead => &self.query_addr,
+            Rows::KvHead => &self.kv_addr,
+            Rows::Logits => &self.logit_addr,
+        };
+        self.sink
+            .commit(self.program.step_id(self.round, kind), t, addresses)
+    }
+}
+
+/// Commits a step output through a [`RoundCtx`] and returns `Ok(None)` from the calling
+/// function when the run stops at that step (`reproduce_step`).
+macro_rules! commit {
+    ($ctx:expr, $kind:expr, $view:expr, $rows:expr) => {
+        if $ctx.commit($kind, $view, $rows)? {
+            return Ok(None);
+        }
+    };
 }
 
 impl Engine {
     /// Prepares the engine: packs every matrix once for the GEMM backend and reads the tables.
     pub fn new(sku: Arc<Sku>, backend: Backend) -> Result<Self> {
         let cfg = sku.config().clone();
-        let lin = |name: &str, n: usize, k: usize, bias: bool| -> Result<Linear> {
-            let w = sku.matrix(name)?;
-            let packed = PackedWeights::pack(w, n, k).map_err(gemm_err(name))?;
-            let scales = sku.vec_u32(&format!("{name}.s"))?;
-            let bias = if bias {
-                Some(sku.vec_i32(&format!("{name}.b"))?)
-            } else {
-                None
+        let linear = |m: Matrix, n: usize, k: usize, bias: bool| -> Result<Linear> {
+            let what = SectionId::Weights(m).to_string();
+            let packed = PackedWeights::pack(sku.weights(m)?, n, k).map_err(gemm_err(&what))?;
+            let bias = match m {
+                Matrix::Layer { layer, proj } if bias => {
+                    Some(sku.i32s(SectionId::Bias { layer, proj })?)
+                }
+                _ => None,
             };
             Ok(Linear {
                 packed,
-                scales,
+                scales: sku.scales(m)?,
                 bias,
             })
         };
         let (h, i, q, kv) = (cfg.hidden, cfg.intermediate, cfg.q_dim(), cfg.kv_dim());
-        let mut layers = Vec::with_capacity(cfg.layers);
-        for l in 0..cfg.layers {
-            let p = |m: &str| format!("layers.{l}.{m}");
-            let mut m = HashMap::new();
-            m.insert("q", lin(&p("q"), q, h, cfg.qkv_bias)?);
-            m.insert("k", lin(&p("k"), kv, h, cfg.qkv_bias)?);
-            m.insert("v", lin(&p("v"), kv, h, cfg.qkv_bias)?);
-            m.insert("o", lin(&p("o"), h, q, false)?);
-            m.insert("gate", lin(&p("gate"), i, h, false)?);
-            m.insert("up", lin(&p("up"), i, h, false)?);
-            m.insert("down", lin(&p("down"), h, i, false)?);
-            layers.push(Layer { m });
-        }
+        let layers = (0..cfg.layers)
+            .map(|l| {
+                let proj = |p: Proj, n: usize, k: usize| {
+                    linear(
+                        Matrix::layer(l, p),
+                        n,
+                        k,
+                        cfg.qkv_bias && Proj::BIASED.contains(&p),
+                    )
+                };
+                Ok(DecoderLayer {
+                    q_proj: proj(Proj::Q, q, h)?,
+                    k_proj: proj(Proj::K, kv, h)?,
+                    v_proj: proj(Proj::V, kv, h)?,
+                    o_proj: proj(Proj::O, h, q)?,
+                    gate_proj: proj(Proj::Gate, i, h)?,
+                    up_proj: proj(Proj::Up, i, h)?,
+                    down_proj: proj(Proj::Down, h, i)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Engine {
-            embed_scales: sku.vec_u32("embed.s")?,
-            lm_head: lin("lm_head", cfg.vocab, h, false)?,
-            exp2: sku.vec_u32("exp2")?,
-            sigmoid: sku.vec_u32("sigmoid")?,
-            rope: sku.vec_i32("rope")?,
+            embed_scales: sku.scales(Matrix::Embed)?,
+            lm_head: linear(Matrix::LmHead, cfg.vocab, h, false)?,
+            exp2: sku.u32s(SectionId::Exp2)?,
+            sigmoid: sku.u32s(SectionId::Sigmoid)?,
+            rope: sku.i32s(SectionId::Rope)?,
             layers,
             cfg,
             sku,
@@ -498,7 +604,7 @@ impl Engine {
             if rows.is_empty() {
                 // Every prompt has stopped: the remaining steps of the program have no rows.
                 for s in base..base + program.steps_per_round() {
-                    if sink.commit(s, Tensor::empty(), &[])? {
+                    if sink.commit(s, TensorView::Tokens(&[]), &[])? {
                         return Ok((None, (sink.trace, sink.captured)));
                     }
                 }
@@ -563,8 +669,9 @@ impl Engine {
         row.split_at(d / 2)
     }
 
-    /// One round. Returns the argmax tokens of the logits rows, or `None` when the sink asked
-    /// to stop.
+    /// One round: `embed_tokens`, the decoder layers, then the logits of the rows that produce
+    /// a token. Returns the argmax tokens of the logits rows, or `None` when the sink asked to
+    /// stop.
     #[allow(clippy::too_many_arguments)]
     fn round(
         &self,
@@ -576,15 +683,12 @@ impl Engine {
         sink: &mut Sink<'_>,
         gemm_secs: &mut f64,
     ) -> Result<Option<Vec<u32>>> {
-        let c = &self.cfg;
-        let (h, d, hq, hkv) = (c.hidden, c.head_dim, c.heads, c.kv_heads);
-        let group = hq / hkv;
-        let t = rows.len();
+        let (hq, hkv) = (self.cfg.heads, self.cfg.kv_heads);
         // Leaf indices of this round's rows (spec v2): rows are in shard order, then position
         // order, so each list is strictly increasing.
         let at = self.addresses();
-        let tok_addr: Vec<u64> = rows.iter().map(|r| at.token(r.prompt, r.pos)).collect();
-        let q_addr: Vec<u64> = rows
+        let token_addr: Vec<u64> = rows.iter().map(|r| at.token(r.prompt, r.pos)).collect();
+        let query_addr: Vec<u64> = rows
             .iter()
             .flat_map(|r| (0..hq).map(move |hh| at.query_head(r.prompt, r.pos, hh)))
             .collect();
@@ -592,319 +696,348 @@ impl Engine {
             .iter()
             .flat_map(|r| (0..hkv).map(move |g| at.kv_head(r.prompt, r.pos, g)))
             .collect();
-        let logit_addr: Vec<u64> = logit_rows.iter().map(|&i| tok_addr[i]).collect();
-        macro_rules! commit {
-            ($kind:expr, $tensor:expr) => {
-                commit!($kind, $tensor, &tok_addr)
+        let logit_addr: Vec<u64> = logit_rows.iter().map(|&i| token_addr[i]).collect();
+        let mut ctx = RoundCtx {
+            round,
+            program,
+            rows,
+            token_addr,
+            query_addr,
+            kv_addr,
+            logit_addr,
+            sink,
+            gemm_secs,
+        };
+        let Some(mut hidden_states) = self.embed(&mut ctx)? else {
+            return Ok(None);
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            let Some(next) = self.decoder_layer(l, layer, hidden_states, caches, &mut ctx)? else {
+                return Ok(None);
             };
-            ($kind:expr, $tensor:expr, $addr:expr) => {
-                if sink.commit(program.step_id(round, $kind), $tensor, $addr)? {
-                    return Ok(None);
-                }
-            };
+            hidden_states = next;
         }
-        // embed
-        let embed_w = self.sku.matrix("embed")?;
-        let mut resid: Vec<i32> = rows
+        self.logits(&hidden_states, logit_rows, &mut ctx)
+    }
+
+    /// `embed_tokens`: each row's int8 embedding dequantized into the residual stream (Q16).
+    fn embed(&self, ctx: &mut RoundCtx<'_, '_>) -> Result<Option<Vec<i32>>> {
+        let h = self.cfg.hidden;
+        let embed_tokens = self.sku.weights(Matrix::Embed)?;
+        let hidden_states: Vec<i32> = ctx
+            .rows
             .par_iter()
             .flat_map_iter(|r| {
                 let id = r.token as usize;
-                arith::embed_row(&embed_w[id * h..(id + 1) * h], self.embed_scales[id])
+                arith::embed_row(&embed_tokens[id * h..(id + 1) * h], self.embed_scales[id])
             })
             .collect();
+        let view = TensorView::I32 {
+            cols: h,
+            data: &hidden_states,
+        };
+        commit!(ctx, StepKind::Embed, view, Rows::Token);
+        Ok(Some(hidden_states))
+    }
+
+    /// One decoder layer, as HF's `DecoderLayer::forward`: pre-norm attention with a residual
+    /// add, then pre-norm MLP with a residual add. Every intermediate is committed in program
+    /// order (`LayerOp`).
+    fn decoder_layer(
+        &self,
+        l: usize,
+        layer: &DecoderLayer,
+        hidden_states: Vec<i32>,
+        caches: &mut [Vec<KvCache>],
+        ctx: &mut RoundCtx<'_, '_>,
+    ) -> Result<Option<Vec<i32>>> {
+        let (h, eps) = (self.cfg.hidden, self.cfg.eps_q32);
+        let op = |op: LayerOp| StepKind::Layer { layer: l, op };
+
+        let residual = hidden_states;
+        let normed = rmsnorm_rows(&residual, h, eps);
+        commit!(ctx, op(LayerOp::AttnNorm), normed.view(h), Rows::Token);
+        let Some(attn_output) = self.attention(l, layer, &normed, caches, ctx)? else {
+            return Ok(None);
+        };
+        let hidden_states = residual_add(&residual, &attn_output, h);
+        let view = TensorView::I32 {
+            cols: h,
+            data: &hidden_states,
+        };
+        commit!(ctx, op(LayerOp::AttnResidual), view, Rows::Token);
+
+        let residual = hidden_states;
+        let normed = rmsnorm_rows(&residual, h, eps);
+        commit!(ctx, op(LayerOp::FfnNorm), normed.view(h), Rows::Token);
+        let Some(mlp_output) = self.mlp(l, layer, &normed, ctx)? else {
+            return Ok(None);
+        };
+        let hidden_states = residual_add(&residual, &mlp_output, h);
+        let view = TensorView::I32 {
+            cols: h,
+            data: &hidden_states,
+        };
+        commit!(ctx, op(LayerOp::FfnResidual), view, Rows::Token);
+        Ok(Some(hidden_states))
+    }
+
+    /// Self-attention of layer `l` on the normalized rows `x`: q/k/v projections, RoPE, the
+    /// KV cache, scores, softmax, the weighted values, and `o_proj`. Returns `o_proj`'s
+    /// accumulators for the residual add.
+    fn attention<'w>(
+        &self,
+        l: usize,
+        layer: &'w DecoderLayer,
+        x: &QRows,
+        caches: &mut [Vec<KvCache>],
+        ctx: &mut RoundCtx<'_, '_>,
+    ) -> Result<Option<Projected<'w>>> {
+        let c = &self.cfg;
+        let (h, d, hq, hkv) = (c.hidden, c.head_dim, c.heads, c.kv_heads);
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
+        let group = hq / hkv;
+        let rows = ctx.rows;
+        let t = rows.len();
+        let op = |op: LayerOp| StepKind::Layer { layer: l, op };
+
+        let query_states = self.gemm("q_proj", &x.values, t, &layer.q_proj, ctx.gemm_secs)?;
         commit!(
-            StepKind::Embed,
-            Tensor::I32 {
-                cols: h,
-                data: resid.clone()
-            }
+            ctx,
+            op(LayerOp::Q),
+            i32_rows(q_dim, &query_states),
+            Rows::Token
+        );
+        let key_states = self.gemm("k_proj", &x.values, t, &layer.k_proj, ctx.gemm_secs)?;
+        commit!(
+            ctx,
+            op(LayerOp::K),
+            i32_rows(kv_dim, &key_states),
+            Rows::Token
+        );
+        let value_states = self.gemm("v_proj", &x.values, t, &layer.v_proj, ctx.gemm_secs)?;
+        commit!(
+            ctx,
+            op(LayerOp::V),
+            i32_rows(kv_dim, &value_states),
+            Rows::Token
         );
 
-        for (l, lw) in self.layers.iter().enumerate() {
-            let step = |op: LayerOp| StepKind::Layer { layer: l, op };
-            // attention norm
-            let (xq, xs) = rmsnorm_rows(&resid, h, c.eps_q32);
-            commit!(
-                step(LayerOp::AttnNorm),
-                Tensor::Q {
-                    cols: h,
-                    values: xq.clone(),
-                    scales: xs.clone()
-                }
-            );
-            let yq = self.gemm("q_proj", &xq, t, lw.get("q"), gemm_secs)?;
-            commit!(
-                step(LayerOp::Q),
-                Tensor::I32 {
-                    cols: c.q_dim(),
-                    data: yq.clone()
-                }
-            );
-            let yk = self.gemm("k_proj", &xq, t, lw.get("k"), gemm_secs)?;
-            commit!(
-                step(LayerOp::K),
-                Tensor::I32 {
-                    cols: c.kv_dim(),
-                    data: yk.clone()
-                }
-            );
-            let yv = self.gemm("v_proj", &xq, t, lw.get("v"), gemm_secs)?;
-            commit!(
-                step(LayerOp::V),
-                Tensor::I32 {
-                    cols: c.kv_dim(),
-                    data: yv.clone()
-                }
-            );
-
-            // rope_q: rows (t, head)
-            let wq = lw.get("q");
-            let qrows: Vec<(Vec<i8>, i64)> = (0..t * hq)
+        // apply_rotary_pos_emb, one row per (token, query head): int8 queries with a scale.
+        let query_states = QRows::from_rows(
+            (0..t * hq)
                 .into_par_iter()
                 .map(|rh| {
                     let (ti, hh) = (rh / hq, rh % hq);
                     let (cos, sin) = self.rope_row(rows[ti].pos);
-                    let o = ti * c.q_dim() + hh * d;
-                    let cs = hh * d;
+                    let o = ti * q_dim + hh * d;
+                    let (scales, bias) = layer.q_proj.head(hh * d, d);
                     arith::rope_q_row(
-                        &yq[o..o + d],
-                        &wq.scales[cs..cs + d],
-                        wq.bias.as_ref().map(|b| &b[cs..cs + d]),
-                        xs[ti],
+                        &query_states[o..o + d],
+                        scales,
+                        bias,
+                        x.scales[ti],
                         cos,
                         sin,
                     )
                 })
-                .collect();
-            let q_vals: Vec<i8> = qrows.iter().flat_map(|(v, _)| v.iter().copied()).collect();
-            let q_scales: Vec<i64> = qrows.iter().map(|(_, s)| *s).collect();
-            commit!(
-                step(LayerOp::RopeQ),
-                Tensor::Q {
-                    cols: d,
-                    values: q_vals.clone(),
-                    scales: q_scales.clone()
-                },
-                &q_addr
-            );
+                .collect(),
+        );
+        commit!(
+            ctx,
+            op(LayerOp::RopeQ),
+            query_states.view(d),
+            Rows::QueryHead
+        );
+        // Keys get RoPE, values only dequantization; one row per (token, kv head), Q16.
+        let key_states = self.kv_rows(&key_states, &layer.k_proj, &x.scales, rows, true);
+        commit!(
+            ctx,
+            op(LayerOp::RopeK),
+            i32_rows(d, &key_states),
+            Rows::KvHead
+        );
+        let value_states = self.kv_rows(&value_states, &layer.v_proj, &x.scales, rows, false);
+        commit!(
+            ctx,
+            op(LayerOp::Value),
+            i32_rows(d, &value_states),
+            Rows::KvHead
+        );
+        for (ti, r) in rows.iter().enumerate() {
+            let cache = &mut caches[r.prompt][l];
+            debug_assert_eq!(cache.k.len(), r.pos);
+            let span = ti * kv_dim..(ti + 1) * kv_dim;
+            cache.k.push(key_states[span.clone()].to_vec());
+            cache.v.push(value_states[span].to_vec());
+        }
 
-            // rope_k and value: rows (t, kv head)
-            let (wk, wv) = (lw.get("k"), lw.get("v"));
-            let kvrow = |y: &[i32], w: &Linear, rope: bool| -> Vec<i32> {
-                (0..t * hkv)
-                    .into_par_iter()
-                    .flat_map_iter(|rg| {
-                        let (ti, g) = (rg / hkv, rg % hkv);
-                        let o = ti * c.kv_dim() + g * d;
-                        let cs = g * d;
-                        let bias = w.bias.as_ref().map(|b| &b[cs..cs + d]);
-                        if rope {
-                            let (cos, sin) = self.rope_row(rows[ti].pos);
-                            arith::rope_k_row(
-                                &y[o..o + d],
-                                &w.scales[cs..cs + d],
-                                bias,
-                                xs[ti],
-                                cos,
-                                sin,
-                            )
-                        } else {
-                            arith::v_row(&y[o..o + d], &w.scales[cs..cs + d], bias, xs[ti])
-                        }
-                    })
+        // Scores of each (token, query head) over positions 0..=pos of its own prompt, with
+        // the key of its kv group (GQA).
+        let caches: &[Vec<KvCache>] = caches;
+        let attn_scores: Vec<Vec<i64>> = (0..t * hq)
+            .into_par_iter()
+            .map(|rh| {
+                let (ti, hh) = (rh / hq, rh % hq);
+                let r = rows[ti];
+                let g = hh / group;
+                let q = &query_states.values[rh * d..(rh + 1) * d];
+                let cache = &caches[r.prompt][l];
+                (0..=r.pos)
+                    .map(|u| arith::score_element(q, &cache.k[u][g * d..(g + 1) * d]))
                     .collect()
-            };
-            let kr = kvrow(&yk, wk, true);
-            commit!(
-                step(LayerOp::RopeK),
-                Tensor::I32 {
-                    cols: d,
-                    data: kr.clone()
-                },
-                &kv_addr
-            );
-            let vr = kvrow(&yv, wv, false);
-            commit!(
-                step(LayerOp::Value),
-                Tensor::I32 {
-                    cols: d,
-                    data: vr.clone()
-                },
-                &kv_addr
-            );
-            for (ti, r) in rows.iter().enumerate() {
-                let cache = &mut caches[r.prompt][l];
-                debug_assert_eq!(cache.k.len(), r.pos);
-                cache
-                    .k
-                    .push(kr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
-                cache
-                    .v
-                    .push(vr[ti * c.kv_dim()..(ti + 1) * c.kv_dim()].to_vec());
-            }
+            })
+            .collect();
+        commit!(
+            ctx,
+            op(LayerOp::Scores),
+            TensorView::Scores(&attn_scores),
+            Rows::QueryHead
+        );
+        let attn_weights: Vec<(Vec<i32>, i64)> = attn_scores
+            .par_iter()
+            .enumerate()
+            .map(|(rh, s)| arith::softmax_row(s, query_states.scales[rh], c.softmax_c, &self.exp2))
+            .collect();
+        commit!(
+            ctx,
+            op(LayerOp::Softmax),
+            TensorView::Probs(&attn_weights),
+            Rows::QueryHead
+        );
+        let attn_output: Vec<i32> = attn_weights
+            .par_iter()
+            .enumerate()
+            .flat_map_iter(|(rh, (p, ap))| {
+                let (ti, hh) = (rh / hq, rh % hq);
+                let r = rows[ti];
+                let g = hh / group;
+                let cache = &caches[r.prompt][l];
+                let values: Vec<&[i32]> = (0..=r.pos)
+                    .map(|u| &cache.v[u][g * d..(g + 1) * d])
+                    .collect();
+                arith::pv_row(p, *ap, &values)
+            })
+            .collect();
+        commit!(
+            ctx,
+            op(LayerOp::Pv),
+            i32_rows(d, &attn_output),
+            Rows::QueryHead
+        );
 
-            // scores: rows (t, head), over positions 0..=pos of the row's prompt
-            let caches_ro: &[Vec<KvCache>] = &*caches;
-            let scores: Vec<Vec<i64>> = (0..t * hq)
-                .into_par_iter()
-                .map(|rh| {
-                    let (ti, hh) = (rh / hq, rh % hq);
-                    let r = rows[ti];
-                    let g = hh / group;
-                    let q = &q_vals[rh * d..(rh + 1) * d];
-                    let cache = &caches_ro[r.prompt][l];
-                    (0..=r.pos)
-                        .map(|u| arith::score_element(q, &cache.k[u][g * d..(g + 1) * d]))
-                        .collect()
-                })
-                .collect();
-            let probs: Vec<(Vec<i32>, i64)> = scores
-                .par_iter()
-                .enumerate()
-                .map(|(rh, s)| arith::softmax_row(s, q_scales[rh], c.softmax_c, &self.exp2))
-                .collect();
-            commit!(step(LayerOp::Scores), Tensor::Scores(scores), &q_addr);
-            let pv: Vec<i32> = probs
-                .par_iter()
-                .enumerate()
-                .flat_map_iter(|(rh, (p, ap))| {
-                    let (ti, hh) = (rh / hq, rh % hq);
-                    let r = rows[ti];
-                    let g = hh / group;
-                    let cache = &caches_ro[r.prompt][l];
-                    let vrows: Vec<&[i32]> = (0..=r.pos)
-                        .map(|u| &cache.v[u][g * d..(g + 1) * d])
-                        .collect();
-                    arith::pv_row(p, *ap, &vrows)
-                })
-                .collect();
-            commit!(step(LayerOp::Softmax), Tensor::Probs(probs), &q_addr);
-            commit!(
-                step(LayerOp::Pv),
-                Tensor::I32 {
-                    cols: d,
-                    data: pv.clone()
-                },
-                &q_addr
-            );
+        // The heads of a token side by side (HF's reshape to q_dim), quantized for o_proj.
+        let attn_output = quantize_rows(&attn_output, q_dim);
+        commit!(
+            ctx,
+            op(LayerOp::AttnOut),
+            attn_output.view(q_dim),
+            Rows::Token
+        );
+        let o = self.gemm(
+            "o_proj",
+            &attn_output.values,
+            t,
+            &layer.o_proj,
+            ctx.gemm_secs,
+        )?;
+        commit!(ctx, op(LayerOp::O), i32_rows(h, &o), Rows::Token);
+        Ok(Some(Projected {
+            acc: o,
+            x_scales: attn_output.scales,
+            proj: &layer.o_proj,
+        }))
+    }
 
-            // attention output quantization, o_proj, residual
-            let qd = c.q_dim();
-            let (aq, as_) = quantize_rows(&pv, qd);
-            commit!(
-                step(LayerOp::AttnOut),
-                Tensor::Q {
-                    cols: qd,
-                    values: aq.clone(),
-                    scales: as_.clone()
+    /// Key (`rope`) or value rows of one projection's accumulators: one row per (token, kv
+    /// head), dequantized with the head's scales and bias.
+    fn kv_rows(
+        &self,
+        acc: &[i32],
+        w: &Linear,
+        x_scales: &[i64],
+        rows: &[RowRef],
+        rope: bool,
+    ) -> Vec<i32> {
+        let (d, hkv, kv_dim) = (self.cfg.head_dim, self.cfg.kv_heads, self.cfg.kv_dim());
+        (0..rows.len() * hkv)
+            .into_par_iter()
+            .flat_map_iter(|rg| {
+                let (ti, g) = (rg / hkv, rg % hkv);
+                let o = ti * kv_dim + g * d;
+                let (scales, bias) = w.head(g * d, d);
+                if rope {
+                    let (cos, sin) = self.rope_row(rows[ti].pos);
+                    arith::rope_k_row(&acc[o..o + d], scales, bias, x_scales[ti], cos, sin)
+                } else {
+                    arith::v_row(&acc[o..o + d], scales, bias, x_scales[ti])
                 }
-            );
-            let yo = self.gemm("o_proj", &aq, t, lw.get("o"), gemm_secs)?;
-            commit!(
-                step(LayerOp::O),
-                Tensor::I32 {
-                    cols: h,
-                    data: yo.clone()
-                }
-            );
-            let wo = lw.get("o");
-            resid = residual_rows(&resid, &yo, &wo.scales, &as_, h);
-            commit!(
-                step(LayerOp::AttnResidual),
-                Tensor::I32 {
-                    cols: h,
-                    data: resid.clone()
-                }
-            );
+            })
+            .collect()
+    }
 
-            // MLP
-            let (fq, fs) = rmsnorm_rows(&resid, h, c.eps_q32);
-            commit!(
-                step(LayerOp::FfnNorm),
-                Tensor::Q {
-                    cols: h,
-                    values: fq.clone(),
-                    scales: fs.clone()
-                }
-            );
-            let yg = self.gemm("gate_proj", &fq, t, lw.get("gate"), gemm_secs)?;
-            commit!(
-                step(LayerOp::Gate),
-                Tensor::I32 {
-                    cols: c.intermediate,
-                    data: yg.clone()
-                }
-            );
-            let yu = self.gemm("up_proj", &fq, t, lw.get("up"), gemm_secs)?;
-            commit!(
-                step(LayerOp::Up),
-                Tensor::I32 {
-                    cols: c.intermediate,
-                    data: yu.clone()
-                }
-            );
-            let (wg, wu) = (lw.get("gate"), lw.get("up"));
-            let i = c.intermediate;
-            let silu: Vec<(Vec<i8>, i64)> = (0..t)
+    /// The MLP of layer `l` on the normalized rows `x`: `down_proj(silu(gate_proj(x)) ·
+    /// up_proj(x))`. Returns `down_proj`'s accumulators for the residual add.
+    fn mlp<'w>(
+        &self,
+        l: usize,
+        layer: &'w DecoderLayer,
+        x: &QRows,
+        ctx: &mut RoundCtx<'_, '_>,
+    ) -> Result<Option<Projected<'w>>> {
+        let (h, i) = (self.cfg.hidden, self.cfg.intermediate);
+        let t = ctx.rows.len();
+        let op = |op: LayerOp| StepKind::Layer { layer: l, op };
+
+        let gate = self.gemm("gate_proj", &x.values, t, &layer.gate_proj, ctx.gemm_secs)?;
+        commit!(ctx, op(LayerOp::Gate), i32_rows(i, &gate), Rows::Token);
+        let up = self.gemm("up_proj", &x.values, t, &layer.up_proj, ctx.gemm_secs)?;
+        commit!(ctx, op(LayerOp::Up), i32_rows(i, &up), Rows::Token);
+        let act = QRows::from_rows(
+            (0..t)
                 .into_par_iter()
                 .map(|ti| {
                     let r = ti * i..(ti + 1) * i;
                     arith::silu_mul_row(
-                        &yg[r.clone()],
-                        &yu[r],
-                        &wg.scales,
-                        &wu.scales,
-                        fs[ti],
+                        &gate[r.clone()],
+                        &up[r],
+                        &layer.gate_proj.scales,
+                        &layer.up_proj.scales,
+                        x.scales[ti],
                         &self.sigmoid,
                     )
                 })
-                .collect();
-            let mq: Vec<i8> = silu.iter().flat_map(|(v, _)| v.iter().copied()).collect();
-            let ms: Vec<i64> = silu.iter().map(|(_, s)| *s).collect();
-            commit!(
-                step(LayerOp::SiluMul),
-                Tensor::Q {
-                    cols: i,
-                    values: mq.clone(),
-                    scales: ms.clone()
-                }
-            );
-            let yd = self.gemm("down_proj", &mq, t, lw.get("down"), gemm_secs)?;
-            commit!(
-                step(LayerOp::Down),
-                Tensor::I32 {
-                    cols: h,
-                    data: yd.clone()
-                }
-            );
-            resid = residual_rows(&resid, &yd, &lw.get("down").scales, &ms, h);
-            commit!(
-                step(LayerOp::FfnResidual),
-                Tensor::I32 {
-                    cols: h,
-                    data: resid.clone()
-                }
-            );
-        }
-
-        // final norm on the logits rows, lm_head, argmax
-        let sel: Vec<i32> = logit_rows
-            .iter()
-            .flat_map(|&r| resid[r * h..(r + 1) * h].iter().copied())
-            .collect();
-        let (nq, ns) = rmsnorm_rows(&sel, h, c.eps_q32);
-        commit!(
-            StepKind::FinalNorm,
-            Tensor::Q {
-                cols: h,
-                values: nq.clone(),
-                scales: ns
-            },
-            &logit_addr
+                .collect(),
         );
-        let logits = self.gemm("lm_head", &nq, logit_rows.len(), &self.lm_head, gemm_secs)?;
-        let v = c.vocab;
-        let tokens: Vec<u32> = (0..logit_rows.len())
+        commit!(ctx, op(LayerOp::SiluMul), act.view(i), Rows::Token);
+        let down = self.gemm("down_proj", &act.values, t, &layer.down_proj, ctx.gemm_secs)?;
+        commit!(ctx, op(LayerOp::Down), i32_rows(h, &down), Rows::Token);
+        Ok(Some(Projected {
+            acc: down,
+            x_scales: act.scales,
+            proj: &layer.down_proj,
+        }))
+    }
+
+    /// `norm`, `lm_head` and the greedy argmax on the rows that produce a token (only the last
+    /// prompt position in round 0).
+    fn logits(
+        &self,
+        hidden_states: &[i32],
+        logit_rows: &[usize],
+        ctx: &mut RoundCtx<'_, '_>,
+    ) -> Result<Option<Vec<u32>>> {
+        let c = &self.cfg;
+        let (h, v) = (c.hidden, c.vocab);
+        let last: Vec<i32> = logit_rows
+            .iter()
+            .flat_map(|&r| hidden_states[r * h..(r + 1) * h].iter().copied())
+            .collect();
+        let normed = rmsnorm_rows(&last, h, c.eps_q32);
+        commit!(ctx, StepKind::FinalNorm, normed.view(h), Rows::Logits);
+        let n = logit_rows.len();
+        let logits = self.gemm("lm_head", &normed.values, n, &self.lm_head, ctx.gemm_secs)?;
+        let tokens: Vec<u32> = (0..n)
             .into_par_iter()
             .map(|b| {
                 arith::argmax_row(
@@ -915,18 +1048,16 @@ impl Engine {
                 .unwrap_or(0)
             })
             .collect();
+        let view = TensorView::I32 {
+            cols: v,
+            data: &logits,
+        };
+        commit!(ctx, StepKind::LmHead, view, Rows::Logits);
         commit!(
-            StepKind::LmHead,
-            Tensor::I32 {
-                cols: v,
-                data: logits
-            },
-            &logit_addr
-        );
-        commit!(
+            ctx,
             StepKind::Argmax,
-            Tensor::Tokens(tokens.clone()),
-            &logit_addr
+            TensorView::Tokens(&tokens),
+            Rows::Logits
         );
         Ok(Some(tokens))
     }
@@ -957,29 +1088,29 @@ impl Engine {
     }
 }
 
-fn rmsnorm_rows(x: &[i32], cols: usize, eps_q32: u64) -> (Vec<i8>, Vec<i64>) {
-    let rows: Vec<(Vec<i8>, i64)> = x
+/// `i32` rows of `cols` elements, as committed.
+fn i32_rows(cols: usize, data: &[i32]) -> TensorView<'_> {
+    TensorView::I32 { cols, data }
+}
+
+fn rmsnorm_rows(x: &[i32], cols: usize, eps_q32: u64) -> QRows {
+    QRows::from_rows(
+        x.par_chunks(cols)
+            .map(|r| arith::rmsnorm_quant_row(r, eps_q32))
+            .collect(),
+    )
+}
+
+fn quantize_rows(x: &[i32], cols: usize) -> QRows {
+    QRows::from_rows(x.par_chunks(cols).map(arith::quantize_row).collect())
+}
+
+/// `residual + proj(x)`: each row's accumulators dequantized into the residual stream.
+fn residual_add(residual: &[i32], p: &Projected<'_>, cols: usize) -> Vec<i32> {
+    residual
         .par_chunks(cols)
-        .map(|r| arith::rmsnorm_quant_row(r, eps_q32))
-        .collect();
-    (
-        rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(),
-        rows.iter().map(|(_, s)| *s).collect(),
-    )
-}
-
-fn quantize_rows(x: &[i32], cols: usize) -> (Vec<i8>, Vec<i64>) {
-    let rows: Vec<(Vec<i8>, i64)> = x.par_chunks(cols).map(arith::quantize_row).collect();
-    (
-        rows.iter().flat_map(|(v, _)| v.iter().copied()).collect(),
-        rows.iter().map(|(_, s)| *s).collect(),
-    )
-}
-
-fn residual_rows(h: &[i32], y: &[i32], sw: &[u32], s: &[i64], cols: usize) -> Vec<i32> {
-    h.par_chunks(cols)
-        .zip(y.par_chunks(cols))
-        .zip(s.par_iter())
-        .flat_map_iter(|((hr, yr), &sx)| arith::residual_row(hr, yr, sw, sx))
+        .zip(p.acc.par_chunks(cols))
+        .zip(p.x_scales.par_iter())
+        .flat_map_iter(|((hr, yr), &sx)| arith::residual_row(hr, yr, &p.proj.scales, sx))
         .collect()
 }

@@ -19,6 +19,15 @@ pub enum ProverError {
     Safetensors { path: PathBuf, reason: String },
     #[error("tensor {name} is missing from the checkpoint")]
     MissingTensor { name: String },
+    #[error("tensor {name} is not part of the architecture (the engine would ignore it)")]
+    UnexpectedTensor { name: String },
+    #[error("{path} is truncated: tensor {name} ends at data byte {end}, the file holds {len}")]
+    Truncated {
+        path: PathBuf,
+        name: String,
+        end: u64,
+        len: u64,
+    },
     #[error("tensor {name} has shape {got:?}, expected {want:?}")]
     TensorShape {
         name: String,

@@ -11,14 +11,18 @@
 //! - [`synth`]: synthetic HF-format checkpoints for tests and benchmarks.
 //! - [`worker`]: the worker daemon (`verinfer worker`): sequencer session, redb state,
 //!   data-availability server.
+//! - [`section`]: typed names of SKU sections ([`SectionId`]).
+//! - [`chat`]: chat templates and prompt tokenization ([`chat::PromptEncoder`]).
 //!
 //! See docs/ENGINE.md and docs/ARITHMETIC.md.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod program;
+pub mod section;
 pub mod sku;
 pub mod synth;
 pub mod tensor;
@@ -29,9 +33,10 @@ pub use config::{Arch, ModelConfig};
 pub use engine::{Engine, RunOutput, RunStats, Shard, StepOpening, TensorOpening};
 pub use error::{ProverError, Result};
 pub use program::{LayerOp, Program, RowAddresses, RowLayout, StepInfo, StepKind};
+pub use section::{Matrix, Proj, SectionId};
 pub use sku::{BuildOptions, Sku, SkuConfig, SkuHeader};
 pub use synth::{SynthDtype, SynthSpec};
-pub use tensor::Tensor;
+pub use tensor::{Tensor, TensorView};
 pub use verinfer_gpu::Backend;
 
 /// Parses a GEMM backend name (`reference`, `portable`, `cpu`, `avx2`, `avx512-vnni`, and `tch`

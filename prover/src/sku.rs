@@ -6,9 +6,11 @@
 //! ([`build`]) uses floating point and is outside the committed path: its integer results are
 //! what the weight root commits to.
 
+use crate::chat::ChatTemplate;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Arch, ModelConfig};
 use crate::error::{io_err, ProverError, Result};
+use crate::section::{Matrix, Proj, SectionId};
 use alloy_primitives::{keccak256, B256};
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -157,6 +159,50 @@ fn sku_err(path: &Path, reason: impl Into<String>) -> ProverError {
     }
 }
 
+/// The 4-byte little-endian words of a section.
+fn le_words(b: &[u8]) -> impl Iterator<Item = [u8; 4]> + '_ {
+    b.chunks_exact(4).map(|w| [w[0], w[1], w[2], w[3]])
+}
+
+/// Every section a SKU of config `c` must have, with its shape (rows, cols).
+fn expected_sections(c: &SkuConfig) -> Vec<(SectionId, usize, usize)> {
+    let mut want = Vec::new();
+    let mut matrix = |m: Matrix, n: usize, k: usize| {
+        want.push((SectionId::Weights(m), n, k));
+        want.push((SectionId::Scales(m), 1, n));
+    };
+    for l in 0..c.layers {
+        for p in Proj::ALL {
+            let (n, k) = proj_shape(c, p);
+            matrix(Matrix::layer(l, p), n, k);
+        }
+    }
+    matrix(Matrix::Embed, c.vocab, c.hidden);
+    matrix(Matrix::LmHead, c.vocab, c.hidden);
+    if c.qkv_bias {
+        for l in 0..c.layers {
+            for p in Proj::BIASED {
+                want.push((SectionId::Bias { layer: l, proj: p }, 1, proj_shape(c, p).0));
+            }
+        }
+    }
+    want.push((SectionId::Exp2, 1, arith::EXP2_LEN));
+    want.push((SectionId::Sigmoid, 1, arith::SIGMOID_LEN));
+    want.push((SectionId::Rope, c.max_seq, c.head_dim));
+    want
+}
+
+/// (output channels, input width) of a projection.
+fn proj_shape(c: &SkuConfig, p: Proj) -> (usize, usize) {
+    match p {
+        Proj::Q => (c.q_dim(), c.hidden),
+        Proj::K | Proj::V => (c.kv_dim(), c.hidden),
+        Proj::O => (c.hidden, c.q_dim()),
+        Proj::Gate | Proj::Up => (c.intermediate, c.hidden),
+        Proj::Down => (c.hidden, c.intermediate),
+    }
+}
+
 /// Names of the seven matrices of a layer, in weight-root order.
 pub const LAYER_MATRICES: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
@@ -247,41 +293,13 @@ impl Sku {
     }
 
     fn check_shapes(&self) -> Result<()> {
-        let c = &self.header.config;
-        let mut want: Vec<(String, usize, usize)> = Vec::new();
-        for l in 0..c.layers {
-            for (m, n, k) in [
-                ("q", c.q_dim(), c.hidden),
-                ("k", c.kv_dim(), c.hidden),
-                ("v", c.kv_dim(), c.hidden),
-                ("o", c.hidden, c.q_dim()),
-                ("gate", c.intermediate, c.hidden),
-                ("up", c.intermediate, c.hidden),
-                ("down", c.hidden, c.intermediate),
-            ] {
-                want.push((format!("layers.{l}.{m}.w"), n, k));
-                want.push((format!("layers.{l}.{m}.s"), 1, n));
-            }
-            if c.qkv_bias {
-                want.push((format!("layers.{l}.q.b"), 1, c.q_dim()));
-                want.push((format!("layers.{l}.k.b"), 1, c.kv_dim()));
-                want.push((format!("layers.{l}.v.b"), 1, c.kv_dim()));
-            }
-        }
-        for m in ["embed", "lm_head"] {
-            want.push((format!("{m}.w"), c.vocab, c.hidden));
-            want.push((format!("{m}.s"), 1, c.vocab));
-        }
-        want.push(("exp2".into(), 1, arith::EXP2_LEN));
-        want.push(("sigmoid".into(), 1, arith::SIGMOID_LEN));
-        want.push(("rope".into(), c.max_seq, c.head_dim));
-        for (name, rows, cols) in want {
-            let s = self.section(&name)?;
+        for (id, rows, cols) in expected_sections(&self.header.config) {
+            let s = self.section_of(id)?;
             if (s.rows, s.cols) != (rows, cols) {
                 return Err(sku_err(
                     &self.path,
                     format!(
-                        "section {name} is {}x{}, expected {rows}x{cols}",
+                        "section {id} is {}x{}, expected {rows}x{cols}",
                         s.rows, s.cols
                     ),
                 ));
@@ -321,6 +339,46 @@ impl Sku {
             .ok_or_else(|| sku_err(&self.path, format!("section {name} missing")))
     }
 
+    /// Section metadata by id.
+    pub fn section_of(&self, id: SectionId) -> Result<&Section> {
+        self.section(&id.to_string())
+    }
+
+    /// Raw bytes of a section by id.
+    pub fn data(&self, id: SectionId) -> Result<&[u8]> {
+        self.section_bytes(&id.to_string())
+    }
+
+    /// The int8 weights of a matrix (row-major, rows = output channels).
+    pub fn weights(&self, m: Matrix) -> Result<&[i8]> {
+        Ok(as_i8(self.data(SectionId::Weights(m))?))
+    }
+
+    /// The per-output-channel Q32 scales of a matrix.
+    pub fn scales(&self, m: Matrix) -> Result<Vec<u32>> {
+        self.u32s(SectionId::Scales(m))
+    }
+
+    /// A `u32` section (scales, the EXP2 and SIGMOID tables) by id.
+    pub fn u32s(&self, id: SectionId) -> Result<Vec<u32>> {
+        Ok(le_words(self.data(id)?).map(u32::from_le_bytes).collect())
+    }
+
+    /// An `i32` section (biases, the RoPE table) by id.
+    pub fn i32s(&self, id: SectionId) -> Result<Vec<i32>> {
+        Ok(le_words(self.data(id)?).map(i32::from_le_bytes).collect())
+    }
+
+    /// The model's chat template, if the SKU carries one (see [`SectionId::ChatTemplate`]).
+    pub fn chat_template(&self) -> Result<Option<ChatTemplate>> {
+        let Ok(bytes) = self.data(SectionId::ChatTemplate) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| sku_err(&self.path, format!("bad chat_template section: {e}")))
+    }
+
     /// The leaves of the weight root, in order (what an L1 opening proves a matrix, bias or
     /// table root against).
     pub fn weight_leaves(&self) -> Result<Vec<B256>> {
@@ -341,25 +399,21 @@ impl Sku {
 
     /// A `u32` vector section (weight scales, tables).
     pub fn vec_u32(&self, name: &str) -> Result<Vec<u32>> {
-        Ok(self
-            .section_bytes(name)?
-            .chunks_exact(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(le_words(self.section_bytes(name)?)
+            .map(u32::from_le_bytes)
             .collect())
     }
 
     /// An `i32` vector or table section.
     pub fn vec_i32(&self, name: &str) -> Result<Vec<i32>> {
-        Ok(self
-            .section_bytes(name)?
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(le_words(self.section_bytes(name)?)
+            .map(i32::from_le_bytes)
             .collect())
     }
 
     /// The embedded `tokenizer.json`, if the SKU has one.
     pub fn tokenizer_json(&self) -> Option<&[u8]> {
-        self.section_bytes("tokenizer")
+        self.data(SectionId::Tokenizer)
             .ok()
             .filter(|b| !b.is_empty())
     }
@@ -432,7 +486,7 @@ fn section_root(s: &Section, bytes: &[u8]) -> B256 {
             MerkleTree::from_leaf_hashes(leaves).root()
         }
         // The RoPE table: one leaf per position.
-        _ if s.name == "rope" => {
+        _ if s.name == SectionId::Rope.to_string() => {
             let leaves: Vec<B256> = bytes
                 .par_chunks(s.cols * 4)
                 .map(|r| hash_leaf(&to_be(r)))
@@ -460,33 +514,34 @@ fn weight_root(c: &SkuConfig, sections: &[Section]) -> Result<B256> {
 /// down matrix roots (then the q, k, v bias roots for Qwen2), the embedding and lm_head matrix
 /// roots, the EXP2, SIGMOID and ROPE table roots.
 fn weight_leaves(c: &SkuConfig, sections: &[Section]) -> Result<Vec<B256>> {
-    let root = |name: &str| -> Result<B256> {
+    let root = |id: SectionId| -> Result<B256> {
+        let name = id.to_string();
         sections
             .iter()
             .find(|s| s.name == name)
             .map(|s| s.root)
             .ok_or_else(|| sku_err(Path::new("<sku>"), format!("section {name} missing")))
     };
-    let matrix = |m: &str| -> Result<B256> {
+    let matrix = |m: Matrix| -> Result<B256> {
         Ok(hash_node(
-            &root(&format!("{m}.w"))?,
-            &root(&format!("{m}.s"))?,
+            &root(SectionId::Weights(m))?,
+            &root(SectionId::Scales(m))?,
         ))
     };
     let mut leaves = Vec::new();
-    for l in 0..c.layers {
-        for m in LAYER_MATRICES {
-            leaves.push(matrix(&format!("layers.{l}.{m}"))?);
+    for layer in 0..c.layers {
+        for proj in Proj::ALL {
+            leaves.push(matrix(Matrix::layer(layer, proj))?);
         }
         if c.qkv_bias {
-            for m in ["q", "k", "v"] {
-                leaves.push(root(&format!("layers.{l}.{m}.b"))?);
+            for proj in Proj::BIASED {
+                leaves.push(root(SectionId::Bias { layer, proj })?);
             }
         }
     }
-    leaves.push(matrix("embed")?);
-    leaves.push(matrix("lm_head")?);
-    for t in ["exp2", "sigmoid", "rope"] {
+    leaves.push(matrix(Matrix::Embed)?);
+    leaves.push(matrix(Matrix::LmHead)?);
+    for t in [SectionId::Exp2, SectionId::Sigmoid, SectionId::Rope] {
         leaves.push(root(t)?);
     }
     Ok(leaves)
@@ -544,11 +599,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn push(&mut self, name: &str, dtype: &str, rows: usize, cols: usize, bytes: Vec<u8>) {
+    fn push(&mut self, id: SectionId, dtype: &str, rows: usize, cols: usize, bytes: Vec<u8>) {
         let pad = self.data.len().div_ceil(ALIGN) * ALIGN - self.data.len();
         self.data.extend(std::iter::repeat_n(0u8, pad));
         let mut s = Section {
-            name: name.to_string(),
+            name: id.to_string(),
             dtype: dtype.to_string(),
             rows,
             cols,
@@ -560,21 +615,25 @@ impl Writer {
         self.data.extend_from_slice(&bytes);
         self.sections.push(s);
     }
-    fn push_i8(&mut self, name: &str, rows: usize, cols: usize, v: &[i8]) {
-        self.push(name, "i8", rows, cols, v.iter().map(|&x| x as u8).collect());
+    fn push_i8(&mut self, id: SectionId, rows: usize, cols: usize, v: &[i8]) {
+        self.push(id, "i8", rows, cols, v.iter().map(|&x| x as u8).collect());
     }
-    fn push_u32(&mut self, name: &str, rows: usize, cols: usize, v: &[u32]) {
+    fn push_matrix(&mut self, m: Matrix, n: usize, k: usize, (q, s): (Vec<i8>, Vec<u32>)) {
+        self.push_i8(SectionId::Weights(m), n, k, &q);
+        self.push_u32(SectionId::Scales(m), 1, n, &s);
+    }
+    fn push_u32(&mut self, id: SectionId, rows: usize, cols: usize, v: &[u32]) {
         self.push(
-            name,
+            id,
             "u32",
             rows,
             cols,
             v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         );
     }
-    fn push_i32(&mut self, name: &str, rows: usize, cols: usize, v: &[i32]) {
+    fn push_i32(&mut self, id: SectionId, rows: usize, cols: usize, v: &[i32]) {
         self.push(
-            name,
+            id,
             "i32",
             rows,
             cols,
@@ -596,7 +655,19 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
                 path: ck.dir().join("tokenizer.json"),
                 reason: e.to_string(),
             })?;
-            t.get_vocab_size(true).min(mc.vocab_size)
+            // A tokenizer with ids the model has no embedding row for would produce prompts
+            // the engine cannot run: refuse the pair.
+            let n = t.get_vocab_size(true);
+            if n > mc.vocab_size {
+                return Err(ProverError::Tokenizer {
+                    path: ck.dir().join("tokenizer.json"),
+                    reason: format!(
+                        "the tokenizer has {n} tokens, more than the model's vocab_size {}",
+                        mc.vocab_size
+                    ),
+                });
+            }
+            n
         }
         None => mc.vocab_size,
     };
@@ -617,46 +688,36 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
         eos_ids: mc.eos_token_ids.clone(),
         bos_id: mc.bos_token_id,
     };
-    let (h, i, q, kv) = (cfg.hidden, cfg.intermediate, cfg.q_dim(), cfg.kv_dim());
+    let h = cfg.hidden;
     let mut w = Writer {
         data: Vec::new(),
         sections: Vec::new(),
     };
     for l in 0..cfg.layers {
         let p = format!("model.layers.{l}");
-        let g1 = ck.tensor_f32(&format!("{p}.input_layernorm.weight"), &[h])?;
-        let g2 = ck.tensor_f32(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
-        #[allow(clippy::type_complexity)]
-        let mats: [(&str, String, usize, usize, Option<&[f32]>); 7] = [
-            ("q", format!("{p}.self_attn.q_proj.weight"), q, h, Some(&g1)),
-            (
-                "k",
-                format!("{p}.self_attn.k_proj.weight"),
-                kv,
-                h,
-                Some(&g1),
-            ),
-            (
-                "v",
-                format!("{p}.self_attn.v_proj.weight"),
-                kv,
-                h,
-                Some(&g1),
-            ),
-            ("o", format!("{p}.self_attn.o_proj.weight"), h, q, None),
-            ("gate", format!("{p}.mlp.gate_proj.weight"), i, h, Some(&g2)),
-            ("up", format!("{p}.mlp.up_proj.weight"), i, h, Some(&g2)),
-            ("down", format!("{p}.mlp.down_proj.weight"), h, i, None),
-        ];
-        for (m, name, n, k, fold) in mats {
-            let wf = ck.tensor_f32(&name, &[n, k])?;
-            let (wq, ws) = quantize_matrix(&wf, n, k, fold);
-            w.push_i8(&format!("layers.{l}.{m}.w"), n, k, &wq);
-            w.push_u32(&format!("layers.{l}.{m}.s"), 1, n, &ws);
+        let input_layernorm = ck.tensor_f32(&format!("{p}.input_layernorm.weight"), &[h])?;
+        let post_attention_layernorm =
+            ck.tensor_f32(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
+        for proj in Proj::ALL {
+            // The norm gain folded into the matrices that read the normalized rows.
+            let fold: Option<&[f32]> = match proj {
+                Proj::Q | Proj::K | Proj::V => Some(&input_layernorm),
+                Proj::Gate | Proj::Up => Some(&post_attention_layernorm),
+                Proj::O | Proj::Down => None,
+            };
+            let (n, k) = proj_shape(&cfg, proj);
+            let wf = ck.tensor_f32(&format!("{p}.{}.weight", proj.hf_module()), &[n, k])?;
+            w.push_matrix(
+                Matrix::layer(l, proj),
+                n,
+                k,
+                quantize_matrix(&wf, n, k, fold),
+            );
         }
         if cfg.qkv_bias {
-            for (m, n) in [("q", q), ("k", kv), ("v", kv)] {
-                let b = ck.tensor_f32(&format!("{p}.self_attn.{m}_proj.bias"), &[n])?;
+            for proj in Proj::BIASED {
+                let n = proj_shape(&cfg, proj).0;
+                let b = ck.tensor_f32(&format!("{p}.{}.bias", proj.hf_module()), &[n])?;
                 let bq: Vec<i32> = b
                     .iter()
                     .map(|&x| {
@@ -665,37 +726,47 @@ pub fn build(ck: &Checkpoint, opts: &BuildOptions) -> Result<Vec<u8>> {
                             .clamp(i32::MIN as f64, i32::MAX as f64) as i32
                     })
                     .collect();
-                w.push_i32(&format!("layers.{l}.{m}.b"), 1, n, &bq);
+                w.push_i32(SectionId::Bias { layer: l, proj }, 1, n, &bq);
             }
         }
     }
     let embed = ck.tensor_f32("model.embed_tokens.weight", &[cfg.vocab, h])?;
-    let (eq, es) = quantize_matrix(&embed, cfg.vocab, h, None);
-    w.push_i8("embed.w", cfg.vocab, h, &eq);
-    w.push_u32("embed.s", 1, cfg.vocab, &es);
-    let gf = ck.tensor_f32("model.norm.weight", &[h])?;
+    let embed_q = quantize_matrix(&embed, cfg.vocab, h, None);
+    w.push_matrix(Matrix::Embed, cfg.vocab, h, embed_q);
+    let norm = ck.tensor_f32("model.norm.weight", &[h])?;
     let head = if mc.tie_word_embeddings {
         embed
     } else {
         ck.tensor_f32("lm_head.weight", &[cfg.vocab, h])?
     };
-    let (hq, hs) = quantize_matrix(&head, cfg.vocab, h, Some(&gf));
-    w.push_i8("lm_head.w", cfg.vocab, h, &hq);
-    w.push_u32("lm_head.s", 1, cfg.vocab, &hs);
-    w.push_u32("exp2", 1, arith::EXP2_LEN, &arith::exp2_table());
-    w.push_u32("sigmoid", 1, arith::SIGMOID_LEN, &arith::sigmoid_table());
+    let head_q = quantize_matrix(&head, cfg.vocab, h, Some(&norm));
+    w.push_matrix(Matrix::LmHead, cfg.vocab, h, head_q);
+    w.push_u32(SectionId::Exp2, 1, arith::EXP2_LEN, &arith::exp2_table());
+    w.push_u32(
+        SectionId::Sigmoid,
+        1,
+        arith::SIGMOID_LEN,
+        &arith::sigmoid_table(),
+    );
     let inv = mc.inv_freq();
     let rope: Vec<i32> = (0..cfg.max_seq)
         .flat_map(|p| arith::rope_table_row(p, &inv))
         .collect();
-    w.push_i32("rope", cfg.max_seq, cfg.head_dim, &rope);
+    w.push_i32(SectionId::Rope, cfg.max_seq, cfg.head_dim, &rope);
     w.push(
-        "tokenizer",
+        SectionId::Tokenizer,
         "bytes",
         1,
         0,
         tok_bytes.clone().unwrap_or_default(),
     );
+    // The chat template travels with the SKU for client-side rendering; it is not hashed into
+    // the SKU id because a job signs the token ids the client rendered.
+    if let Some(t) = ChatTemplate::from_dir(ck.dir())? {
+        let json =
+            serde_json::to_vec(&t).map_err(|e| sku_err(Path::new("<build>"), e.to_string()))?;
+        w.push(SectionId::ChatTemplate, "bytes", 1, 0, json);
+    }
 
     let weight_root = weight_root(&cfg, &w.sections)?;
     let tokenizer_hash = tok_bytes.as_deref().map_or(B256::ZERO, keccak256);

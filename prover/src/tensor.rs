@@ -28,27 +28,70 @@ pub enum Tensor {
     Tokens(Vec<u32>),
 }
 
-impl Tensor {
+/// A borrowed view of a step output: what is hashed into the trace. The engine commits its
+/// working buffers through a view, so committing a tensor copies nothing; an owned [`Tensor`]
+/// is made only for the steps an opening keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorView<'a> {
+    /// See [`Tensor::I32`].
+    I32 { cols: usize, data: &'a [i32] },
+    /// See [`Tensor::Q`].
+    Q {
+        cols: usize,
+        values: &'a [i8],
+        scales: &'a [i64],
+    },
+    /// See [`Tensor::Scores`].
+    Scores(&'a [Vec<i64>]),
+    /// See [`Tensor::Probs`].
+    Probs(&'a [(Vec<i32>, i64)]),
+    /// See [`Tensor::Tokens`].
+    Tokens(&'a [u32]),
+}
+
+impl TensorView<'_> {
     /// Number of rows (leaves).
     pub fn rows(&self) -> usize {
         match self {
-            Tensor::I32 { cols, data } => data.len().checked_div(*cols).unwrap_or(0),
-            Tensor::Q { scales, .. } => scales.len(),
-            Tensor::Scores(r) => r.len(),
-            Tensor::Probs(r) => r.len(),
-            Tensor::Tokens(t) => t.len(),
+            TensorView::I32 { cols, data } => data.len().checked_div(*cols).unwrap_or(0),
+            TensorView::Q { scales, .. } => scales.len(),
+            TensorView::Scores(r) => r.len(),
+            TensorView::Probs(r) => r.len(),
+            TensorView::Tokens(t) => t.len(),
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_tensor(&self) -> Tensor {
+        match *self {
+            TensorView::I32 { cols, data } => Tensor::I32 {
+                cols,
+                data: data.to_vec(),
+            },
+            TensorView::Q {
+                cols,
+                values,
+                scales,
+            } => Tensor::Q {
+                cols,
+                values: values.to_vec(),
+                scales: scales.to_vec(),
+            },
+            TensorView::Scores(r) => Tensor::Scores(r.to_vec()),
+            TensorView::Probs(r) => Tensor::Probs(r.to_vec()),
+            TensorView::Tokens(t) => Tensor::Tokens(t.to_vec()),
         }
     }
 
     /// Appends the byte encoding of row `i` to `out`.
     fn encode_row(&self, i: usize, out: &mut Vec<u8>) {
-        match self {
-            Tensor::I32 { cols, data } => {
+        match *self {
+            TensorView::I32 { cols, data } => {
                 for v in &data[i * cols..(i + 1) * cols] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Tensor::Q {
+            TensorView::Q {
                 cols,
                 values,
                 scales,
@@ -56,13 +99,15 @@ impl Tensor {
                 out.extend(values[i * cols..(i + 1) * cols].iter().map(|&v| v as u8));
                 out.extend_from_slice(&scales[i].to_be_bytes());
             }
-            Tensor::Scores(r) => {
+            TensorView::Scores(r) => {
                 for v in &r[i] {
                     out.extend_from_slice(&v.to_be_bytes());
                 }
             }
-            Tensor::Probs(r) => out.extend_from_slice(&arith::softmax_row_bytes(&r[i].0, r[i].1)),
-            Tensor::Tokens(t) => out.extend_from_slice(&t[i].to_be_bytes()),
+            TensorView::Probs(r) => {
+                out.extend_from_slice(&arith::softmax_row_bytes(&r[i].0, r[i].1))
+            }
+            TensorView::Tokens(t) => out.extend_from_slice(&t[i].to_be_bytes()),
         }
     }
 
@@ -71,14 +116,6 @@ impl Tensor {
         let mut out = Vec::new();
         self.encode_row(i, &mut out);
         out
-    }
-
-    /// Leaf hashes of every row, computed in parallel.
-    pub fn leaf_hashes(&self) -> Vec<B256> {
-        (0..self.rows())
-            .into_par_iter()
-            .map_init(Vec::new, |buf, i| self.hash_row(i, buf))
-            .collect()
     }
 
     /// The row's leaf (`merkle::row_leaf`: plain for rows up to 1 KB, through its chunks above).
@@ -91,6 +128,14 @@ impl Tensor {
         } else {
             row_leaf(&buf[1..])
         }
+    }
+
+    /// Leaf hashes of every row, computed in parallel.
+    pub fn leaf_hashes(&self) -> Vec<B256> {
+        (0..self.rows())
+            .into_par_iter()
+            .map_init(Vec::new, |buf, i| self.hash_row(i, buf))
+            .collect()
     }
 
     /// `(address, leaf hash)` of every row, rows hashed in parallel; row `i` sits at
@@ -109,6 +154,53 @@ impl Tensor {
             .collect())
     }
 
+    /// The tensor root with rows at `addresses` (zero for a tensor without rows).
+    pub fn root(&self, addresses: &[u64]) -> Result<B256> {
+        Ok(sparse_root(self.addressed_leaves(addresses)?)?)
+    }
+}
+
+impl Tensor {
+    /// A borrowed view (what [`TensorView`] hashes is exactly what this tensor hashes).
+    pub fn view(&self) -> TensorView<'_> {
+        match self {
+            Tensor::I32 { cols, data } => TensorView::I32 { cols: *cols, data },
+            Tensor::Q {
+                cols,
+                values,
+                scales,
+            } => TensorView::Q {
+                cols: *cols,
+                values,
+                scales,
+            },
+            Tensor::Scores(r) => TensorView::Scores(r),
+            Tensor::Probs(r) => TensorView::Probs(r),
+            Tensor::Tokens(t) => TensorView::Tokens(t),
+        }
+    }
+
+    /// Number of rows (leaves).
+    pub fn rows(&self) -> usize {
+        self.view().rows()
+    }
+
+    /// The byte encoding of row `i`.
+    pub fn row_bytes(&self, i: usize) -> Vec<u8> {
+        self.view().row_bytes(i)
+    }
+
+    /// Leaf hashes of every row, computed in parallel.
+    pub fn leaf_hashes(&self) -> Vec<B256> {
+        self.view().leaf_hashes()
+    }
+
+    /// `(address, leaf hash)` of every row, rows hashed in parallel; row `i` sits at
+    /// `addresses[i]` (docs/ARITHMETIC.md §5).
+    pub fn addressed_leaves(&self, addresses: &[u64]) -> Result<Vec<(u64, B256)>> {
+        self.view().addressed_leaves(addresses)
+    }
+
     /// The sparse Merkle tree of the rows placed at `addresses` (strictly increasing).
     pub fn tree(&self, addresses: &[u64]) -> Result<SparseMerkleTree> {
         Ok(SparseMerkleTree::from_indexed_leaves(
@@ -118,7 +210,7 @@ impl Tensor {
 
     /// The tensor root with rows at `addresses` (zero for a tensor without rows).
     pub fn root(&self, addresses: &[u64]) -> Result<B256> {
-        Ok(sparse_root(self.addressed_leaves(addresses)?)?)
+        self.view().root(addresses)
     }
 
     /// An empty tensor (a step of a round with no active prompt).

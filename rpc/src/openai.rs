@@ -5,13 +5,17 @@
 //! Lines are grouped into jobs by (model, max_tokens), in file order, because one signed job
 //! has one SKU and one decode length.
 //!
-//! Chat messages become one text prompt: each message as `role: content` on its own line,
-//! then `assistant:`; the worker tokenizes it with the SKU's tokenizer. (A SKU-specific chat
-//! template would need the tokenizer's template engine on the client; this plain rendering is
-//! deterministic and documented instead.)
+//! A line is parsed into a [`Request`] (chat messages, text, or token ids) and then turned into
+//! a token-id [`Prompt`] by [`BatchLine::token_prompt`] with the SKU's tokenizer, on the client,
+//! before the job is signed: the signed job (and so the L1) carries token ids, never text, so no
+//! worker chooses how a prompt is tokenized (issue #9, attack 6). Chat messages are rendered with
+//! the model's own chat template ([`Tokenize::chat`]; the CLI implements it with
+//! `verinfer_prover::chat::PromptEncoder`), text is tokenized with the tokenizer's special tokens
+//! (a BOS where its post-processor adds one).
 
 use std::collections::HashSet;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use verinfer_primitives::job::Prompt;
 
@@ -25,17 +29,74 @@ pub struct OpenAiError {
     pub reason: String,
 }
 
+/// One chat message of a request (its text content; text parts are concatenated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user`, `assistant`, ...
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// What a line asks the model to continue, before tokenization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `/v1/chat/completions` `messages`.
+    Chat(Vec<ChatMessage>),
+    /// `/v1/completions` text `prompt`.
+    Text(String),
+    /// `/v1/completions` token-id `prompt`.
+    Tokens(Vec<u32>),
+}
+
+/// A SKU's tokenizer on the client: renders and tokenizes prompts, and checks token ids.
+pub trait Tokenize {
+    /// Token ids of a text prompt (with the tokenizer's special tokens).
+    fn text(&self, text: &str) -> Result<Vec<u32>, String>;
+    /// Token ids of chat messages rendered with the model's chat template (with the assistant's
+    /// opening, as `add_generation_prompt`).
+    fn chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, String>;
+    /// Refuses ids the model cannot embed.
+    fn check(&self, ids: &[u32]) -> Result<(), String>;
+}
+
 /// One request of the batch file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchLine {
+    /// 1-based line number in the file.
+    pub line: usize,
     /// The caller's id of the request, unique in the file.
     pub custom_id: String,
     /// `body.model` (a SKU name or a 0x SKU id).
     pub model: String,
-    /// The prompt.
-    pub prompt: Prompt,
+    /// The request.
+    pub request: Request,
     /// `body.max_tokens` (or the default given to the parser).
     pub max_tokens: u64,
+}
+
+impl BatchLine {
+    /// The prompt to sign: always token ids. Chat and text requests need the SKU's tokenizer;
+    /// token ids are checked by it when one is given.
+    pub fn token_prompt(&self, tokenizer: Option<&dyn Tokenize>) -> Result<Prompt, OpenAiError> {
+        let at = |reason: String| err(self.line, reason);
+        let ids = match (&self.request, tokenizer) {
+            (Request::Tokens(ids), None) => ids.clone(),
+            (Request::Tokens(ids), Some(t)) => {
+                t.check(ids).map_err(at)?;
+                ids.clone()
+            }
+            (Request::Text(s), Some(t)) => t.text(s).map_err(at)?,
+            (Request::Chat(m), Some(t)) => t.chat(m).map_err(at)?,
+            (Request::Text(_) | Request::Chat(_), None) => {
+                return Err(at(format!(
+                    "{:?} needs the tokenizer of model {:?} to be tokenized before signing",
+                    self.custom_id, self.model
+                )))
+            }
+        };
+        Ok(Prompt::Tokens(ids))
+    }
 }
 
 /// Lines of one job.
@@ -111,32 +172,33 @@ fn parse_line(n: usize, text: &str, default_max_tokens: u64) -> Result<BatchLine
             .filter(|t| *t > 0)
             .ok_or_else(|| err(n, "max_tokens must be a positive integer"))?,
     };
-    let prompt = match url {
+    let request = match url {
         "/v1/chat/completions" => {
             let msgs = body
                 .get("messages")
                 .and_then(Value::as_array)
                 .filter(|m| !m.is_empty())
                 .ok_or_else(|| err(n, "chat request needs a non-empty messages list"))?;
-            let mut s = String::new();
-            for m in msgs {
-                let role = m
-                    .get("role")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| err(n, "message without role"))?;
-                let content = content_text(n, m.get("content").unwrap_or(&Value::Null))?;
-                s.push_str(role);
-                s.push_str(": ");
-                s.push_str(&content);
-                s.push('\n');
-            }
-            s.push_str("assistant:");
-            Prompt::Text(s)
+            let messages = msgs
+                .iter()
+                .map(|m| {
+                    let role = m
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| err(n, "message without role"))?;
+                    let content = content_text(n, m.get("content").unwrap_or(&Value::Null))?;
+                    Ok(ChatMessage {
+                        role: role.to_string(),
+                        content,
+                    })
+                })
+                .collect::<Result<Vec<_>, OpenAiError>>()?;
+            Request::Chat(messages)
         }
         "/v1/completions" => match body.get("prompt") {
-            Some(Value::String(s)) if !s.is_empty() => Prompt::Text(s.clone()),
+            Some(Value::String(s)) if !s.is_empty() => Request::Text(s.clone()),
             Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_u64) => {
-                Prompt::Tokens(
+                Request::Tokens(
                     a.iter()
                         .map(|x| {
                             x.as_u64()
@@ -147,7 +209,7 @@ fn parse_line(n: usize, text: &str, default_max_tokens: u64) -> Result<BatchLine
                 )
             }
             Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
-                Prompt::Text(a[0].as_str().unwrap_or_default().to_string())
+                Request::Text(a[0].as_str().unwrap_or_default().to_string())
             }
             _ => {
                 return Err(err(
@@ -159,9 +221,10 @@ fn parse_line(n: usize, text: &str, default_max_tokens: u64) -> Result<BatchLine
         other => return Err(err(n, format!("unsupported url {other:?}"))),
     };
     Ok(BatchLine {
+        line: n,
         custom_id,
         model,
-        prompt,
+        request,
         max_tokens,
     })
 }
@@ -224,14 +287,18 @@ mod tests {
     fn parses_chat_completion_and_token_prompts() {
         let lines = parse_batch(FILE, 32).unwrap();
         assert_eq!(lines.len(), 4);
+        let msg = |role: &str, content: &str| ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        };
         assert_eq!(
-            lines[0].prompt,
-            Prompt::Text("system: Be brief.\nuser: Hi\nassistant:".into())
+            lines[0].request,
+            Request::Chat(vec![msg("system", "Be brief."), msg("user", "Hi")])
         );
-        assert_eq!(lines[1].prompt, Prompt::Text("Once upon".into()));
+        assert_eq!(lines[1].request, Request::Text("Once upon".into()));
         assert_eq!(
-            (lines[2].prompt.clone(), lines[2].max_tokens),
-            (Prompt::Tokens(vec![1, 2, 3]), 32)
+            (lines[2].request.clone(), lines[2].max_tokens, lines[2].line),
+            (Request::Tokens(vec![1, 2, 3]), 32, 4)
         );
         let groups = group_jobs(lines, 100);
         let shape: Vec<(String, u64, Vec<String>)> = groups
@@ -253,6 +320,61 @@ mod tests {
             ]
         );
         assert_eq!(group_jobs(parse_batch(FILE, 32).unwrap(), 1).len(), 4);
+    }
+
+    /// A stand-in tokenizer for the dispatch logic only (one id per byte, chat as
+    /// role bytes then content bytes); the real tokenizer and chat template are tested in
+    /// verinfer-prover's tests/chat.rs and the CLI.
+    struct Bytes;
+    impl Tokenize for Bytes {
+        fn text(&self, text: &str) -> Result<Vec<u32>, String> {
+            Ok(text.bytes().map(u32::from).collect())
+        }
+        fn chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, String> {
+            Ok(messages
+                .iter()
+                .flat_map(|m| m.role.bytes().chain(m.content.bytes()))
+                .map(u32::from)
+                .collect())
+        }
+        fn check(&self, ids: &[u32]) -> Result<(), String> {
+            match ids.iter().find(|&&t| t >= 256) {
+                Some(t) => Err(format!("token id {t} ≥ vocabulary 256")),
+                None => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn every_signed_prompt_is_token_ids() {
+        let lines = parse_batch(FILE, 32).unwrap();
+        let signed: Vec<Prompt> = lines
+            .iter()
+            .map(|l| l.token_prompt(Some(&Bytes)).unwrap())
+            .collect();
+        assert_eq!(
+            signed[1],
+            Prompt::Tokens("Once upon".bytes().map(u32::from).collect())
+        );
+        assert_eq!(signed[2], Prompt::Tokens(vec![1, 2, 3]));
+        assert!(signed.iter().all(|p| matches!(p, Prompt::Tokens(_))));
+        // Text and chat cannot be signed without the tokenizer; token ids can.
+        let e = lines[0].token_prompt(None).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.reason.contains("tokenizer"), "{e}");
+        assert!(lines[1].token_prompt(None).is_err());
+        assert_eq!(
+            lines[2].token_prompt(None).unwrap(),
+            Prompt::Tokens(vec![1, 2, 3])
+        );
+        // Token ids the model cannot embed are refused with their line.
+        let big = parse_batch(
+            "{\"custom_id\":\"x\",\"url\":\"/v1/completions\",\"body\":{\"model\":\"m\",\"prompt\":[5,300]}}",
+            8,
+        )
+        .unwrap();
+        let e = big[0].token_prompt(Some(&Bytes)).unwrap_err();
+        assert_eq!((e.line, e.reason.contains("300")), (1, true), "{e}");
     }
 
     #[test]

@@ -362,7 +362,7 @@ impl Sequencer {
         })
         .await?
         .ok_or_else(|| ApiError::new(codes::UNKNOWN_JOB, format!("unknown job {id}")))?;
-        self.check_access(&job.job, id, access.as_deref())?;
+        self.check_access(&job.job, id, access.as_deref().map(|v| &**v))?;
         let finality = finality(job.state, batch.as_ref());
         let batch_tree = batch.as_ref().map(|b| {
             (
