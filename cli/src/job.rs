@@ -19,7 +19,7 @@ use verinfer_primitives::job::domain;
 use verinfer_prover::chat::{ChatMessage, PromptEncoder};
 use verinfer_prover::Sku;
 use verinfer_rpc::openai::{self, group_jobs, parse_batch, Tokenize};
-use verinfer_rpc::sign::{sign_job, JobDraft};
+use verinfer_rpc::sign::{sign_job, sign_results_access, JobDraft};
 use verinfer_rpc::types::{JobState, SkuInfo};
 use verinfer_rpc::VerinferApiClient;
 
@@ -77,9 +77,13 @@ pub struct GetArgs {
     conn: Conn,
     /// Job id (0x…).
     id: B256,
-    /// Also print completions, receipts and proofs.
+    /// Also print completions, receipts and proofs (the sequencer serves them to the buyer
+    /// only: signed with the key in `--key-env`).
     #[arg(long)]
     results: bool,
+    /// Environment variable holding the buyer's hex private key (needed with `--results`).
+    #[arg(long, default_value = "VERINFER_BUYER_KEY")]
+    key_env: String,
 }
 
 /// `job list`.
@@ -289,7 +293,8 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     if let Some(out) = a.out {
         let mut results = HashMap::new();
         for id in &jobs {
-            results.insert(*id, c.get_results(*id).await?);
+            let access = sign_results_access(&signer, &dom, *id)?;
+            results.insert(*id, c.get_results(*id, Some(access)).await?);
         }
         let mut text = String::new();
         for (custom_id, job, k) in index {
@@ -312,9 +317,13 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
 async fn get(a: GetArgs) -> anyhow::Result<()> {
     let c = verinfer_rpc::client::http(&a.conn.url)?;
     if a.results {
+        let signer = key_from_env(&a.key_env)?;
+        let info = c.domain().await.context("sequencer unreachable")?;
+        let dom = domain(info.chain_id, info.batch_inbox);
+        let access = sign_results_access(&signer, &dom, a.id)?;
         println!(
             "{}",
-            serde_json::to_string_pretty(&c.get_results(a.id).await?)?
+            serde_json::to_string_pretty(&c.get_results(a.id, Some(access)).await?)?
         );
     } else {
         println!("{}", serde_json::to_string_pretty(&c.get_job(a.id).await?)?);

@@ -9,8 +9,8 @@ mod infer;
 mod job;
 mod sequencer;
 mod sku;
-mod worker;
 mod watch;
+mod worker;
 
 #[derive(Parser)]
 #[command(

@@ -561,7 +561,7 @@ async fn worker_runs_shards_serves_data_and_refuses_bad_input() {
         120,
     )
     .await;
-    let res = c.get_results(good).await.unwrap();
+    let res = results(&w, &c, good).await;
     check_against_engine(&engine, &jobs.sent[0].1, n, &res, w.worker.address());
 
     // Bad input: refused with a reason, never a receipt, the worker keeps serving.
@@ -838,7 +838,7 @@ async fn worker_survives_sigkill_at_every_stage_and_sequencer_restarts() {
     let mut accepted = Vec::new();
     for (id, prompts) in &jobs.sent {
         wait_state(&c, *id, &[JobState::Confirmed], 180).await;
-        let res = c.get_results(*id).await.unwrap();
+        let res = results(&w, &c, *id).await;
         check_against_engine(&engine, prompts, n, &res, w.worker.address());
         for r in &res.receipts {
             let mine = unlimited(|| da.get_receipt(*id, r.shard_index))
@@ -870,4 +870,11 @@ async fn worker_survives_sigkill_at_every_stage_and_sequencer_restarts() {
     }
     assert_eq!(per_job, shards_total, "one receipt per shard on L1");
     eprintln!("kill points: {kills:?}");
+}
+
+/// The buyer's results for `id` (the sequencer serves them only with the buyer's signature).
+async fn results(w: &World, c: &HttpClient, id: B256) -> JobResults {
+    let d = domain(w.chain_id, w.d.batch_inbox);
+    let access = verinfer_rpc::sign::sign_results_access(&w.buyer, &d, id).unwrap();
+    c.get_results(id, Some(access)).await.unwrap()
 }
