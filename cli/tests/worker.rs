@@ -130,6 +130,10 @@ async fn world() -> World {
             "--host",
             "127.0.0.1",
             "--silent",
+            // Interval mining: a job's assignment seed is the hash of the first block after
+            // its acceptance, so blocks must come without transactions too.
+            "--block-time",
+            "1",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

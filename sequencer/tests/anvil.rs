@@ -311,8 +311,14 @@ interval_ms = 150
             }
         }
         if kills == 1 && i >= 12 {
-            // Give the worker and batcher time so that kill 2 lands while batches post.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Give the worker and batcher time so that kill 2 lands while batches post. Shards
+            // wait for the block after their job's acceptance (the assignment seed), so the
+            // first batch can take a few one-second blocks: wait for it, bounded.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while inbox.batchCount().call().await.unwrap() == U256::ZERO {
+                assert!(Instant::now() < deadline, "no batch reached L1 within 60 s");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     assert_eq!(kills, 2, "both kills happened");

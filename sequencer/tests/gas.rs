@@ -127,6 +127,7 @@ async fn gas_model_bounds_measured_post_and_finalize_gas() {
         },
     ];
     let mut posted = Vec::new();
+    let mut off: Vec<String> = Vec::new();
     for (k, shape) in shapes.iter().enumerate() {
         let (post, sizes) = build(&chain, &buyers, &workers, shape, k as u64, 1000 * k as u64);
         let est = model.post_gas(&sizes);
@@ -138,17 +139,12 @@ async fn gas_model_bounds_measured_post_and_finalize_gas() {
             est,
             est as f64 / inc.gas_used as f64
         );
-        assert!(
-            est >= inc.gas_used,
-            "{}: estimate {est} < measured {}",
-            shape.name,
-            inc.gas_used
-        );
-        assert!(
-            est <= 2 * inc.gas_used,
-            "{}: estimate {est} is loose",
-            shape.name
-        );
+        if est < inc.gas_used || est > 2 * inc.gas_used {
+            off.push(format!(
+                "post {}: estimate {est}, measured {}",
+                shape.name, inc.gas_used
+            ));
+        }
         assert!(inc.gas_used < EIP7825_TX_GAS_CAP);
         posted.push((k as u64, post));
     }
@@ -174,11 +170,14 @@ async fn gas_model_bounds_measured_post_and_finalize_gas() {
             est,
             est as f64 / inc.gas_used as f64
         );
-        assert!(
-            est >= inc.gas_used,
-            "finalize {k}: estimate {est} < measured {}",
-            inc.gas_used
-        );
+        if est < inc.gas_used {
+            off.push(format!(
+                "finalize {k}: estimate {est} < measured {}",
+                inc.gas_used
+            ));
+        }
     }
+    // Every shape is measured and printed before judging, so one run shows the whole model.
+    assert!(off.is_empty(), "gas model out of bounds: {off:#?}");
     let _ = chain.owner_p.get_block_number().await.unwrap();
 }
