@@ -104,7 +104,7 @@ async fn gas_model_bounds_measured_post_and_finalize_gas() {
     );
     let l1 = AlloyL1::connect(&cfg.l1, &chain.poster.to_bytes().to_string()).unwrap();
     let model = GasModel { budget: 12_000_000 };
-    let shapes = vec![
+    let shapes = [
         Shape {
             name: "1 job, 1 receipt",
             jobs: vec![(0, 64, 1)],
