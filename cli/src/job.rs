@@ -28,7 +28,7 @@ use verinfer_rpc::VerinferApiClient;
 pub struct Conn {
     /// Sequencer JSON-RPC URL.
     #[arg(long, env = "VERINFER_RPC", default_value = "http://127.0.0.1:8645")]
-    url: String,
+    pub(crate) url: String,
 }
 
 /// `job submit`.
@@ -108,16 +108,23 @@ pub enum Cmd {
     Get(GetArgs),
     /// List a buyer's jobs.
     List(ListArgs),
+    /// Check every completion and receipt of a job against L1.
+    Verify(crate::verify::Args),
 }
 
 /// Runs a `job` subcommand.
 pub fn run(cmd: Cmd) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        Cmd::Verify(a) => return crate::verify::run(a),
+        other => other,
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         match cmd {
             Cmd::Submit(a) => submit(a).await,
             Cmd::Get(a) => get(a).await,
             Cmd::List(a) => list(a).await,
+            Cmd::Verify(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }
@@ -173,6 +180,18 @@ fn load_tokenizers(files: &[PathBuf]) -> anyhow::Result<HashMap<B256, SkuTokeniz
     Ok(out)
 }
 
+/// Each SKU file's tokenizer, by SKU id, for decoding completions.
+fn load_decoders(files: &[PathBuf]) -> anyhow::Result<HashMap<B256, tokenizers::Tokenizer>> {
+    let mut m = HashMap::new();
+    for f in files {
+        let sku = Sku::load(f).with_context(|| format!("cannot load SKU file {}", f.display()))?;
+        if let Some(t) = sku.tokenizer()? {
+            m.insert(sku.id(), t);
+        }
+    }
+    Ok(m)
+}
+
 fn resolve_sku<'a>(skus: &'a [SkuInfo], model: &str) -> anyhow::Result<&'a SkuInfo> {
     skus.iter()
         .find(|s| s.name == model || s.id.to_string().eq_ignore_ascii_case(model))
@@ -201,6 +220,7 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     // custom_id → (job, prompt index)
     let mut index: Vec<(String, B256, usize)> = Vec::new();
     let mut jobs: Vec<B256> = Vec::new();
+    let mut job_sku: HashMap<B256, B256> = HashMap::new();
     let mut shards_total = 0u64;
     for (i, g) in groups.into_iter().enumerate() {
         let sku = resolve_sku(&skus, a.sku.as_deref().unwrap_or(&g.model))?;
@@ -253,6 +273,7 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
             index.push((l.custom_id.clone(), resp.job_id, k));
         }
         jobs.push(resp.job_id);
+        job_sku.insert(resp.job_id, sku.id);
     }
     if a.no_wait {
         return Ok(());
@@ -291,6 +312,7 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     }
     bar.finish();
     if let Some(out) = a.out {
+        let decoders = load_decoders(&a.sku_files)?;
         let mut results = HashMap::new();
         for id in &jobs {
             let access = sign_results_access(&signer, &dom, *id)?;
@@ -303,9 +325,16 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                 .and_then(|r| r.completions.iter().find(|c| c.prompt_index as usize == k))
                 .map(|c| c.tokens.clone())
                 .with_context(|| format!("no completion for {custom_id}"))?;
-            text.push_str(&serde_json::to_string(&serde_json::json!({
+            let mut line = serde_json::json!({
                 "custom_id": custom_id, "job_id": job, "prompt_index": k, "tokens": tokens
-            }))?);
+            });
+            if let Some(t) = job_sku.get(&job).and_then(|sku| decoders.get(sku)) {
+                // Decoding is display only: the signed, committed data are the token ids.
+                if let Ok(s) = t.decode(&tokens, true) {
+                    line["text"] = serde_json::Value::String(s);
+                }
+            }
+            text.push_str(&serde_json::to_string(&line)?);
             text.push('\n');
         }
         std::fs::write(&out, text).with_context(|| format!("cannot write {}", out.display()))?;

@@ -5,10 +5,14 @@ use clap::{Parser, Subcommand};
 mod bench_gemm;
 mod bench_infer;
 mod bench_rpc;
+mod bridge;
+mod devnet;
 mod infer;
 mod job;
+mod l1args;
 mod sequencer;
 mod sku;
+mod verify;
 mod watch;
 mod worker;
 
@@ -48,6 +52,24 @@ enum Command {
     },
     /// Run the watcher (follow L1, audit receipts, dispute fraud), or show its status.
     Watch(watch::Args),
+    /// The whole rollup on a local anvil: contracts, sequencer, workers, watcher, and every
+    /// user's journey played on it.
+    Devnet(devnet::Args),
+    /// Stake on the L1 bridge: deposit, unbond, withdraw, serve or unserve a SKU.
+    Stake {
+        #[command(subcommand)]
+        cmd: bridge::StakeCmd,
+    },
+    /// The buyer's escrow on the L1 bridge: deposit, unlock, withdraw.
+    Escrow {
+        #[command(subcommand)]
+        cmd: bridge::EscrowCmd,
+    },
+    /// Worker rewards: claim finished epochs.
+    Rewards {
+        #[command(subcommand)]
+        cmd: bridge::RewardsCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,5 +103,9 @@ fn main() -> anyhow::Result<()> {
         Command::Job { cmd } => job::run(cmd),
         Command::Worker(a) => worker::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::Devnet(a) => devnet::run(a),
+        Command::Stake { cmd } => bridge::stake(cmd),
+        Command::Escrow { cmd } => bridge::escrow(cmd),
+        Command::Rewards { cmd } => bridge::rewards(cmd),
     }
 }

@@ -20,6 +20,18 @@ pub enum Cmd {
         #[arg(long, default_value_t = 4096)]
         max_seq: usize,
     },
+    /// Register a SKU file's id, roots and shape on the L1 registry (the registry's owner).
+    Register {
+        /// The SKU file.
+        file: PathBuf,
+        /// Price per token: 1gwei, 1000 (wei), …
+        #[arg(long)]
+        price: String,
+        #[command(flatten)]
+        l1: crate::l1args::L1Args,
+        #[command(flatten)]
+        out: crate::bridge::Out,
+    },
     /// Print a SKU file's header (id, roots, config, sections).
     Info {
         /// The SKU file.
@@ -35,6 +47,12 @@ pub enum Cmd {
 
 pub fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
+        Cmd::Register {
+            file,
+            price,
+            l1,
+            out,
+        } => crate::bridge::register_sku(&file, &price, &l1, out),
         Cmd::Build {
             model,
             out,
