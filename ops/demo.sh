@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The main job. For now: the int8 GEMM + Freivalds benchmark on Llama-3-8B / Qwen2.5-7B shapes,
-# with the libtorch comparison. (The local devnet demo replaces it once the watcher lands.)
+# The main job: the whole rollup on a local anvil devnet (`verinfer devnet`), every user's
+# journey played on it. Set-up first (idempotent), then a release build, then the demo.
+# Usage: bash ops/demo.sh [--no-torch] [devnet flags, e.g. --keep, --workers 3, --synthetic]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-bash ops/setup.sh "$@"
+setup_args=()
+devnet_args=()
+for a in "$@"; do
+  case "$a" in
+    --no-torch) setup_args+=("$a") ;;
+    *) devnet_args+=("$a") ;;
+  esac
+done
+bash ops/setup.sh "${setup_args[@]}"
 # shellcheck source=ops/env.sh
 source ops/env.sh
-features=()
-[ -x "$VERINFER_VENV/bin/python" ] && features=(--features tch)
-cargo run --release --locked -p verinfer "${features[@]}" -- bench gemm
+cargo build --release --locked -p verinfer
+exec "${CARGO_TARGET_DIR:-$repo/target}/release/verinfer" devnet "${devnet_args[@]}"

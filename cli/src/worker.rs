@@ -50,6 +50,10 @@ pub struct Args {
     /// Data API requests per second (over all clients).
     #[arg(long, default_value_t = 50)]
     requests_per_sec: u32,
+    /// Cheat deliberately (`gemm-entry`): only in the `verinfer-faulty` test binary.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long)]
+    pub fault: Option<String>,
 }
 
 fn read_key(args: &Args) -> anyhow::Result<PrivateKeySigner> {
@@ -85,6 +89,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             retention_secs: args.retention_secs,
             requests_per_sec: args.requests_per_sec,
             ..DaLimits::default()
+        },
+        #[cfg(feature = "fault-injection")]
+        fault: match &args.fault {
+            None => None,
+            Some(name) => Some(
+                verinfer_prover::fault::Fault::from_name(name)
+                    .with_context(|| format!("unknown fault {name:?}"))?,
+            ),
         },
     };
     let rt = tokio::runtime::Runtime::new()?;

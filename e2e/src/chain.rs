@@ -1,6 +1,4 @@
-//! The devnet's L1: anvil as a child process on a free loopback port (interval mining, so that
-//! blocks come without transactions: a job's assignment seed is the first block after its
-//! acceptance), the contracts deployed from `l1-bridge`, and anvil's cheat RPCs for funding
+//! The devnet's L1: anvil as a child process on a free loopback port, the contracts deployed from `l1-bridge`, and anvil's cheat RPCs for funding
 //! accounts and moving time forward instead of waiting for windows.
 
 use std::path::Path;
@@ -94,6 +92,17 @@ impl L1 {
     /// A read-only provider.
     pub fn reader(&self) -> &DynProvider {
         &self.reader
+    }
+
+    /// From now on a block every `secs` seconds, with or without transactions (a job's
+    /// assignment seed is the first block after its acceptance).
+    pub async fn interval_mining(&self, secs: u64) -> Result<(), DevnetError> {
+        let _: serde_json::Value = self
+            .reader
+            .raw_request("evm_setIntervalMining".into(), (secs,))
+            .await
+            .map_err(chain_err("evm_setIntervalMining"))?;
+        Ok(())
     }
 
     /// Sets `who`'s balance (anvil cheat RPC).

@@ -55,6 +55,10 @@ pub struct Options {
     pub deploy: DeployConfig,
     /// Watcher: share of receipts audited, basis points.
     pub sample_bps: u32,
+    /// Cheating workers: each runs `faulty_bin worker --fault NAME` (NAME from this list).
+    pub cheats: Vec<String>,
+    /// The `verinfer-faulty` binary (the worker with fault injection built in).
+    pub faulty_bin: Option<PathBuf>,
 }
 
 impl Options {
@@ -69,6 +73,8 @@ impl Options {
             shard_prompts: 2,
             deploy: DeployConfig::default(),
             sample_bps: 10_000,
+            cheats: Vec::new(),
+            faulty_bin: None,
         }
     }
 }
@@ -79,16 +85,18 @@ pub struct Keys {
     pub poster: PrivateKeySigner,
     pub buyer: PrivateKeySigner,
     pub workers: Vec<PrivateKeySigner>,
+    pub cheaters: Vec<PrivateKeySigner>,
     pub watcher: PrivateKeySigner,
 }
 
 impl Keys {
-    fn random(workers: usize) -> Self {
+    fn random(workers: usize, cheaters: usize) -> Self {
         Keys {
             owner: PrivateKeySigner::random(),
             poster: PrivateKeySigner::random(),
             buyer: PrivateKeySigner::random(),
             workers: (0..workers).map(|_| PrivateKeySigner::random()).collect(),
+            cheaters: (0..cheaters).map(|_| PrivateKeySigner::random()).collect(),
             watcher: PrivateKeySigner::random(),
         }
     }
@@ -96,6 +104,7 @@ impl Keys {
     fn all(&self) -> Vec<&PrivateKeySigner> {
         let mut v = vec![&self.owner, &self.poster, &self.buyer, &self.watcher];
         v.extend(self.workers.iter());
+        v.extend(self.cheaters.iter());
         v
     }
 }
@@ -117,6 +126,7 @@ pub struct Devnet {
     // Field order is drop order: daemons stop before anvil.
     pub watcher: Daemon,
     pub workers: Vec<Daemon>,
+    pub cheaters: Vec<Daemon>,
     pub sequencer: Daemon,
     pub l1: L1,
 }
@@ -137,7 +147,7 @@ impl Devnet {
 
         say("starting anvil");
         let l1 = L1::start(&logs).await?;
-        let keys = Keys::random(opts.workers);
+        let keys = Keys::random(opts.workers, opts.cheats.len());
         for k in keys.all() {
             l1.fund(k.address(), ether(1000)).await?;
         }
@@ -172,7 +182,7 @@ impl Devnet {
             reg.registerSku(sku.id(), sku_fields(&sku, PRICE_PER_TOKEN))
         );
         send!("setShape", reg.setShape(sku.id(), sku_shape(&sku)));
-        for w in &keys.workers {
+        for w in keys.workers.iter().chain(&keys.cheaters) {
             let b = StakeBridge::new(d.stake_bridge, l1.connect(w));
             send!(
                 "depositStake",
@@ -185,6 +195,7 @@ impl Devnet {
             keys.workers.len()
         ));
 
+        l1.interval_mining(1).await?;
         let seq_addr = format!("127.0.0.1:{}", free_port()?);
         let sequencer = start_sequencer(&opts, &keys, &d, &l1.url, &sku, &seq_addr)?;
         let sequencer_url = format!("http://{seq_addr}");
@@ -202,12 +213,33 @@ impl Devnet {
             )?;
             workers.push(w);
         }
-        for w in &mut workers {
+        let mut cheaters = Vec::new();
+        for (i, (k, fault)) in keys.cheaters.iter().zip(&opts.cheats).enumerate() {
+            let Some(bin) = &opts.faulty_bin else {
+                return Err(DevnetError::Spawn(
+                    "a cheating worker".into(),
+                    "no verinfer-faulty binary (cargo build -p verinfer --features fault-injection --bin verinfer-faulty)".into(),
+                ));
+            };
+            let mut o = opts.clone();
+            o.bin = bin.clone();
+            let extra = ["--fault", fault.as_str()];
+            let name = format!("cheater{i}");
+            cheaters.push(start_worker(
+                &o, &name, k, &seq_addr, &l1.url, &sku_path, &extra,
+            )?);
+        }
+        for w in workers.iter_mut().chain(cheaters.iter_mut()) {
             w.wait_line(0, &["registered and subscribed"], 120)?;
         }
+        let cheat_note = if cheaters.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} of them cheat: {:?})", cheaters.len(), opts.cheats)
+        };
         say(&format!(
-            "{} workers registered with the sequencer",
-            workers.len()
+            "{} workers registered with the sequencer{cheat_note}",
+            workers.len() + cheaters.len()
         ));
         let watcher = start_watcher(&opts, &keys.watcher, &deployment_file, &l1.url, &sku_path)?;
         say("watcher following the inbox");
@@ -221,6 +253,7 @@ impl Devnet {
             sequencer_url,
             watcher,
             workers,
+            cheaters,
             sequencer,
             l1,
         })
@@ -229,6 +262,19 @@ impl Devnet {
     /// Runs `verinfer ARGS` with `env` and returns its stdout; a non-zero exit is an error that
     /// carries its stderr.
     pub async fn cli(&self, args: &[&str], env: &[(&str, String)]) -> Result<String, DevnetError> {
+        let (ok, stdout, stderr) = self.cli_status(args, env).await?;
+        if !ok {
+            return Err(DevnetError::Command(args.join(" "), stderr));
+        }
+        Ok(stdout)
+    }
+
+    /// Runs `verinfer ARGS` with `env`: (exit status zero, stdout, stderr).
+    pub async fn cli_status(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<(bool, String, String), DevnetError> {
         let out = tokio::process::Command::new(&self.opts.bin)
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -238,11 +284,11 @@ impl Devnet {
             .output()
             .await
             .map_err(|e| DevnetError::Spawn(self.opts.bin.display().to_string(), e.to_string()))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            return Err(DevnetError::Command(args.join(" "), stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     /// The environment a command needs to reach this devnet as the party holding `key`.
@@ -305,6 +351,9 @@ fn write_keys(dir: &Path, keys: &Keys, l1: &str) -> Result<(), DevnetError> {
     );
     for (i, w) in keys.workers.iter().enumerate() {
         text.push_str(&format!("export WORKER{i}_KEY={}\n", key_hex(w)));
+    }
+    for (i, w) in keys.cheaters.iter().enumerate() {
+        text.push_str(&format!("export CHEATER{i}_KEY={}\n", key_hex(w)));
     }
     let path = dir.join("keys.env");
     std::fs::write(&path, text).map_err(io_err(&path))?;

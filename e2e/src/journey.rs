@@ -83,7 +83,13 @@ impl fmt::Display for Summary {
 }
 
 /// The prompts of the demo: chat when the SKU has a chat template, plain text otherwise.
-pub fn demo_batch(dev: &Devnet, prompts: usize, max_tokens: u64) -> Result<String, DevnetError> {
+/// `seed` varies the synthetic prompts' words and lengths.
+pub fn demo_batch(
+    dev: &Devnet,
+    prompts: usize,
+    max_tokens: u64,
+    seed: u64,
+) -> Result<String, DevnetError> {
     let chat = dev
         .sku
         .chat_template()
@@ -105,8 +111,9 @@ pub fn demo_batch(dev: &Devnet, prompts: usize, max_tokens: u64) -> Result<Strin
                          "messages": [{"role": "user", "content": questions[i % questions.len()]}]}})
         } else {
             // The synthetic model's word-level vocabulary is `w3` … `wN`.
-            let words: Vec<String> = (0..3 + i % 4)
-                .map(|j| format!("w{}", 3 + (i * 7 + j * 5) % 200))
+            let h = |j: u64| mix(seed ^ mix((i as u64) << 32 | j));
+            let words: Vec<String> = (0..1 + h(u64::MAX) % 12)
+                .map(|j| format!("w{}", 3 + h(j) % 200))
                 .collect();
             serde_json::json!({"custom_id": format!("q{i}"), "method": "POST", "url": "/v1/completions",
                 "body": {"model": "demo", "max_tokens": max_tokens, "prompt": words.join(" ")}})
@@ -115,6 +122,14 @@ pub fn demo_batch(dev: &Devnet, prompts: usize, max_tokens: u64) -> Result<Strin
         text.push('\n');
     }
     Ok(text)
+}
+
+/// splitmix64: a well-mixed hash for the synthetic prompts.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The buyer's journey up to completions: escrow, submit, wait. Returns the job ids.
@@ -205,16 +220,13 @@ pub async fn wait_finality(
     Ok(())
 }
 
-/// `verinfer job verify JOB --json` as the buyer; returns the report.
+/// `verinfer job verify JOB --json` as the buyer; returns the report (it exits non-zero when a
+/// check fails or a receipt was proven fraudulent, and still prints the report).
 pub async fn verify(dev: &Devnet, job: B256) -> Result<serde_json::Value, DevnetError> {
-    let out = dev
-        .cli(
-            &["job", "verify", &job.to_string(), "--json"],
-            &dev.env_for(&dev.keys.buyer),
-        )
-        .await?;
+    let args = ["job", "verify", &job.to_string(), "--json"];
+    let (_, out, err) = dev.cli_status(&args, &dev.env_for(&dev.keys.buyer)).await?;
     serde_json::from_str(&out)
-        .map_err(|e| DevnetError::Check(format!("job verify output: {e}: {out}")))
+        .map_err(|e| DevnetError::Command(args.join(" "), format!("{e}: {out} {err}")))
 }
 
 /// The watcher's status snapshot.
@@ -227,20 +239,43 @@ pub fn watcher_status(dev: &Devnet) -> Result<serde_json::Value, DevnetError> {
     }
 }
 
-/// Waits until the watcher has a verdict on `receipts` receipts; returns (passed, fraud).
+/// Waits until the watcher has verdicts on `receipts` more receipts than `since`; returns the
+/// new verdicts.
 pub async fn wait_audits(
     dev: &Devnet,
+    since: Audits,
     receipts: u64,
     secs: u64,
-) -> Result<(u64, u64), DevnetError> {
+) -> Result<Audits, DevnetError> {
     poll("the watcher's audits", secs, || async {
-        let s = watcher_status(dev)?;
-        let c = &s["counts"];
-        let n = |k: &str| c[k].as_u64().unwrap_or(0);
-        let (pass, fraud) = (n("pass"), n("fraud"));
-        Ok((pass + fraud + n("evidence") >= receipts).then_some((pass, fraud)))
+        let now = audits(dev)?;
+        let d = Audits {
+            pass: now.pass - since.pass.min(now.pass),
+            fraud: now.fraud - since.fraud.min(now.fraud),
+            evidence: now.evidence - since.evidence.min(now.evidence),
+        };
+        Ok((d.pass + d.fraud + d.evidence >= receipts).then_some(d))
     })
     .await
+}
+
+/// The watcher's verdict counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Audits {
+    pub pass: u64,
+    pub fraud: u64,
+    pub evidence: u64,
+}
+
+/// The watcher's verdict counts now.
+pub fn audits(dev: &Devnet) -> Result<Audits, DevnetError> {
+    let s = watcher_status(dev)?;
+    let n = |k: &str| s["counts"][k].as_u64().unwrap_or(0);
+    Ok(Audits {
+        pass: n("pass"),
+        fraud: n("fraud"),
+        evidence: n("evidence"),
+    })
 }
 
 /// Moves L1 time past every batch's challenge window and waits for the sequencer to finalize.
@@ -306,8 +341,8 @@ pub async fn close_epoch_and_claim(dev: &Devnet) -> Result<Vec<(String, U256)>, 
     Ok(paid)
 }
 
-/// Gas of every transaction in the chain so far: (from the sequencer, all).
-pub async fn gas_used(dev: &Devnet) -> Result<(u64, u64), DevnetError> {
+/// Gas of every transaction in blocks `from..`: (from the sequencer, all).
+pub async fn gas_used(dev: &Devnet, from: u64) -> Result<(u64, u64), DevnetError> {
     let p = dev.l1.reader();
     let head = p
         .get_block_number()
@@ -315,7 +350,7 @@ pub async fn gas_used(dev: &Devnet) -> Result<(u64, u64), DevnetError> {
         .map_err(chain_err("blockNumber"))?;
     let poster = dev.keys.poster.address();
     let (mut seq, mut all) = (0u64, 0u64);
-    for n in 0..=head {
+    for n in from..=head {
         let Some(receipts) = p
             .get_block_receipts(n.into())
             .await
@@ -380,15 +415,35 @@ pub async fn demo(
     max_tokens: u64,
     say: &mut dyn FnMut(&str),
 ) -> Result<Summary, DevnetError> {
-    let start = std::time::Instant::now();
     let batch = dev.opts.dir.join("batch.jsonl");
-    std::fs::write(&batch, demo_batch(dev, prompts, max_tokens)?).map_err(io_err(&batch))?;
+    std::fs::write(&batch, demo_batch(dev, prompts, max_tokens, 0)?).map_err(io_err(&batch))?;
+    journey(dev, &batch, prompts, say).await
+}
+
+/// The honest journey with the buyer's batch file `batch` of `prompts` lines.
+pub async fn journey(
+    dev: &Devnet,
+    batch: &Path,
+    prompts: usize,
+    say: &mut dyn FnMut(&str),
+) -> Result<Summary, DevnetError> {
+    let start = std::time::Instant::now();
+    // A journey may follow others on the same devnet: its counts are differences.
+    let counts0 = l1_counts(dev).await?;
+    let audits0 = audits(dev)?;
+    let block0 = dev
+        .l1
+        .reader()
+        .get_block_number()
+        .await
+        .map_err(chain_err("blockNumber"))?
+        + 1;
     let out = dev.opts.dir.join("completions.jsonl");
     say(&format!(
         "[1/6] buyer submits {prompts} prompts ({})",
         batch.display()
     ));
-    let jobs = buy(dev, &batch, &out, say).await?;
+    let jobs = buy(dev, batch, &out, say).await?;
     show_completions(&out, say)?;
 
     say("[2/6] waiting for the receipts to be posted on L1");
@@ -410,7 +465,8 @@ pub async fn demo(
     ));
 
     say("[3/6] waiting for the watcher's audits");
-    let (pass, fraud) = wait_audits(dev, summary.shards as u64, 300).await?;
+    let a = wait_audits(dev, audits0, summary.shards as u64, 300).await?;
+    let (pass, fraud) = (a.pass, a.fraud);
     say(&format!("      {pass} passed, {fraud} fraud"));
     summary.audits_passed = pass;
     summary.audits_fraud = fraud;
@@ -430,8 +486,13 @@ pub async fn demo(
     summary.payouts = close_epoch_and_claim(dev).await?;
 
     say("[6/6] summary");
-    (summary.batches, summary.disputes, summary.slashes) = l1_counts(dev).await?;
-    (summary.sequencer_gas, summary.total_gas) = gas_used(dev).await?;
+    let counts = l1_counts(dev).await?;
+    (summary.batches, summary.disputes, summary.slashes) = (
+        counts.0 - counts0.0,
+        counts.1 - counts0.1,
+        counts.2 - counts0.2,
+    );
+    (summary.sequencer_gas, summary.total_gas) = gas_used(dev, block0).await?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

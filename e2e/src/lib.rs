@@ -5,6 +5,7 @@
 //! honest party.
 
 pub mod chain;
+pub mod cheat;
 pub mod devnet;
 pub mod journey;
 pub mod proc;

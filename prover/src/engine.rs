@@ -251,6 +251,8 @@ pub struct Engine {
     rope: Vec<i32>,
     backend: Backend,
     threads: Option<usize>,
+    #[cfg(feature = "fault-injection")]
+    fault: Option<crate::fault::Fault>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -415,12 +417,21 @@ impl Engine {
             sku,
             backend,
             threads: None,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
         })
     }
 
     /// Runs on a dedicated pool of `threads` threads (results do not depend on it).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads.max(1));
+        self
+    }
+
+    /// The same engine computing with `fault` (tests of the fraud path only).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_fault(mut self, fault: crate::fault::Fault) -> Self {
+        self.fault = Some(fault);
         self
     }
 
@@ -989,7 +1000,12 @@ impl Engine {
         let t = ctx.rows.len();
         let op = |op: LayerOp| StepKind::Layer { layer: l, op };
 
-        let gate = self.gemm("gate_proj", &x.values, t, &layer.gate_proj, ctx.gemm_secs)?;
+        #[allow(unused_mut)]
+        let mut gate = self.gemm("gate_proj", &x.values, t, &layer.gate_proj, ctx.gemm_secs)?;
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = self.fault {
+            f.on_gemm(l, "gate_proj", &mut gate);
+        }
         commit!(ctx, op(LayerOp::Gate), i32_rows(i, &gate), Rows::Token);
         let up = self.gemm("up_proj", &x.values, t, &layer.up_proj, ctx.gemm_secs)?;
         commit!(ctx, op(LayerOp::Up), i32_rows(i, &up), Rows::Token);

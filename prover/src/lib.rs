@@ -21,6 +21,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod program;
 pub mod section;
 pub mod sku;

@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// Address of the data API (none: not served).
     pub data_listen: Option<SocketAddr>,
     pub da_limits: DaLimits,
+    /// A deliberate fault every engine computes with (tests of the fraud path only).
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::fault::Fault>,
 }
 
 /// Failures that stop the daemon (everything else is retried).
@@ -100,11 +103,8 @@ fn now_ms() -> u64 {
 }
 
 /// Loads every SKU file and builds its engine.
-pub fn load_engines(
-    paths: &[PathBuf],
-    backend: Backend,
-    threads: Option<usize>,
-) -> Result<Engines, WorkerError> {
+pub fn load_engines(cfg: &WorkerConfig) -> Result<Engines, WorkerError> {
+    let (paths, backend, threads) = (&cfg.skus, cfg.backend, cfg.threads);
     let mut engines = Engines::new();
     for path in paths {
         let err = |source| WorkerError::Sku {
@@ -115,6 +115,11 @@ pub fn load_engines(
         let mut engine = Engine::new(sku, backend).map_err(err)?;
         if let Some(n) = threads {
             engine = engine.with_threads(n);
+        }
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = cfg.fault {
+            tracing::warn!(?f, "FAULT INJECTED: this worker cheats");
+            engine = engine.with_fault(f);
         }
         tracing::info!(sku = %engine.sku().id(), path = %path.display(), "SKU loaded");
         engines.insert(engine.sku().id(), Arc::new(engine));
@@ -169,7 +174,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let (ws_url, http_url) = sequencer_urls(&cfg.sequencer)?;
-    let engines = load_engines(&cfg.skus, cfg.backend, cfg.threads)?;
+    let engines = load_engines(&cfg)?;
     let store = Arc::new(Store::open(&cfg.data_dir)?);
     let http = client::http(&http_url).map_err(|e| WorkerError::Url(e.to_string()))?;
     let _da = match cfg.data_listen {

@@ -1,0 +1,192 @@
+//! The journey of a cheat: a worker built with an injected fault takes a shard, its receipt
+//! reaches L1, the watcher's audit finds it, the watcher opens a dispute and wins it (the game
+//! plays to its end; anvil's clock is moved where a side's clock must run out), the cheater is
+//! slashed, the buyer is refunded the cheated shard's charge, and nobody honest loses a wei.
+
+use std::collections::HashSet;
+
+use alloy_primitives::{Address, B256, U256};
+use verinfer_l1::bindings::{BatchInbox, DisputeGame, StakeBridge};
+use verinfer_rpc::types::Finality;
+
+use crate::chain::chain_err;
+use crate::devnet::{poll, Devnet};
+use crate::journey::{audits, buy, demo_batch, results, verify, wait_finality};
+use crate::{io_err, DevnetError};
+
+/// `DisputeGame.Phase.Resolved`.
+const RESOLVED: u8 = 5;
+
+/// What catching one cheat did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Caught {
+    pub job: B256,
+    pub cheater: Address,
+    pub batch: u64,
+    pub game: u64,
+    /// Jobs the buyer submitted until one had a shard on a cheating worker.
+    pub jobs_tried: usize,
+    pub slashed_wei: U256,
+    pub refunded_wei: U256,
+    pub watcher_paid_wei: U256,
+}
+
+/// Submits small jobs until a cheating worker signs a shard of one; returns (job, batch,
+/// receipt hash, cheater, jobs tried).
+async fn job_on_a_cheater(
+    dev: &Devnet,
+    say: &mut dyn FnMut(&str),
+) -> Result<(B256, u64, B256, Address, usize), DevnetError> {
+    let cheaters: HashSet<Address> = dev.keys.cheaters.iter().map(|k| k.address()).collect();
+    for attempt in 1..=16usize {
+        let batch = dev.opts.dir.join(format!("cheat-batch{attempt}.jsonl"));
+        let text = demo_batch(dev, 2, 3, 1000 + attempt as u64)?;
+        std::fs::write(&batch, text).map_err(io_err(&batch))?;
+        let out = dev.opts.dir.join(format!("cheat-out{attempt}.jsonl"));
+        let jobs = buy(dev, &batch, &out, say).await?;
+        wait_finality(dev, &jobs, Finality::OnL1, 120).await?;
+        for job in jobs {
+            let r = results(dev, job).await?;
+            for sr in &r.receipts {
+                if cheaters.contains(&sr.receipt.worker) {
+                    let inc = sr.batch.as_ref().ok_or_else(|| {
+                        DevnetError::Check(format!("job {job} on L1 without a batch"))
+                    })?;
+                    return Ok((
+                        job,
+                        inc.batch,
+                        sr.receipt.hash(),
+                        sr.receipt.worker,
+                        attempt,
+                    ));
+                }
+            }
+        }
+    }
+    Err(DevnetError::Check(
+        "no shard went to a cheating worker in 16 jobs".into(),
+    ))
+}
+
+/// Waits for the watcher's game on the receipt and for it to resolve, moving L1 time by a
+/// chess clock whenever nobody has moved for a while (a silent side loses on time).
+async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<u64, DevnetError> {
+    let game = DisputeGame::new(dev.d.dispute_game, dev.l1.reader().clone());
+    let id = poll("the watcher to open a dispute", 180, || async {
+        let ids = game
+            .gamesOf(U256::from(batch), receipt, false)
+            .call()
+            .await
+            .map_err(chain_err("gamesOf"))?;
+        Ok(ids.first().copied())
+    })
+    .await?;
+    let clock = game.clock().call().await.map_err(chain_err("clock"))?;
+    for _ in 0..40 {
+        let g = game
+            .getGame(id)
+            .call()
+            .await
+            .map_err(chain_err("getGame"))?;
+        if g.phase == RESOLVED {
+            if !g.challengerWon {
+                return Err(DevnetError::Check(format!("game {id}: the cheater won")));
+            }
+            return Ok(id.to::<u64>());
+        }
+        let last = g.lastMoveAt;
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let g2 = game
+            .getGame(id)
+            .call()
+            .await
+            .map_err(chain_err("getGame"))?;
+        if g2.phase != RESOLVED && g2.lastMoveAt == last {
+            dev.l1.warp(clock + 1).await?;
+        }
+    }
+    Err(DevnetError::Timeout(format!("game {id} never resolved")))
+}
+
+/// The whole cheat journey on a devnet started with at least one cheating worker.
+pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caught, DevnetError> {
+    let bridge = StakeBridge::new(dev.d.stake_bridge, dev.l1.reader().clone());
+    let honest_before = stakes(dev, &dev.keys.workers).await?;
+    let fraud0 = audits(dev)?.fraud;
+    say("buyer submits jobs until a cheating worker signs a shard");
+    let (job, batch, receipt, cheater, tried) = job_on_a_cheater(dev, say).await?;
+    let stake0 = dev.stake_of(cheater).await?;
+    say(&format!(
+        "job {job}: a shard by cheater {cheater} is in batch {batch}"
+    ));
+    let game = play_out(dev, batch, receipt).await?;
+    if audits(dev)?.fraud <= fraud0 {
+        return Err(DevnetError::Check(
+            "the watcher recorded no fraud verdict".into(),
+        ));
+    }
+    let slashed = stake0 - dev.stake_of(cheater).await?;
+    say(&format!(
+        "game {game} won by the watcher; cheater slashed {slashed} wei"
+    ));
+    if slashed.is_zero() {
+        return Err(DevnetError::Check("the cheater was not slashed".into()));
+    }
+    let inbox = BatchInbox::new(dev.d.batch_inbox, dev.l1.reader().clone());
+    let window = inbox
+        .challengeWindow()
+        .call()
+        .await
+        .map_err(chain_err("challengeWindow"))?;
+    dev.l1.warp(window + 1).await?;
+    let refunded = poll("the cheated shard's refund", 120, || async {
+        let j = inbox
+            .getJob(job)
+            .call()
+            .await
+            .map_err(chain_err("getJob"))?;
+        Ok((j.refunded > 0).then_some(U256::from(j.refunded)))
+    })
+    .await?;
+    let report = verify(dev, job).await?;
+    if report["state"].as_str() != Some("fraud") {
+        return Err(DevnetError::Check(format!(
+            "job verify does not report the fraud: {report}"
+        )));
+    }
+    say(&format!(
+        "buyer refunded {refunded} wei for the cheated shard; job verify says fraud"
+    ));
+    if stakes(dev, &dev.keys.workers).await? != honest_before {
+        return Err(DevnetError::Check(
+            "an honest worker's stake changed".into(),
+        ));
+    }
+    let owed = bridge
+        .rewardOwed(dev.keys.watcher.address())
+        .call()
+        .await
+        .map_err(chain_err("rewardOwed"))?;
+    Ok(Caught {
+        job,
+        cheater,
+        batch,
+        game,
+        jobs_tried: tried,
+        slashed_wei: slashed,
+        refunded_wei: refunded,
+        watcher_paid_wei: owed,
+    })
+}
+
+async fn stakes(
+    dev: &Devnet,
+    keys: &[alloy::signers::local::PrivateKeySigner],
+) -> Result<Vec<U256>, DevnetError> {
+    let mut v = Vec::new();
+    for k in keys {
+        v.push(dev.stake_of(k.address()).await?);
+    }
+    Ok(v)
+}

@@ -1,0 +1,27 @@
+//! A cheating worker (the real worker binary with one injected fault, `verinfer-faulty`) is
+//! caught: the watcher's audit finds its receipt, the watcher wins the dispute on L1, the
+//! cheater is slashed, the buyer is refunded the cheated shard and no honest party loses.
+
+use verinfer_e2e::{cheat, Devnet, Model, Options};
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_gemm_entry_is_caught_disputed_slashed_and_refunded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sku = common::synthetic_sku(tmp.path());
+    let dir = tmp.path().join("devnet");
+    let mut opts = Options::new(common::verinfer_bin(), dir, Model::SkuFile(sku));
+    opts.workers = 1;
+    opts.shard_prompts = 1;
+    opts.cheats = vec!["gemm-entry".into()];
+    opts.faulty_bin = Some(common::faulty_bin());
+    let mut say = |s: &str| eprintln!("  {s}");
+    let dev = Devnet::start(opts, &mut say).await.unwrap();
+    let c = cheat::catch_cheat(&dev, &mut say).await.unwrap();
+    eprintln!("{c:?}");
+    assert!(
+        !c.slashed_wei.is_zero() && !c.refunded_wei.is_zero(),
+        "{c:?}"
+    );
+}
