@@ -17,4 +17,6 @@ bash ops/setup.sh "${setup_args[@]}"
 # shellcheck source=ops/env.sh
 source ops/env.sh
 cargo build --release --locked -p verinfer
+# The devnet's cheating worker: the same binary with one fault injected (a separate target).
+cargo build --release --locked -p verinfer --features fault-injection --bin verinfer-faulty
 exec "${CARGO_TARGET_DIR:-$repo/target}/release/verinfer" devnet "${devnet_args[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the tools (ops/setup.sh), then
-# formatting, lints, Solidity tests, Rust tests, and the libtorch (`tch`) backend on CPU.
+# formatting, lints, Solidity tests, Rust tests (with the end-to-end suite in e2e/), and the
+# libtorch (`tch`) backend on CPU.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -21,7 +22,11 @@ if [ -f l1-bridge/contracts/foundry.toml ]; then
   (cd l1-bridge/contracts && forge build --sizes >/dev/null && forge test && forge snapshot --check)
 fi
 
-step "cargo test (workspace)"
+step "cargo clippy + build of verinfer-faulty (the worker with fault injection, for e2e/)"
+cargo clippy -p verinfer --all-targets --features fault-injection --locked -- -D warnings
+cargo build -p verinfer --features fault-injection --bin verinfer-faulty --locked
+
+step "cargo test (workspace; e2e/ runs the real binaries as processes)"
 cargo test --workspace --locked
 
 if [ -x "$VERINFER_VENV/bin/python" ]; then

@@ -32,6 +32,9 @@ pub struct Args {
     /// Tokens generated per prompt.
     #[arg(long, default_value_t = 24)]
     max_tokens: u64,
+    /// Skip the cheating worker (needs the `verinfer-faulty` binary next to this one).
+    #[arg(long)]
+    no_cheat: bool,
     /// Stay up after the journey until Ctrl-C.
     #[arg(long)]
     keep: bool,
@@ -53,6 +56,12 @@ fn model(a: &Args) -> Model {
     }
 }
 
+/// `name` in this binary's directory, if it is there.
+fn bin_dir_file(name: &str) -> Option<PathBuf> {
+    let p = std::env::current_exe().ok()?.with_file_name(name);
+    p.exists().then_some(p)
+}
+
 pub fn run(a: Args) -> anyhow::Result<()> {
     let bin = std::env::current_exe().context("cannot find the verinfer binary")?;
     let tmp;
@@ -68,6 +77,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let model = model(&a);
     let mut opts = Options::new(bin, dir.clone(), model.clone());
     opts.workers = a.workers;
+    let faulty = bin_dir_file("verinfer-faulty");
+    if !a.no_cheat {
+        let Some(f) = faulty else {
+            anyhow::bail!(
+                "the cheating worker needs verinfer-faulty next to verinfer \
+                 (cargo build -p verinfer --features fault-injection --bin verinfer-faulty), or pass --no-cheat"
+            );
+        };
+        opts.faulty_bin = Some(f);
+    }
     if matches!(model, Model::HfDir(_)) {
         opts.max_seq = 512;
     }
@@ -75,8 +94,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let mut say = |s: &str| eprintln!("[devnet] {s}");
     rt.block_on(async move {
         let work = async {
-            let dev = Devnet::start(opts, &mut say).await?;
-            let summary = journey::demo(&dev, a.prompts, a.max_tokens, &mut say).await?;
+            let mut dev = Devnet::start(opts, &mut say).await?;
+            let mut summary = journey::demo(&dev, a.prompts, a.max_tokens, &mut say).await?;
+            if dev.opts.faulty_bin.is_some() {
+                let who = dev.add_cheater("gemm-entry").await?;
+                say(&format!(
+                    "[cheat] worker {who} joins: the real worker with one fault injected (a wrong GEMM entry)"
+                ));
+                let c = verinfer_e2e::cheat::catch_cheat(&dev, &mut say).await?;
+                summary.cheats.push(c);
+            }
             Ok::<_, verinfer_e2e::DevnetError>((dev, summary))
         };
         let (dev, summary) = tokio::select! {

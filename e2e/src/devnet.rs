@@ -305,6 +305,44 @@ impl Devnet {
         ]
     }
 
+    /// Funds, stakes and starts one more worker that cheats with `fault` (the
+    /// `verinfer-faulty` binary of `Options::faulty_bin`), and waits until it is registered.
+    pub async fn add_cheater(&mut self, fault: &str) -> Result<Address, DevnetError> {
+        let Some(bin) = self.opts.faulty_bin.clone() else {
+            return Err(DevnetError::Spawn(
+                "a cheating worker".into(),
+                "no verinfer-faulty binary (cargo build -p verinfer --features fault-injection --bin verinfer-faulty)".into(),
+            ));
+        };
+        let k = PrivateKeySigner::random();
+        self.l1.fund(k.address(), ether(1000)).await?;
+        let b = StakeBridge::new(self.d.stake_bridge, self.l1.connect(&k));
+        send!(
+            "depositStake",
+            b.depositStake(1).value(ether(WORKER_STAKE_ETH))
+        );
+        send!("setSku", b.setSku(self.sku.id(), true));
+        let mut o = self.opts.clone();
+        o.bin = bin;
+        let name = format!("cheater{}", self.cheaters.len());
+        let seq_addr = self.sequencer_url.trim_start_matches("http://").to_owned();
+        let extra = ["--fault", fault];
+        let mut w = start_worker(
+            &o,
+            &name,
+            &k,
+            &seq_addr,
+            &self.l1.url,
+            &self.sku_path,
+            &extra,
+        )?;
+        w.wait_line(0, &["registered and subscribed"], 120)?;
+        let who = k.address();
+        self.keys.cheaters.push(k);
+        self.cheaters.push(w);
+        Ok(who)
+    }
+
     /// Stake of `who` on the bridge (wei).
     pub async fn stake_of(&self, who: Address) -> Result<U256, DevnetError> {
         let b = StakeBridge::new(self.d.stake_bridge, self.l1.reader().clone());

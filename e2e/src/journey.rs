@@ -40,11 +40,21 @@ pub struct Summary {
     /// Gas of every transaction on the devnet's L1.
     pub total_gas: u64,
     pub seconds: f64,
+    /// Cheats caught (the devnet's cheat journey).
+    pub cheats: Vec<crate::cheat::Caught>,
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let gwei = |w: U256| format!("{:.3} gwei", f64::from(w) / 1e9);
+        // Display only (floats never reach a committed value).
+        let gwei = |w: U256| {
+            let v = f64::from(w);
+            if v >= 1e15 {
+                format!("{:.4} ETH", v / 1e18)
+            } else {
+                format!("{:.3} gwei", v / 1e9)
+            }
+        };
         let rows: Vec<(&str, String)> = vec![
             ("jobs", self.jobs.to_string()),
             ("prompts", self.prompts.to_string()),
@@ -66,6 +76,20 @@ impl fmt::Display for Summary {
         )?;
         for (k, v) in rows {
             writeln!(f, "| {k:<21} | {v:<58} |")?;
+        }
+        for c in &self.cheats {
+            let rows = [
+                (
+                    "cheat caught",
+                    format!("{} in batch {}, game {}", c.cheater, c.batch, c.game),
+                ),
+                ("  cheater slashed", gwei(c.slashed_wei)),
+                ("  buyer refunded", gwei(c.refunded_wei)),
+                ("  watcher reward", gwei(c.watcher_paid_wei)),
+            ];
+            for (k, v) in rows {
+                writeln!(f, "| {k:<21} | {v:<58} |")?;
+            }
         }
         for (w, paid) in &self.payouts {
             writeln!(
