@@ -3,6 +3,7 @@
 //! cheater is slashed, the buyer is refunded the cheated shard and no honest party loses.
 
 use verinfer_e2e::{cheat, Devnet, Model, Options};
+use verinfer_l1::DeployConfig;
 
 mod common;
 
@@ -14,6 +15,35 @@ async fn a_wrong_gemm_entry_is_caught_disputed_slashed_and_refunded() {
     let mut opts = Options::new(common::verinfer_bin(), dir, Model::SkuFile(sku));
     opts.workers = 1;
     opts.shard_prompts = 1;
+    opts.cheats = vec!["gemm-entry".into()];
+    opts.faulty_bin = Some(common::faulty_bin());
+    let mut say = |s: &str| eprintln!("  {s}");
+    let dev = Devnet::start(opts, &mut say).await.unwrap();
+    let c = cheat::catch_cheat(&dev, &mut say).await.unwrap();
+    eprintln!("{c:?}");
+    assert!(
+        !c.slashed_wei.is_zero() && !c.refunded_wei.is_zero(),
+        "{c:?}"
+    );
+}
+
+/// The same cheat under the mainnet parameters: a two-day challenge window, one-day chess
+/// clocks with 3 h extensions, a 0.5 ETH opening bond and 0.01 ETH per move (anvil's clock is
+/// moved, not waited for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheat_is_caught_under_mainnet_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sku = common::synthetic_sku(tmp.path());
+    let mut opts = Options::new(
+        common::verinfer_bin(),
+        tmp.path().join("devnet"),
+        Model::SkuFile(sku),
+    );
+    opts.deploy = DeployConfig {
+        challenge_window: 2 * 24 * 3600,
+        ..DeployConfig::default().with_mainnet_game()
+    };
+    opts.workers = 1;
     opts.cheats = vec!["gemm-entry".into()];
     opts.faulty_bin = Some(common::faulty_bin());
     let mut say = |s: &str| eprintln!("  {s}");
