@@ -121,7 +121,10 @@ fn malformed_smollm2_checkpoints_are_refused_by_name() {
         let mut cfg = base.clone();
         edit(&mut cfg);
         std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
-        link(&dir.join("model.safetensors"), &tmp.path().join("model.safetensors"));
+        link(
+            &dir.join("model.safetensors"),
+            &tmp.path().join("model.safetensors"),
+        );
         Checkpoint::open(tmp.path()).unwrap_err()
     };
     // Untied embeddings need an lm_head the checkpoint does not have.
