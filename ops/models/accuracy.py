@@ -14,7 +14,8 @@ Reported per prompt and overall:
   - greedy agreement: position-wise equality of the two greedy sequences over the first N tokens
     (a finished sequence is padded with its EOS);
   - teacher-forced top-1: along the integer engine's own continuation, how often the float
-    model's argmax is the integer engine's token (no divergence compounding);
+    model's argmax is the integer engine's token (no divergence compounding), and where not,
+    how far below the float top-1 the integer token was (float logit and probability gaps);
   - last-position logits: top-1 equality, cosine similarity (over the tokenizer's vocabulary),
     top-5 overlap.
 
@@ -107,6 +108,15 @@ def main() -> None:
         top5 = len(set(last_f.topk(5).indices.tolist()) & set(last_i.topk(5).indices.tolist()))
         forced = [int(logits[len(pids) - 1 + j, :valid].argmax()) for j in range(len(int_gen))]
         forced_agree = sum(int(a == b) for a, b in zip(forced, int_gen))
+        # Where they disagree: how far the integer engine's token is below the float top-1, in
+        # float logits and in float probability.
+        gaps = []
+        for j, (f, t) in enumerate(zip(forced, int_gen)):
+            if f != t:
+                row = logits[len(pids) - 1 + j, :valid]
+                prob = torch.softmax(row.double(), dim=0)
+                gaps.append({"logit_gap": float(row[f] - row[t]), "p_top1": float(prob[f]),
+                             "p_int": float(prob[t])})
 
         def padded(g):
             g = list(g[:n])
@@ -123,7 +133,7 @@ def main() -> None:
             "int_text": tok.decode(int_gen, skip_special_tokens=False),
             "float_text": tok.decode(float_gen, skip_special_tokens=False),
             "prefix": prefix, "greedy_agree": agree, "n": n,
-            "forced_agree": forced_agree, "forced_n": len(int_gen),
+            "forced_agree": forced_agree, "forced_n": len(int_gen), "mismatch_gaps": gaps,
             "last_top1": top1, "last_cos": cos, "last_top5_overlap": top5,
         })
 
@@ -146,6 +156,13 @@ def main() -> None:
         "last_top5_overlap_mean": tot("last_top5_overlap") / len(rows),
         "integer_seconds": run["seconds"],
     }
+    gaps = sorted(g["logit_gap"] for r in rows for g in r["mismatch_gaps"])
+    if gaps:
+        pr = sorted(g["p_top1"] - g["p_int"] for r in rows for g in r["mismatch_gaps"])
+        summary["mismatch_logit_gap_median"] = gaps[len(gaps) // 2]
+        summary["mismatch_logit_gap_max"] = gaps[-1]
+        summary["mismatch_prob_gap_median"] = pr[len(pr) // 2]
+        summary["mismatch_prob_gap_max"] = pr[-1]
     print()
     print(json.dumps(summary, indent=2))
     for i, r in enumerate(rows):
