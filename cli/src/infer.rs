@@ -32,6 +32,12 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Also write, for accuracy reports (ops/models/accuracy.py), a JSON file with each
+    /// prompt's ids, the generated ids and the integer logits of the last prompt position
+    /// dequantized to float (`y_j · Sw_j · S / 2^63`). The dequantization is a report of the
+    /// committed integers, not part of the committed path.
+    #[arg(long)]
+    dump_logits: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -77,6 +83,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_new_tokens: args.max_new_tokens,
     };
     let out = engine.run(&shard)?;
+    if let Some(path) = &args.dump_logits {
+        let logits = engine.prefill_logits(&shard)?;
+        let prompts: Vec<_> = shard
+            .prompts
+            .iter()
+            .zip(&out.generated)
+            .zip(&logits)
+            .map(|((p, g), l)| {
+                let last: Vec<f32> = l.iter().map(|&x| x as f32).collect();
+                serde_json::json!({"prompt_ids": p, "ids": g, "last_logits": last})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "sku_id": sku.id().to_string(),
+            "valid_vocab": sku.config().valid_vocab,
+            "prompts": prompts,
+        });
+        std::fs::write(path, serde_json::to_vec(&v)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let decode = |ids: &[u32]| tokenizer.as_ref().and_then(|t| t.decode(ids, false).ok());
     let total = out.stats.prefill_secs + out.stats.decode_secs;
     if args.json {
