@@ -572,7 +572,7 @@ where
 }
 
 /// A job id parsed from a line of `verinfer job submit` output.
-pub(crate) fn parse_job_ids(stdout: &str) -> Vec<B256> {
+pub fn parse_job_ids(stdout: &str) -> Vec<B256> {
     stdout
         .lines()
         .filter_map(|l| l.trim().parse().ok())
