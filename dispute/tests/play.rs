@@ -292,6 +292,8 @@ async fn a_move_sent_before_a_crash_is_waited_for_not_sent_again() -> anyhow::Re
     assert_eq!(d.journal.get(id)?.unwrap().moves.len(), 1);
     env.automine(true).await?;
     env.advance(1).await?;
+    let rc = alloy::providers::Provider::get_transaction_receipt(&env.owner, sent[0].tx).await?;
+    assert!(rc.is_some_and(|r| r.status()), "the move sent before the crash was mined");
     let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
     assert_eq!(o, Outcome::Waiting, "mined: now the challenger's turn");
     let g = env.game(id).await?;

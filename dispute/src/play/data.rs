@@ -12,7 +12,8 @@ use verinfer_primitives::{MerkleProof, Receipt, SparseMerkleTree, TraceState};
 use verinfer_rpc::client::HttpClient;
 use verinfer_rpc::worker_api::{verify_chunk, TensorChunkRequest, WorkerDataApiClient};
 
-use crate::watch::{SourceError, TraceSource, WholeTensor};
+use crate::watch::source::WholeTensor;
+use crate::watch::{SourceError, TraceSource};
 
 /// Rows per `worker_tensorChunk` request (the worker may send fewer).
 const CHUNK_ROWS: u32 = 4096;

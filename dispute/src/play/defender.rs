@@ -62,11 +62,11 @@ impl Defender<'_> {
                 why: format!("{} steps, our trace has {}", st.g.stepCount, self.own.trace().step_count()),
             });
         }
-        if let Some(o) = p.common(&st).await? {
-            return Ok(o);
-        }
         if let Some(tx) = p.pending(st.key()).await? {
             return Ok(Outcome::Pending { tx });
+        }
+        if let Some(o) = p.common(&st).await? {
+            return Ok(o);
         }
         match st.phase {
             Phase::Bisect => self.bisect(&st).await,

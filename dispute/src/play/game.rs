@@ -87,18 +87,15 @@ impl GameState {
     /// again while the game still shows that key.
     pub fn key(&self) -> B256 {
         let g = &self.g;
-        keccak256(
-            (
-                U256::from(self.id),
-                g.phase,
-                g.lo,
-                g.hi,
-                g.fold,
-                g.hiRoot,
-                g.rootsHash,
-            )
-                .abi_encode(),
-        )
+        let mut b = Vec::with_capacity(8 * 4 + 2 + 64);
+        b.extend_from_slice(&self.id.to_be_bytes());
+        b.push(g.phase);
+        b.extend_from_slice(&g.lo.to_be_bytes());
+        b.extend_from_slice(&g.hi.to_be_bytes());
+        b.push(g.fold as u8);
+        b.extend_from_slice(g.hiRoot.as_slice());
+        b.extend_from_slice(g.rootsHash.as_slice());
+        keccak256(b)
     }
 }
 
@@ -231,9 +228,21 @@ impl Player<'_> {
         value: U256,
     ) -> Result<Outcome, PlayError> {
         let tx = TransactionRequest::default()
+            .with_from(self.me)
             .with_to(self.game)
             .with_input(data)
             .with_value(value);
+        // A margin over the estimate: the state the move lands on is not the one estimated
+        // against (another block, a pending transaction ahead of it).
+        let est = self
+            .provider
+            .estimate_gas(tx.clone())
+            .await
+            .map_err(|e| PlayError::Send {
+                call,
+                reason: e.to_string(),
+            })?;
+        let tx = tx.with_gas_limit(est + est / 4 + 50_000);
         let sent = self
             .provider
             .send_transaction(tx)

@@ -7,7 +7,7 @@
 
 use verinfer_prover::{LayerOp, StepInfo, StepKind, TensorOpening};
 
-use crate::watch::WholeTensor;
+use crate::watch::source::WholeTensor;
 
 /// Whether the named element is a `col` of the row (GEMM outputs: i32 columns; scores: i64
 /// positions) or the row as a whole (every other op ignores `col`).

@@ -98,7 +98,10 @@ impl Env {
             move_bond: U256::from(10_000_000_000_000_000u64),
             ..DeployConfig::default()
         };
-        let d = deploy(po.clone(), &cfg).await?;
+        let typed = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(owner.clone()))
+            .connect_http(anvil.endpoint_url());
+        let d = deploy(typed, &cfg).await?;
         let reg = SkuRegistry::new(d.sku_registry, po.clone());
         reg.registerSku(s.sku.id(), sku_fields(&s.sku, 1))
             .send()
