@@ -98,14 +98,20 @@ struct RunArgs {
 }
 
 /// `ADDR=URL` pairs of `--worker-data`.
-fn worker_data(pairs: &[String]) -> anyhow::Result<std::collections::HashMap<Address, String>> {
+fn worker_data(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::HashMap<Address, verinfer_dispute::play::Committed>> {
     pairs
         .iter()
         .map(|p| {
             let (a, u) = p
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--worker-data {p}: want ADDRESS=URL"))?;
-            Ok((a.parse().with_context(|| format!("--worker-data {p}"))?, u.to_string()))
+            let client = verinfer_rpc::client::http(u).with_context(|| format!("--worker-data {p}"))?;
+            Ok((
+                a.parse().with_context(|| format!("--worker-data {p}"))?,
+                verinfer_dispute::play::Committed::Api(client),
+            ))
         })
         .collect()
 }

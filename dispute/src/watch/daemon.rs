@@ -45,9 +45,10 @@ pub struct WatchConfig {
     /// Share of receipts audited, basis points (10 000 = all).
     pub sample_bps: u32,
     pub backend: Backend,
-    /// Data API (HTTP JSON-RPC) of each worker whose games we play: the challenger names the
-    /// wrong entry from the worker's committed rows; without one it names blind.
-    pub worker_data: HashMap<Address, String>,
+    /// Where each worker's committed rows come from (its data API, `Committed::Api`): in a
+    /// game against it the challenger names an entry its rows get wrong; without one it names
+    /// blind (`play::naming`).
+    pub worker_data: HashMap<Address, Committed>,
 }
 
 /// The watcher.
@@ -348,12 +349,12 @@ impl Watcher {
             .prepare(&batch, a)
             .map_err(|why| PlayError::Mismatch { game: id, why })?;
         let opener = self.opener(a, &auditor, shard).await?;
-        let data = match self.cfg.worker_data.get(&receipt.worker) {
-            Some(url) => verinfer_rpc::client::http(url)
-                .map(Committed::Api)
-                .map_err(|e| PlayError::Log(format!("worker data API {url}: {e}")))?,
-            None => Committed::None,
-        };
+        let data = self
+            .cfg
+            .worker_data
+            .get(&receipt.worker)
+            .cloned()
+            .unwrap_or(Committed::None);
         let hint = match &a.verdict {
             Some(Verdict::Fraud(f)) => Some((f.step, f.row as u32, f.col as u32)),
             _ => None,

@@ -125,7 +125,13 @@ impl Env {
             .get_receipt()
             .await?;
         let run = Engine::new(s.sku.clone(), Backend::Reference)?.run(&s.shard)?;
-        let inputs = Bytes::from_static(b"prompts");
+        let prompts: Vec<verinfer_primitives::job::Prompt> = s
+            .shard
+            .prompts
+            .iter()
+            .map(|p| verinfer_primitives::job::Prompt::Tokens(p.clone()))
+            .collect();
+        let inputs = Bytes::from(verinfer_primitives::job::encode_inputs(&prompts));
         let req = JobRequest {
             buyer: buyer.address(),
             skuId: s.sku.id(),
