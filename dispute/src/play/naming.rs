@@ -70,3 +70,68 @@ pub fn blind_entry(info: &StepInfo, own: &TensorOpening, hint: Option<(u64, u32,
     let row = own.addresses.first().copied().unwrap_or(0);
     (u32::try_from(row).unwrap_or(0), 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verinfer_prover::Tensor;
+
+    fn opening(addresses: Vec<u64>, data: Vec<i32>) -> TensorOpening {
+        let tensor = Tensor::I32 { cols: 3, data };
+        let tree = tensor.tree(&addresses).unwrap();
+        TensorOpening {
+            step: 4,
+            tensor,
+            addresses,
+            tree,
+        }
+    }
+
+    fn whole(t: &TensorOpening) -> WholeTensor {
+        WholeTensor {
+            step: t.step,
+            output_root: t.root(),
+            trace_proof: Vec::new(),
+            rows: t
+                .addresses
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| (a, t.tensor.row_bytes(i)))
+                .collect(),
+        }
+    }
+
+    fn info(op: LayerOp) -> StepInfo {
+        StepInfo {
+            step: 4,
+            round: 0,
+            kind: StepKind::Layer { layer: 0, op },
+        }
+    }
+
+    #[test]
+    fn the_first_differing_row_and_element_is_named() {
+        let ours = opening(vec![0, 1, 5], (0..9).collect());
+        let mut d: Vec<i32> = (0..9).collect();
+        d[8] += 7; // row at address 5, column 2
+        d[7] -= 1; // and column 1 before it
+        let theirs = whole(&opening(vec![0, 1, 5], d));
+        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &theirs), Some((5, 1)));
+        // A row op is named by its row alone.
+        assert_eq!(wrong_entry(&info(LayerOp::AttnNorm), &ours, &theirs), Some((5, 0)));
+        // A row the defender left out, or added, is wrong as a whole.
+        let short = whole(&opening(vec![0, 5], vec![0, 1, 2, 6, 7, 8]));
+        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &short), Some((1, 0)));
+        let extra = whole(&opening(vec![0, 1, 3, 5], (0..12).map(|x| if x >= 9 { x - 3 } else { x }).collect()));
+        assert_eq!(wrong_entry(&info(LayerOp::Up), &ours, &extra).map(|e| e.0), Some(3));
+        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &whole(&ours)), None);
+    }
+
+    #[test]
+    fn blind_naming_takes_the_audit_hint_only_at_its_step() {
+        let ours = opening(vec![2, 3], (0..6).collect());
+        assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, Some((4, 3, 1))), (3, 1));
+        assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, Some((9, 3, 1))), (2, 0));
+        assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, None), (2, 0));
+    }
+}
