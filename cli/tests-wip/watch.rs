@@ -412,7 +412,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_no_audit() {
             .filter(|a| {
                 a["dispute"]["state"]
                     .as_str()
-                    .is_some_and(|x| x.starts_with("won: bounty"))
+                    .is_some_and(|x| x.starts_with("won (reason 3)"))
             })
             .count()
             == cheats

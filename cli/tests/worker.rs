@@ -913,21 +913,26 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
 
     // The posted receipt, its batch and its proof, from L1.
     let l1 = L1Reader::connect(&w.rpc, w.d.batch_inbox).await.unwrap();
-    let batches = l1.scan(0, l1.head().await.unwrap()).await.unwrap();
-    let (batch, index) = batches
-        .iter()
-        .find_map(|(b, _)| {
+    let start = Instant::now();
+    let (batch, index) = loop {
+        let batches = l1.scan(0, l1.head().await.unwrap()).await.unwrap();
+        let found = batches.iter().find_map(|(b, _)| {
             b.receipts
                 .iter()
                 .position(|e| e.receipt.jobId == id)
                 .map(|i| (b.clone(), i))
-        })
-        .expect("the receipt is posted");
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the receipt was never posted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let receipt = batch.receipts[index].receipt.clone();
     let leaves: Vec<B256> = batch
         .receipts
         .iter()
-        .map(|e| hash_leaf(&alloy_sol_types::SolValue::abi_encode(&e.receipt)))
+        .map(|e| hash_leaf(&alloy::sol_types::SolValue::abi_encode(&e.receipt)))
         .collect();
     let proof = MerkleTree::from_leaf_hashes(leaves)
         .proof(index as u64)
