@@ -107,7 +107,8 @@ fn worker_data(
             let (a, u) = p
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--worker-data {p}: want ADDRESS=URL"))?;
-            let client = verinfer_rpc::client::http(u).with_context(|| format!("--worker-data {p}"))?;
+            let client =
+                verinfer_rpc::client::http(u).with_context(|| format!("--worker-data {p}"))?;
             Ok((
                 a.parse().with_context(|| format!("--worker-data {p}"))?,
                 verinfer_dispute::play::Committed::Api(client),

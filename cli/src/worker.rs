@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{bail, Context};
-use verinfer_prover::backend_from_name;
-use verinfer_prover::worker::da::DaLimits;
 use verinfer_dispute::play::worker::{DefendConfig, DefendTask};
 use verinfer_dispute::play::FoldPolicy;
+use verinfer_prover::backend_from_name;
+use verinfer_prover::worker::da::DaLimits;
 use verinfer_prover::worker::{run_with as run_worker, Sidecar, WorkerConfig};
 
 /// Arguments.

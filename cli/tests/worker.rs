@@ -900,7 +900,12 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
     let seq = Sequencer::new(&w);
     let c = seq.http();
     let game = w.d.dispute_game.to_string();
-    let worker = Worker::new(&w, &seq, "defender", &["--game", &game, "--game-poll-ms", "100"]);
+    let worker = Worker::new(
+        &w,
+        &seq,
+        "defender",
+        &["--game", &game, "--game-poll-ms", "100"],
+    );
     worker.wait(0, &["registered"], 60);
     let mut jobs = Jobs {
         nonce: 0,
@@ -925,7 +930,10 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
         if let Some(f) = found {
             break f;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "the receipt was never posted");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the receipt was never posted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let receipt = batch.receipts[index].receipt.clone();
@@ -993,7 +1001,10 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
         if let Outcome::Done { .. } = o {
             break o;
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "the game did not end");
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the game did not end"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let Outcome::Done {
@@ -1014,7 +1025,10 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
         if owed.is_zero() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "the worker never withdrew");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker never withdrew"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stake = StakeBridge::new(w.d.stake_bridge, w.owner_p.clone())
@@ -1023,5 +1037,8 @@ async fn worker_binary_defends_a_false_challenge_to_the_end() {
         .await
         .unwrap()
         .stake;
-    assert_eq!(U256::from(stake), U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64)));
+    assert_eq!(
+        U256::from(stake),
+        U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64))
+    );
 }

@@ -23,7 +23,8 @@ use verinfer_prover::{Backend, Engine, LayerOp, StepKind};
 use verinfer_rpc::types::ShardAssignment;
 
 #[tokio::test]
-async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() -> anyhow::Result<()> {
+async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() -> anyhow::Result<()>
+{
     let s = shardset();
     let honest = opener(&s);
     let env = Env::new(&s, honest.trace().trace_root()).await?;
@@ -38,13 +39,20 @@ async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() ->
         job_id: r.jobId,
         shard_index: r.shardIndex,
         sku_id: r.skuId,
-        prompts: s.shard.prompts.iter().map(|p| Prompt::Tokens(p.clone())).collect(),
+        prompts: s
+            .shard
+            .prompts
+            .iter()
+            .map(|p| Prompt::Tokens(p.clone()))
+            .collect(),
         input_root: r.inputRoot,
         max_new_tokens: s.shard.max_new_tokens as u64,
         deadline_ms: u64::MAX,
         attempt: 0,
     })?;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let result = SignedResult {
         receipt: r.clone(),
         signature: Bytes::from(vec![0u8; 65]),
@@ -53,13 +61,27 @@ async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() ->
     };
     store.sign(sid, result, honest.trace().output_roots())?;
     let mut engines = HashMap::new();
-    engines.insert(s.sku.id(), Arc::new(Engine::new(s.sku.clone(), Backend::Reference)?));
-    let da = DaState::new(store.clone(), engines.clone(), env.worker.address(), DaLimits::default());
+    engines.insert(
+        s.sku.id(),
+        Arc::new(Engine::new(s.sku.clone(), Backend::Reference)?),
+    );
+    let da = DaState::new(
+        store.clone(),
+        engines.clone(),
+        env.worker.address(),
+        DaLimits::default(),
+    );
     let (addr, _server) = serve(Arc::new(da), "127.0.0.1:0".parse()?).await?;
     let api = verinfer_rpc::client::http(&format!("http://{addr}"))?;
 
     // A false challenge of one GEMM entry.
-    let step = honest.program().step_id(0, StepKind::Layer { layer: 0, op: LayerOp::Up });
+    let step = honest.program().step_id(
+        0,
+        StepKind::Layer {
+            layer: 0,
+            op: LayerOp::Up,
+        },
+    );
     let liar = Tampered::new(opener(&s), step, 1, 2);
     let id = env.open().await?;
     let cdir = tempfile::tempdir()?;
@@ -103,7 +125,9 @@ async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() ->
             hint: None,
         };
         let o = c.step().await?;
-        let rec = Journal::open(dir.path())?.get(id)?.expect("the task recorded the game");
+        let rec = Journal::open(dir.path())?
+            .get(id)?
+            .expect("the task recorded the game");
         if matches!(o, Outcome::Done { .. }) && rec.state != "playing" {
             over = true;
             break;
@@ -114,12 +138,23 @@ async fn the_worker_task_defends_its_receipt_from_its_store_across_restarts() ->
     assert_eq!(rec.state, "won");
     assert_eq!(rec.shard_id, sid);
     let calls: Vec<&str> = rec.moves.iter().map(|m| m.call.as_str()).collect();
-    assert!(calls.contains(&"bisect") && calls.contains(&"proveGemm") && calls.contains(&"withdraw"), "{calls:?}");
+    assert!(
+        calls.contains(&"bisect") && calls.contains(&"proveGemm") && calls.contains(&"withdraw"),
+        "{calls:?}"
+    );
     let keys: std::collections::HashSet<_> = rec.moves.iter().map(|m| m.key).collect();
     assert_eq!(keys.len(), rec.moves.len(), "no move sent twice");
     let g = env.game(id).await?;
-    assert_eq!((g.lo, g.row, g.col, g.reason), (step, 1, 2, 6), "the liar's entry, proven");
-    assert_eq!(env.stake(env.worker.address()).await?, eth(4), "not slashed");
+    assert_eq!(
+        (g.lo, g.row, g.col, g.reason),
+        (step, 1, 2, 6),
+        "the liar's entry, proven"
+    );
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(4),
+        "not slashed"
+    );
     let owed = verinfer_l1::bindings::DisputeGame::new(env.d.dispute_game, env.owner.clone())
         .owed(env.worker.address())
         .call()

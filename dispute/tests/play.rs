@@ -68,7 +68,13 @@ fn challenger<'a>(
     }
 }
 
-fn defender<'a>(env: &Env, id: u64, log: &'a Journal, own: &'a dyn DefenderView, fold: FoldPolicy) -> Defender<'a> {
+fn defender<'a>(
+    env: &Env,
+    id: u64,
+    log: &'a Journal,
+    own: &'a dyn DefenderView,
+    fold: FoldPolicy,
+) -> Defender<'a> {
     Defender {
         player: Player {
             provider: env.worker_p(),
@@ -102,7 +108,11 @@ fn note(p: &mut Played, o: &Outcome, challenger: bool) {
                 p.bonded += 1;
             }
         }
-        Outcome::Done { challenger_won, reason, withdrawn } => {
+        Outcome::Done {
+            challenger_won,
+            reason,
+            withdrawn,
+        } => {
             p.challenger_won = *challenger_won;
             p.reason = *reason;
             if challenger {
@@ -131,7 +141,9 @@ async fn play(
             done += matches!(o, Outcome::Done { .. }) as u32;
         }
         for _ in 0..2 {
-            let o = challenger(env, id, &c.journal, own_c, data.clone()).step().await?;
+            let o = challenger(env, id, &c.journal, own_c, data.clone())
+                .step()
+                .await?;
             note(&mut p, &o, true);
             done += matches!(o, Outcome::Done { .. }) as u32;
         }
@@ -148,16 +160,26 @@ async fn play(
 fn no_double_moves(j: &Journal, id: u64) -> anyhow::Result<()> {
     let moves = j.get(id)?.map(|g| g.moves).unwrap_or_default();
     let keys: HashSet<_> = moves.iter().map(|m| m.key).collect();
-    anyhow::ensure!(keys.len() == moves.len(), "a move was sent twice: {moves:?}");
+    anyhow::ensure!(
+        keys.len() == moves.len(),
+        "a move was sent twice: {moves:?}"
+    );
     Ok(())
 }
 
 fn gate_step(o: &verinfer_dispute::Opener) -> u64 {
-    o.program().step_id(0, StepKind::Layer { layer: 0, op: LayerOp::Gate })
+    o.program().step_id(
+        0,
+        StepKind::Layer {
+            layer: 0,
+            op: LayerOp::Gate,
+        },
+    )
 }
 
 #[tokio::test]
-async fn honest_challenger_beats_a_worker_that_committed_a_wrong_gemm_entry() -> anyhow::Result<()> {
+async fn honest_challenger_beats_a_worker_that_committed_a_wrong_gemm_entry() -> anyhow::Result<()>
+{
     let s = shardset();
     let honest = opener(&s);
     let step = gate_step(&honest);
@@ -166,13 +188,30 @@ async fn honest_challenger_beats_a_worker_that_committed_a_wrong_gemm_entry() ->
     let id = env.open().await?;
     let (c, d) = (side(id), side(id));
     let data = Committed::Source(Arc::new(cheat.source()));
-    let p = play(&env, id, (&c, &honest, data), (&d, &cheat, FoldPolicy::Never)).await?;
+    let p = play(
+        &env,
+        id,
+        (&c, &honest, data),
+        (&d, &cheat, FoldPolicy::Never),
+    )
+    .await?;
     assert!(p.challenger_won, "{p:?}");
     assert_eq!(p.reason, FRAUD, "{p:?}");
-    assert!(p.calls.contains(&"nameEntry") && p.calls.contains(&"proveGemm"), "{p:?}");
+    assert!(
+        p.calls.contains(&"nameEntry") && p.calls.contains(&"proveGemm"),
+        "{p:?}"
+    );
     let g = env.game(id).await?;
-    assert_eq!((g.lo, g.row, g.col), (step, 3, 1), "the wrong entry was named");
-    assert_eq!(env.stake(env.worker.address()).await?, eth(2), "half the stake slashed");
+    assert_eq!(
+        (g.lo, g.row, g.col),
+        (step, 3, 1),
+        "the wrong entry was named"
+    );
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(2),
+        "half the stake slashed"
+    );
     // The winner gets its bond back and every move bond of both sides.
     let bonds = env.cfg.min_bond + env.cfg.move_bond * U256::from(p.bonded);
     assert_eq!(p.withdrawn_c, bonds, "{p:?}");
@@ -190,13 +229,26 @@ async fn false_challenge_of_a_gemm_entry_loses_to_the_honest_worker() -> anyhow:
     let id = env.open().await?;
     let (c, d) = (side(id), side(id));
     // The worker serves its honest trace.
-    let served = EngineTrace::new(Engine::new(s.sku.clone(), Backend::Reference)?, s.shard.clone())?;
+    let served = EngineTrace::new(
+        Engine::new(s.sku.clone(), Backend::Reference)?,
+        s.shard.clone(),
+    )?;
     let data = Committed::Source(Arc::new(served));
-    let p = play(&env, id, (&c, &liar, data), (&d, &honest, FoldPolicy::Never)).await?;
+    let p = play(
+        &env,
+        id,
+        (&c, &liar, data),
+        (&d, &honest, FoldPolicy::Never),
+    )
+    .await?;
     assert!(!p.challenger_won, "{p:?}");
     assert_eq!(p.reason, PROVEN, "{p:?}");
     assert!(p.calls.contains(&"proveGemm"), "{p:?}");
-    assert_eq!(env.stake(env.worker.address()).await?, eth(4), "not slashed");
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(4),
+        "not slashed"
+    );
     let reward = env.cfg.min_bond * U256::from(env.cfg.reward_bps) / U256::from(10_000u64);
     let bonds = reward + env.cfg.move_bond * U256::from(p.bonded);
     assert_eq!(p.withdrawn_d, bonds, "{p:?}");
@@ -207,22 +259,44 @@ async fn false_challenge_of_a_gemm_entry_loses_to_the_honest_worker() -> anyhow:
 async fn false_challenge_of_a_pv_row_loses_to_a_fold() -> anyhow::Result<()> {
     let s = shardset();
     let honest = opener(&s);
-    let step = honest.program().step_id(0, StepKind::Layer { layer: 0, op: LayerOp::Pv });
+    let step = honest.program().step_id(
+        0,
+        StepKind::Layer {
+            layer: 0,
+            op: LayerOp::Pv,
+        },
+    );
     // Prompt 2 (7 tokens), position 6, head 1: 7 positions, 4 chunks of 2.
     let row = honest.addresses().query_head(2, 6, 1);
     let liar = Tampered::new(opener(&s), step, row, 0);
     let env = Env::new(&s, honest.trace().trace_root()).await?;
     let id = env.open().await?;
     let (c, d) = (side(id), side(id));
-    let served = EngineTrace::new(Engine::new(s.sku.clone(), Backend::Reference)?, s.shard.clone())?;
+    let served = EngineTrace::new(
+        Engine::new(s.sku.clone(), Backend::Reference)?,
+        s.shard.clone(),
+    )?;
     let data = Committed::Source(Arc::new(served));
-    let p = play(&env, id, (&c, &liar, data), (&d, &honest, FoldPolicy::Always)).await?;
+    let p = play(
+        &env,
+        id,
+        (&c, &liar, data),
+        (&d, &honest, FoldPolicy::Always),
+    )
+    .await?;
     assert!(!p.challenger_won, "{p:?}");
     assert_eq!(p.reason, PROVEN, "{p:?}");
-    assert!(p.calls.contains(&"foldRow") && p.calls.contains(&"proveFold"), "{p:?}");
+    assert!(
+        p.calls.contains(&"foldRow") && p.calls.contains(&"proveFold"),
+        "{p:?}"
+    );
     let g = env.game(id).await?;
     assert!(g.fold, "the row was folded");
-    assert_eq!(env.stake(env.worker.address()).await?, eth(4), "not slashed");
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(4),
+        "not slashed"
+    );
     Ok(())
 }
 
@@ -236,16 +310,38 @@ async fn a_silent_worker_loses_on_its_clock_and_a_silent_challenger_on_its() -> 
     let id = env.open().await?;
     let c = side(id);
     let data = Committed::Source(Arc::new(cheat.source()));
-    let o = challenger(&env, id, &c.journal, &honest, data.clone()).step().await?;
+    let o = challenger(&env, id, &c.journal, &honest, data.clone())
+        .step()
+        .await?;
     assert_eq!(o, Outcome::Waiting);
     env.advance(CLOCK - 60).await?;
-    let o = challenger(&env, id, &c.journal, &honest, data.clone()).step().await?;
+    let o = challenger(&env, id, &c.journal, &honest, data.clone())
+        .step()
+        .await?;
     assert_eq!(o, Outcome::Waiting, "the clock still runs");
     env.advance(61).await?;
-    let o = challenger(&env, id, &c.journal, &honest, data.clone()).step().await?;
-    assert!(matches!(o, Outcome::Moved { call: "timeout", .. }), "{o:?}");
-    let o = challenger(&env, id, &c.journal, &honest, data.clone()).step().await?;
-    let Outcome::Done { challenger_won: true, reason: DEFENDER_TIMEOUT, withdrawn } = o else {
+    let o = challenger(&env, id, &c.journal, &honest, data.clone())
+        .step()
+        .await?;
+    assert!(
+        matches!(
+            o,
+            Outcome::Moved {
+                call: "timeout",
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    let o = challenger(&env, id, &c.journal, &honest, data.clone())
+        .step()
+        .await?;
+    let Outcome::Done {
+        challenger_won: true,
+        reason: DEFENDER_TIMEOUT,
+        withdrawn,
+    } = o
+    else {
         panic!("{o:?}")
     };
     assert_eq!(withdrawn, env.cfg.min_bond);
@@ -256,19 +352,45 @@ async fn a_silent_worker_loses_on_its_clock_and_a_silent_challenger_on_its() -> 
     let env = Env::new(&s, honest.trace().trace_root()).await?;
     let id = env.open().await?;
     let d = side(id);
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
     assert!(matches!(o, Outcome::Moved { call: "bisect", .. }), "{o:?}");
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
     assert_eq!(o, Outcome::Waiting);
     env.advance(CLOCK + 1).await?;
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
-    assert!(matches!(o, Outcome::Moved { call: "timeout", .. }), "{o:?}");
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
-    let Outcome::Done { challenger_won: false, reason: CHALLENGER_TIMEOUT, withdrawn } = o else {
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
+    assert!(
+        matches!(
+            o,
+            Outcome::Moved {
+                call: "timeout",
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
+    let Outcome::Done {
+        challenger_won: false,
+        reason: CHALLENGER_TIMEOUT,
+        withdrawn,
+    } = o
+    else {
         panic!("{o:?}")
     };
     let reward = env.cfg.min_bond * U256::from(env.cfg.reward_bps) / U256::from(10_000u64);
-    assert_eq!(withdrawn, reward + env.cfg.move_bond, "the reward and its own move bond");
+    assert_eq!(
+        withdrawn,
+        reward + env.cfg.move_bond,
+        "the reward and its own move bond"
+    );
     Ok(())
 }
 
@@ -287,14 +409,21 @@ async fn a_move_sent_before_a_crash_is_waited_for_not_sent_again() -> anyhow::Re
     let sent = d.journal.get(id)?.unwrap().moves;
     assert_eq!(sent.len(), 1, "{sent:?}");
     // A fresh player sees its own pending move and sends nothing.
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
     assert_eq!(o, Outcome::Pending { tx: sent[0].tx });
     assert_eq!(d.journal.get(id)?.unwrap().moves.len(), 1);
     env.automine(true).await?;
     env.advance(1).await?;
     let rc = alloy::providers::Provider::get_transaction_receipt(&env.owner, sent[0].tx).await?;
-    assert!(rc.is_some_and(|r| r.status()), "the move sent before the crash was mined");
-    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never).step().await?;
+    assert!(
+        rc.is_some_and(|r| r.status()),
+        "the move sent before the crash was mined"
+    );
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
     assert_eq!(o, Outcome::Waiting, "mined: now the challenger's turn");
     let g = env.game(id).await?;
     assert_eq!(g.phase, 2, "choose");

@@ -24,7 +24,13 @@ use verinfer_prover::{Backend, LayerOp, StepKind};
 async fn the_watcher_plays_its_own_game_to_a_fraud_verdict_and_withdraws() -> anyhow::Result<()> {
     let s = shardset();
     let honest = opener(&s);
-    let step = honest.program().step_id(0, StepKind::Layer { layer: 0, op: LayerOp::Down });
+    let step = honest.program().step_id(
+        0,
+        StepKind::Layer {
+            layer: 0,
+            op: LayerOp::Down,
+        },
+    );
     let cheat = Tampered::new(opener(&s), step, 4, 3);
     let env = Env::new(&s, cheat.trace.trace_root()).await?;
     // The worker's puppet opens the first game on the receipt and never plays.
@@ -67,7 +73,12 @@ async fn the_watcher_plays_its_own_game_to_a_fraud_verdict_and_withdraws() -> an
         {
             let w = Watcher::new(config()).await?;
             w.step().await?;
-            let a = w.store().audits()?.into_iter().next().expect("the receipt is audited");
+            let a = w
+                .store()
+                .audits()?
+                .into_iter()
+                .next()
+                .expect("the receipt is audited");
             if let Some(d) = a.dispute {
                 game = d.game_id;
                 state = d.state;
@@ -101,18 +112,43 @@ async fn the_watcher_plays_its_own_game_to_a_fraud_verdict_and_withdraws() -> an
             fold: FoldPolicy::Never,
         };
         let o = d.step().await?;
-        assert!(!matches!(o, Outcome::Done { challenger_won: false, .. }), "{o:?}");
+        assert!(
+            !matches!(
+                o,
+                Outcome::Done {
+                    challenger_won: false,
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
     }
-    assert_eq!(game, Some(1), "the watcher's own game, not the puppet's game 0");
+    assert_eq!(
+        game,
+        Some(1),
+        "the watcher's own game, not the puppet's game 0"
+    );
     assert!(state.starts_with("won (reason 1)"), "fraud proven: {state}");
     let g = env.game(1).await?;
-    assert_eq!((g.lo, g.row, g.col), (step, 4, 3), "the wrong entry was named");
-    assert_eq!(env.stake(env.worker.address()).await?, eth(2), "half the stake slashed");
+    assert_eq!(
+        (g.lo, g.row, g.col),
+        (step, 4, 3),
+        "the wrong entry was named"
+    );
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(2),
+        "half the stake slashed"
+    );
     let owed = DisputeGame::new(env.d.dispute_game, env.owner.clone())
         .owed(env.challenger.address())
         .call()
         .await?;
     assert_eq!(owed, U256::ZERO, "the watcher withdrew");
-    assert_eq!(env.game(0).await?.phase, 1, "the puppet's game is untouched");
+    assert_eq!(
+        env.game(0).await?.phase,
+        1,
+        "the puppet's game is untouched"
+    );
     Ok(())
 }

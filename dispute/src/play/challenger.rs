@@ -49,7 +49,11 @@ impl Challenger<'_> {
         if st.g.stepCount != self.own.trace().step_count() {
             return Err(PlayError::Mismatch {
                 game: p.id,
-                why: format!("{} steps, our trace has {}", st.g.stepCount, self.own.trace().step_count()),
+                why: format!(
+                    "{} steps, our trace has {}",
+                    st.g.stepCount,
+                    self.own.trace().step_count()
+                ),
             });
         }
         if let Some(tx) = p.pending(st.key()).await? {
@@ -67,13 +71,25 @@ impl Challenger<'_> {
 
     /// Our end value of the interval point `point`: a state root, or inside a fold the hash of
     /// our chunk state.
-    fn our_point(&self, st: &GameState, fold: Option<&[Vec<u8>]>, point: u64) -> Result<B256, PlayError> {
+    fn our_point(
+        &self,
+        st: &GameState,
+        fold: Option<&[Vec<u8>]>,
+        point: u64,
+    ) -> Result<B256, PlayError> {
         match fold {
-            Some(states) => states.get(point as usize).map(keccak256).ok_or(PlayError::Mismatch {
-                game: st.id,
-                why: format!("fold point {point} past our {} states", states.len()),
-            }),
-            None => Ok(self.own.trace().state_root(point.checked_sub(1)).map_err(crate::DisputeError::from)?),
+            Some(states) => states
+                .get(point as usize)
+                .map(keccak256)
+                .ok_or(PlayError::Mismatch {
+                    game: st.id,
+                    why: format!("fold point {point} past our {} states", states.len()),
+                }),
+            None => Ok(self
+                .own
+                .trace()
+                .state_root(point.checked_sub(1))
+                .map_err(crate::DisputeError::from)?),
         }
     }
 
@@ -105,7 +121,11 @@ impl Challenger<'_> {
             }
         }
         let agreed = if j == 0 { st.g.loRoot } else { roots[j - 1] };
-        let disputed = if j == pts.len() { st.g.hiRoot } else { roots[j] };
+        let disputed = if j == pts.len() {
+            st.g.hiRoot
+        } else {
+            roots[j]
+        };
         let data = DisputeGame::chooseCall {
             gameId: U256::from(st.id),
             roots,
@@ -114,7 +134,8 @@ impl Challenger<'_> {
             disputed,
         };
         let bond = p.move_bond().await?;
-        p.send("choose", st.key(), data.abi_encode().into(), bond).await
+        p.send("choose", st.key(), data.abi_encode().into(), bond)
+            .await
     }
 
     /// Our chunk states of the row being folded.
@@ -132,10 +153,14 @@ impl Challenger<'_> {
             .event_signature(DisputeGame::Bisected::SIGNATURE_HASH)
             .topic1(B256::from(U256::from(st.id)))
             .from_block(0);
-        let logs = p.provider.get_logs(&filter).await.map_err(|e| PlayError::Read {
-            call: "Bisected logs",
-            reason: e.to_string(),
-        })?;
+        let logs = p
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| PlayError::Read {
+                call: "Bisected logs",
+                reason: e.to_string(),
+            })?;
         for log in logs.iter().rev() {
             let Ok(ev) = DisputeGame::Bisected::decode_log_data(&log.inner.data) else {
                 continue;
@@ -155,7 +180,11 @@ impl Challenger<'_> {
     async fn name(&self, st: &GameState) -> Result<Outcome, PlayError> {
         let p = &self.player;
         let step = st.g.lo;
-        let info = self.own.program().step(step).map_err(crate::DisputeError::from)?;
+        let info = self
+            .own
+            .program()
+            .step(step)
+            .map_err(crate::DisputeError::from)?;
         let own = self.own.tensor(step)?;
         let fetched = self
             .data
@@ -181,14 +210,20 @@ impl Challenger<'_> {
             col,
         };
         let bond = p.move_bond().await?;
-        p.send("nameEntry", st.key(), data.abi_encode().into(), bond).await
+        p.send("nameEntry", st.key(), data.abi_encode().into(), bond)
+            .await
     }
 }
 
 /// `FoldProver.chunk()` of the game's fold prover (positions per pv chunk).
 pub(crate) async fn fold_chunk(p: &Player<'_>) -> Result<u64, PlayError> {
     use verinfer_l1::bindings::FoldProver;
-    let folder = p.contract().folder().call().await.map_err(read_err("folder"))?;
+    let folder = p
+        .contract()
+        .folder()
+        .call()
+        .await
+        .map_err(read_err("folder"))?;
     let chunk = FoldProver::new(folder, p.provider.clone())
         .chunk()
         .call()

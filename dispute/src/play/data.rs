@@ -129,11 +129,15 @@ fn check(t: &WholeTensor, r: &Receipt, own: &TraceState, hi_root: B256) -> Resul
         siblings: t.trace_proof.clone(),
     };
     if proof.compute_root(t.output_root) != r.traceRoot {
-        return bad(format!("step {} is not under the receipt's trace root", t.step));
+        return bad(format!(
+            "step {} is not under the receipt's trace root",
+            t.step
+        ));
     }
-    let agreed = own.output_roots().get(..t.step as usize).ok_or_else(|| {
-        DataError::Invalid(format!("step {} is past our trace", t.step))
-    })?;
+    let agreed = own
+        .output_roots()
+        .get(..t.step as usize)
+        .ok_or_else(|| DataError::Invalid(format!("step {} is past our trace", t.step)))?;
     let mut state = TraceState::new(own.step_count());
     for &leaf in agreed.iter().chain([&t.output_root]) {
         state

@@ -59,7 +59,11 @@ impl Defender<'_> {
         if st.g.stepCount != self.own.trace().step_count() {
             return Err(PlayError::Mismatch {
                 game: p.id,
-                why: format!("{} steps, our trace has {}", st.g.stepCount, self.own.trace().step_count()),
+                why: format!(
+                    "{} steps, our trace has {}",
+                    st.g.stepCount,
+                    self.own.trace().step_count()
+                ),
             });
         }
         if let Some(tx) = p.pending(st.key()).await? {
@@ -90,10 +94,13 @@ impl Defender<'_> {
             let states = self.own.fold_states(st.extra.foldStep, st.g.row, chunk)?;
             pts.iter()
                 .map(|&pt| {
-                    states.get(pt as usize).map(keccak256).ok_or(PlayError::Mismatch {
-                        game: st.id,
-                        why: format!("fold point {pt} past our {} states", states.len()),
-                    })
+                    states
+                        .get(pt as usize)
+                        .map(keccak256)
+                        .ok_or(PlayError::Mismatch {
+                            game: st.id,
+                            why: format!("fold point {pt} past our {} states", states.len()),
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?
         } else {
@@ -108,14 +115,19 @@ impl Defender<'_> {
             roots,
         };
         let bond = p.move_bond().await?;
-        p.send("bisect", st.key(), data.abi_encode().into(), bond).await
+        p.send("bisect", st.key(), data.abi_encode().into(), bond)
+            .await
     }
 
     /// The named entry of step `lo`: opened at once, or folded.
     async fn prove(&self, st: &GameState) -> Result<Outcome, PlayError> {
         let p = &self.player;
         let (step, row, col) = (st.g.lo, st.g.row, st.g.col);
-        let info = self.own.program().step(step).map_err(crate::DisputeError::from)?;
+        let info = self
+            .own
+            .program()
+            .step(step)
+            .map_err(crate::DisputeError::from)?;
         let gid = U256::from(st.id);
         let data: Bytes = match self.own.open(step, row, col)? {
             StepProof::Gemm(g) => DisputeGame::proveGemmCall {
@@ -140,7 +152,9 @@ impl Defender<'_> {
                 finalState: last,
             };
             let bond = p.move_bond().await?;
-            return p.send("foldRow", st.key(), call.abi_encode().into(), bond).await;
+            return p
+                .send("foldRow", st.key(), call.abi_encode().into(), bond)
+                .await;
         }
         let name = if data.starts_with(&DisputeGame::proveGemmCall::SELECTOR) {
             "proveGemm"
@@ -187,7 +201,12 @@ impl Defender<'_> {
             gameId: U256::from(st.id),
             p: recast(&o)?,
         };
-        p.send("proveOutput", st.key(), call.abi_encode().into(), U256::ZERO)
-            .await
+        p.send(
+            "proveOutput",
+            st.key(),
+            call.abi_encode().into(),
+            U256::ZERO,
+        )
+        .await
     }
 }

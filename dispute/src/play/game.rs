@@ -139,10 +139,18 @@ pub struct MemLog(Mutex<HashMap<u64, Pending>>);
 
 impl MoveLog for MemLog {
     fn last(&self, game: u64) -> Result<Option<Pending>, PlayError> {
-        Ok(self.0.lock().map_err(|e| PlayError::Log(e.to_string()))?.get(&game).cloned())
+        Ok(self
+            .0
+            .lock()
+            .map_err(|e| PlayError::Log(e.to_string()))?
+            .get(&game)
+            .cloned())
     }
     fn sent(&self, game: u64, p: Pending) -> Result<(), PlayError> {
-        self.0.lock().map_err(|e| PlayError::Log(e.to_string()))?.insert(game, p);
+        self.0
+            .lock()
+            .map_err(|e| PlayError::Log(e.to_string()))?
+            .insert(game, p);
         Ok(())
     }
 }
@@ -211,11 +219,21 @@ impl Player<'_> {
             call: "transaction",
             reason: e.to_string(),
         };
-        if self.provider.get_transaction_receipt(p.tx).await.map_err(rd)?.is_some() {
+        if self
+            .provider
+            .get_transaction_receipt(p.tx)
+            .await
+            .map_err(rd)?
+            .is_some()
+        {
             return Ok(None); // mined: the state read decides (a failed move is made again)
         }
         // Unknown to the node: dropped, so it may be sent again.
-        let known = self.provider.get_transaction_by_hash(p.tx).await.map_err(rd)?;
+        let known = self
+            .provider
+            .get_transaction_by_hash(p.tx)
+            .await
+            .map_err(rd)?;
         Ok(known.map(|_| p.tx))
     }
 
@@ -296,9 +314,14 @@ impl Player<'_> {
         let data = DisputeGame::timeoutCall {
             gameId: U256::from(self.id),
         };
-        self.send("timeout", st.key(), alloy_sol_types::SolCall::abi_encode(&data).into(), U256::ZERO)
-            .await
-            .map(Some)
+        self.send(
+            "timeout",
+            st.key(),
+            alloy_sol_types::SolCall::abi_encode(&data).into(),
+            U256::ZERO,
+        )
+        .await
+        .map(Some)
     }
 
     /// Withdraws what the game contract owes us (all games together) and reports the verdict.

@@ -33,7 +33,11 @@ fn first_diff(a: &[u8], b: &[u8], width: usize) -> u32 {
 }
 
 /// The first (row, col) where the defender's committed tensor differs from ours.
-pub fn wrong_entry(info: &StepInfo, own: &TensorOpening, theirs: &WholeTensor) -> Option<(u32, u32)> {
+pub fn wrong_entry(
+    info: &StepInfo,
+    own: &TensorOpening,
+    theirs: &WholeTensor,
+) -> Option<(u32, u32)> {
     let mut addrs: Vec<u64> = own
         .addresses
         .iter()
@@ -63,7 +67,11 @@ pub fn wrong_entry(info: &StepInfo, own: &TensorOpening, theirs: &WholeTensor) -
 
 /// The entry named without the defender's rows: the audit's finding `hint` when it is at this
 /// step, else the first present row of our tensor (column 0).
-pub fn blind_entry(info: &StepInfo, own: &TensorOpening, hint: Option<(u64, u32, u32)>) -> (u32, u32) {
+pub fn blind_entry(
+    info: &StepInfo,
+    own: &TensorOpening,
+    hint: Option<(u64, u32, u32)>,
+) -> (u32, u32) {
     if let Some((_, row, col)) = hint.filter(|h| h.0 == info.step) {
         return (row, col);
     }
@@ -116,22 +124,46 @@ mod tests {
         d[8] += 7; // row at address 5, column 2
         d[7] -= 1; // and column 1 before it
         let theirs = whole(&opening(vec![0, 1, 5], d));
-        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &theirs), Some((5, 1)));
+        assert_eq!(
+            wrong_entry(&info(LayerOp::Gate), &ours, &theirs),
+            Some((5, 1))
+        );
         // A row op is named by its row alone.
-        assert_eq!(wrong_entry(&info(LayerOp::AttnNorm), &ours, &theirs), Some((5, 0)));
+        assert_eq!(
+            wrong_entry(&info(LayerOp::AttnNorm), &ours, &theirs),
+            Some((5, 0))
+        );
         // A row the defender left out, or added, is wrong as a whole.
         let short = whole(&opening(vec![0, 5], vec![0, 1, 2, 6, 7, 8]));
-        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &short), Some((1, 0)));
-        let extra = whole(&opening(vec![0, 1, 3, 5], (0..12).map(|x| if x >= 9 { x - 3 } else { x }).collect()));
-        assert_eq!(wrong_entry(&info(LayerOp::Up), &ours, &extra).map(|e| e.0), Some(3));
-        assert_eq!(wrong_entry(&info(LayerOp::Gate), &ours, &whole(&ours)), None);
+        assert_eq!(
+            wrong_entry(&info(LayerOp::Gate), &ours, &short),
+            Some((1, 0))
+        );
+        let extra = whole(&opening(
+            vec![0, 1, 3, 5],
+            (0..12).map(|x| if x >= 9 { x - 3 } else { x }).collect(),
+        ));
+        assert_eq!(
+            wrong_entry(&info(LayerOp::Up), &ours, &extra).map(|e| e.0),
+            Some(3)
+        );
+        assert_eq!(
+            wrong_entry(&info(LayerOp::Gate), &ours, &whole(&ours)),
+            None
+        );
     }
 
     #[test]
     fn blind_naming_takes_the_audit_hint_only_at_its_step() {
         let ours = opening(vec![2, 3], (0..6).collect());
-        assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, Some((4, 3, 1))), (3, 1));
-        assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, Some((9, 3, 1))), (2, 0));
+        assert_eq!(
+            blind_entry(&info(LayerOp::Gate), &ours, Some((4, 3, 1))),
+            (3, 1)
+        );
+        assert_eq!(
+            blind_entry(&info(LayerOp::Gate), &ours, Some((9, 3, 1))),
+            (2, 0)
+        );
         assert_eq!(blind_entry(&info(LayerOp::Gate), &ours, None), (2, 0));
     }
 }

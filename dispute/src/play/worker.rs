@@ -100,7 +100,8 @@ impl DefendTask {
                 Ok(Outcome::Done { challenger_won, .. }) => {
                     let state = if challenger_won { "lost" } else { "won" };
                     tracing::info!(game = rec.game_id, state, "game over");
-                    self.journal.update(rec.game_id, |g| g.state = state.into())?;
+                    self.journal
+                        .update(rec.game_id, |g| g.state = state.into())?;
                 }
                 Ok(_) => {}
                 Err(e @ (PlayError::Mismatch { .. } | PlayError::NotOurs { .. })) => {
@@ -159,7 +160,10 @@ impl DefendTask {
 
     /// receipt hash → shard id, over every receipt the worker signed.
     fn signed_receipts(&self) -> Result<HashMap<B256, B256>, PlayError> {
-        let all = self.store.all().map_err(|e| PlayError::Log(e.to_string()))?;
+        let all = self
+            .store
+            .all()
+            .map_err(|e| PlayError::Log(e.to_string()))?;
         Ok(all
             .iter()
             .filter_map(|r| Some((r.state.result()?.receipt.hash(), r.assignment.shard_id)))
@@ -202,11 +206,10 @@ impl DefendTask {
             .ok_or_else(|| mismatch(format!("no SKU {} loaded", a.sku_id)))?;
         let s = to_shard(a).map_err(|e| mismatch(e.to_string()))?;
         let (sku, backend) = (engine.sku().clone(), engine.backend());
-        let opener = tokio::task::spawn_blocking(move || {
-            Opener::new(Engine::new(sku, backend)?, s)
-        })
-        .await
-        .map_err(|e| PlayError::Log(format!("opener task: {e}")))??;
+        let opener =
+            tokio::task::spawn_blocking(move || Opener::new(Engine::new(sku, backend)?, s))
+                .await
+                .map_err(|e| PlayError::Log(format!("opener task: {e}")))??;
         let opener = Arc::new(opener);
         self.openers.insert(shard, opener.clone());
         Ok(opener)

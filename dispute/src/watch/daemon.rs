@@ -324,7 +324,11 @@ impl Watcher {
                         false => format!("lost (reason {reason})"),
                     };
                     tracing::info!(game = id, %state, "dispute over");
-                    let mut d = self.store.audit(a.batch_id, a.index)?.and_then(|a| a.dispute).unwrap_or(d.clone());
+                    let mut d = self
+                        .store
+                        .audit(a.batch_id, a.index)?
+                        .and_then(|a| a.dispute)
+                        .unwrap_or(d.clone());
                     d.state = state;
                     self.store.set_dispute(a.batch_id, a.index, d)?;
                 }
@@ -344,7 +348,10 @@ impl Watcher {
             .store
             .batch(a.batch_id)
             .map_err(|e| PlayError::Log(e.to_string()))?
-            .ok_or(PlayError::Log(format!("batch {} not in the store", a.batch_id)))?;
+            .ok_or(PlayError::Log(format!(
+                "batch {} not in the store",
+                a.batch_id
+            )))?;
         let (auditor, shard, receipt) = self
             .prepare(&batch, a)
             .map_err(|why| PlayError::Mismatch { game: id, why })?;
@@ -417,7 +424,8 @@ impl MoveLog for AuditLog<'_> {
             .store
             .audit(self.batch, self.index)
             .map_err(|e| PlayError::Log(e.to_string()))?;
-        Ok(a.and_then(|a| a.dispute).and_then(|d| d.moves.last().cloned()))
+        Ok(a.and_then(|a| a.dispute)
+            .and_then(|d| d.moves.last().cloned()))
     }
 
     fn sent(&self, _game: u64, p: Pending) -> Result<(), PlayError> {
@@ -427,7 +435,9 @@ impl MoveLog for AuditLog<'_> {
             return Err(PlayError::Log("the audit has no dispute".into()));
         };
         d.moves.push(p);
-        self.store.set_dispute(self.batch, self.index, d).map_err(err)
+        self.store
+            .set_dispute(self.batch, self.index, d)
+            .map_err(err)
     }
 }
 

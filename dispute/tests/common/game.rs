@@ -17,9 +17,7 @@ use verinfer_dispute::{FoldStep, Opener, OutputProof, RowProof, StepProof};
 use verinfer_l1::bindings::{BatchInbox, DisputeGame, SkuRegistry, StakeBridge};
 use verinfer_l1::{deploy, job_digest, receipt_digest, DeployConfig, Deployment, JobRequest};
 use verinfer_primitives::{Receipt, TraceState};
-use verinfer_prover::{
-    Backend, Engine, Program, Shard, Sku, SynthSpec, Tensor, TensorOpening,
-};
+use verinfer_prover::{Backend, Engine, Program, Shard, Sku, SynthSpec, Tensor, TensorOpening};
 
 use super::{build_sku, prompts};
 
@@ -53,7 +51,11 @@ pub fn shardset() -> Shardset {
 }
 
 pub fn opener(s: &Shardset) -> Opener {
-    Opener::new(Engine::new(s.sku.clone(), Backend::Reference).unwrap(), s.shard.clone()).unwrap()
+    Opener::new(
+        Engine::new(s.sku.clone(), Backend::Reference).unwrap(),
+        s.shard.clone(),
+    )
+    .unwrap()
 }
 
 /// The chain with everything deployed and one receipt posted in batch 0.
@@ -115,8 +117,17 @@ impl Env {
             .await?;
         let pw = connect(&anvil, &worker);
         let bw = StakeBridge::new(d.stake_bridge, pw.clone());
-        bw.depositStake(1).value(eth(4)).send().await?.get_receipt().await?;
-        bw.setSku(s.sku.id(), true).send().await?.get_receipt().await?;
+        bw.depositStake(1)
+            .value(eth(4))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        bw.setSku(s.sku.id(), true)
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
         StakeBridge::new(d.stake_bridge, connect(&anvil, &buyer))
             .depositEscrow()
             .value(eth(1))
@@ -329,7 +340,8 @@ impl DefenderView for Tampered {
         DefenderView::fold_states(&self.honest, step, row, chunk)
     }
     fn open_fold_chunk(&self, step: u64, row: u32, chunk: u64, lo: u64) -> R<FoldStep> {
-        self.honest.open_fold_chunk(&self.honest.reproduce(step)?, row, chunk, lo)
+        self.honest
+            .open_fold_chunk(&self.honest.reproduce(step)?, row, chunk, lo)
     }
     fn open_output(&self, prompt: u32, j: u32) -> R<OutputProof> {
         self.honest.open_output(prompt, j)

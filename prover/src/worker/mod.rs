@@ -166,7 +166,10 @@ impl Daemon {
 /// A task run beside the daemon with its store and engines (the CLI's dispute defender, which
 /// lives in a crate this one cannot depend on); stopped with the daemon.
 pub type Sidecar = Box<
-    dyn FnOnce(Arc<Store>, Engines) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    dyn FnOnce(
+            Arc<Store>,
+            Engines,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
         + Send,
 >;
 
