@@ -435,3 +435,61 @@ async fn a_move_sent_before_a_crash_is_waited_for_not_sent_again() -> anyhow::Re
     assert_eq!(logs.len(), 1, "one bisection on chain");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_false_output_challenge_is_answered_with_proveoutput() -> anyhow::Result<()> {
+    let s = shardset();
+    let honest = opener(&s);
+    let env = Env::new(&s, honest.trace().trace_root()).await?;
+    let g = DisputeGame::new(env.d.dispute_game, env.challenger_p());
+    let id: u64 = g.gameCount().call().await?.to();
+    // Completion 2, token 1: the challenger claims it is not what the trace generated.
+    let rc = g
+        .openOutput(
+            U256::ZERO,
+            env.receipt.clone().into(),
+            U256::ZERO,
+            vec![],
+            2,
+            1,
+        )
+        .value(env.cfg.min_bond)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    assert!(rc.status());
+    let d = side(id);
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
+    assert!(
+        matches!(
+            o,
+            Outcome::Moved {
+                call: "proveOutput",
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    let o = defender(&env, id, &d.journal, &honest, FoldPolicy::Never)
+        .step()
+        .await?;
+    let Outcome::Done {
+        challenger_won: false,
+        reason: PROVEN,
+        withdrawn,
+    } = o
+    else {
+        panic!("{o:?}")
+    };
+    let reward = env.cfg.min_bond * U256::from(env.cfg.reward_bps) / U256::from(10_000u64);
+    assert_eq!(withdrawn, reward);
+    assert_eq!(
+        env.stake(env.worker.address()).await?,
+        eth(4),
+        "not slashed"
+    );
+    Ok(())
+}
