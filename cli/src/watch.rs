@@ -91,6 +91,30 @@ struct RunArgs {
     /// GEMM backend of the local re-execution.
     #[arg(long, default_value = "cpu")]
     backend: String,
+    /// A worker's data API, WORKER_ADDRESS=URL (repeat per worker): in a game against that
+    /// worker the entry named at the last step is one its committed rows get wrong.
+    #[arg(long)]
+    worker_data: Vec<String>,
+}
+
+/// `ADDR=URL` pairs of `--worker-data`.
+fn worker_data(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::HashMap<Address, verinfer_dispute::play::Committed>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (a, u) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--worker-data {p}: want ADDRESS=URL"))?;
+            let client =
+                verinfer_rpc::client::http(u).with_context(|| format!("--worker-data {p}"))?;
+            Ok((
+                a.parse().with_context(|| format!("--worker-data {p}"))?,
+                verinfer_dispute::play::Committed::Api(client),
+            ))
+        })
+        .collect()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -228,6 +252,7 @@ fn daemon(run: RunArgs) -> anyhow::Result<()> {
         policy,
         sample_bps: run.sample_bps.min(10_000),
         backend,
+        worker_data: worker_data(&run.worker_data)?,
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{bail, Context};
+use verinfer_dispute::play::worker::{DefendConfig, DefendTask};
+use verinfer_dispute::play::FoldPolicy;
 use verinfer_prover::backend_from_name;
 use verinfer_prover::worker::da::DaLimits;
-use verinfer_prover::worker::{run as run_worker, WorkerConfig};
+use verinfer_prover::worker::{run_with as run_worker, Sidecar, WorkerConfig};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -50,10 +52,75 @@ pub struct Args {
     /// Data API requests per second (over all clients).
     #[arg(long, default_value_t = 50)]
     requests_per_sec: u32,
+    /// DisputeGame address: with --l1, the worker defends every game opened against its
+    /// receipts (state in DATA_DIR/games.redb).
+    #[arg(long, conflicts_with = "deployment")]
+    game: Option<alloy::primitives::Address>,
+    /// A deployment JSON file (`disputeGame`, camelCase or snake_case) instead of --game.
+    #[arg(long)]
+    deployment: Option<PathBuf>,
+    /// When to answer a named pv / silu_mul / argmax row by folding it: auto (when proveRow
+    /// would not fit a transaction), always, never.
+    #[arg(long, default_value = "auto")]
+    fold: String,
+    /// How often the defender looks at L1 (ms).
+    #[arg(long, default_value_t = 2000)]
+    game_poll_ms: u64,
     /// Cheat deliberately (`gemm-entry`): only in the `verinfer-faulty` test binary.
     #[cfg(feature = "fault-injection")]
     #[arg(long)]
     pub fault: Option<String>,
+}
+
+/// The DisputeGame address from --game or --deployment.
+fn game_address(args: &Args) -> anyhow::Result<Option<alloy::primitives::Address>> {
+    if let Some(g) = args.game {
+        return Ok(Some(g));
+    }
+    let Some(path) = &args.deployment else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let a = v
+        .get("disputeGame")
+        .or_else(|| v.get("dispute_game"))
+        .and_then(|x| x.as_str())
+        .with_context(|| format!("{}: no disputeGame", path.display()))?;
+    Ok(Some(a.parse()?))
+}
+
+/// The defender task, when --l1 and a game address are given.
+fn defender(args: &Args, signer: &PrivateKeySigner) -> anyhow::Result<Option<Sidecar>> {
+    let (Some(l1), Some(game)) = (args.l1.clone(), game_address(args)?) else {
+        return Ok(None);
+    };
+    let fold = match args.fold.as_str() {
+        "auto" => FoldPolicy::Auto,
+        "always" => FoldPolicy::Always,
+        "never" => FoldPolicy::Never,
+        f => bail!("--fold {f}: auto, always or never"),
+    };
+    let cfg = DefendConfig {
+        l1_url: l1,
+        game,
+        signer: signer.clone(),
+        poll: std::time::Duration::from_millis(args.game_poll_ms.max(10)),
+        fold,
+    };
+    let dir = args.data_dir.clone();
+    Ok(Some(Box::new(move |store, engines| {
+        Box::pin(async move {
+            match DefendTask::new(cfg, &dir, store, engines) {
+                Ok(t) => {
+                    tracing::info!(%game, "defending dispute games");
+                    t.run(std::future::pending()).await
+                }
+                Err(e) => tracing::error!(error = %e, "the dispute defender did not start"),
+            }
+        })
+    })))
 }
 
 fn read_key(args: &Args) -> anyhow::Result<PrivateKeySigner> {
@@ -76,6 +143,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(backend) = backend_from_name(&args.backend) else {
         bail!("unknown backend {:?}", args.backend)
     };
+    let side = defender(&args, &signer)?;
     let cfg = WorkerConfig {
         sequencer: args.sequencer,
         l1: args.l1,
@@ -100,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(run_worker(cfg, shutdown()))?;
+    rt.block_on(run_worker(cfg, shutdown(), side))?;
     Ok(())
 }
 

@@ -10,6 +10,9 @@
 //!   while the sequencer is down, and at a random moment; the sequencer killed and restarted
 //!   under a live worker. Every shard ends with exactly one accepted receipt, equal to the one
 //!   the worker stored and to an independent run, posted once on L1.
+//! - `worker_binary_defends_a_false_challenge_to_the_end`: `--game`: a challenger that re-ran the
+//!   shard with other prompts disputes the posted receipt; the worker binary finds the game,
+//!   bisects, proves the named entry and withdraws, while the test drives the challenger player.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -178,6 +181,8 @@ async fn world() -> World {
     let reg = SkuRegistry::new(d.sku_registry, owner_p.clone());
     let fields = verinfer_dispute::registration::sku_fields(&sku, PRICE);
     ok!(reg.registerSku(sku.id(), fields));
+    // The shape lets games be opened on the SKU's receipts.
+    ok!(reg.setShape(sku.id(), verinfer_dispute::registration::sku_shape(&sku)));
     let wb = StakeBridge::new(d.stake_bridge, connect(&rpc, &worker));
     let two_eth = U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64));
     ok!(wb.depositStake(1).value(two_eth));
@@ -881,4 +886,159 @@ async fn results(w: &World, c: &HttpClient, id: B256) -> JobResults {
     let d = domain(w.chain_id, w.d.batch_inbox);
     let access = verinfer_rpc::sign::sign_results_access(&w.buyer, &d, id).unwrap();
     c.get_results(id, Some(access)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_binary_defends_a_false_challenge_to_the_end() {
+    use verinfer_dispute::play::{Challenger, Committed, MemLog, Outcome, Player, Role};
+    use verinfer_dispute::watch::chain::L1Reader;
+    use verinfer_dispute::Opener;
+    use verinfer_l1::bindings::DisputeGame;
+    use verinfer_primitives::merkle::{hash_leaf, MerkleTree};
+
+    let w = world().await;
+    let seq = Sequencer::new(&w);
+    let c = seq.http();
+    let game = w.d.dispute_game.to_string();
+    let worker = Worker::new(
+        &w,
+        &seq,
+        "defender",
+        &["--game", &game, "--game-poll-ms", "100"],
+    );
+    worker.wait(0, &["registered"], 60);
+    let mut jobs = Jobs {
+        nonce: 0,
+        sent: vec![],
+    };
+    let n = 2;
+    let prompts = token_prompts(3, 2);
+    let id = jobs.submit(&w, &c, prompts.clone(), n).await;
+    wait_state(&c, id, &[JobState::Batched, JobState::Confirmed], 120).await;
+
+    // The posted receipt, its batch and its proof, from L1.
+    let l1 = L1Reader::connect(&w.rpc, w.d.batch_inbox).await.unwrap();
+    let start = Instant::now();
+    let (batch, index) = loop {
+        let batches = l1.scan(0, l1.head().await.unwrap()).await.unwrap();
+        let found = batches.iter().find_map(|(b, _)| {
+            b.receipts
+                .iter()
+                .position(|e| e.receipt.jobId == id)
+                .map(|i| (b.clone(), i))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the receipt was never posted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let receipt = batch.receipts[index].receipt.clone();
+    let leaves: Vec<B256> = batch
+        .receipts
+        .iter()
+        .map(|e| hash_leaf(&alloy::sol_types::SolValue::abi_encode(&e.receipt)))
+        .collect();
+    let proof = MerkleTree::from_leaf_hashes(leaves)
+        .proof(index as u64)
+        .unwrap()
+        .siblings;
+
+    // A challenger that re-ran the shard with other prompts (same shape) disputes it.
+    let ch = PrivateKeySigner::random();
+    let _: serde_json::Value = w
+        .owner_p
+        .raw_request(
+            "anvil_setBalance".into(),
+            (ch.address(), U256::from(10u64).pow(U256::from(20u64))),
+        )
+        .await
+        .unwrap();
+    let pc = connect(&w.rpc, &ch);
+    let g = DisputeGame::new(w.d.dispute_game, pc.clone());
+    let bond = g.minBond().call().await.unwrap();
+    ok!(g
+        .open(
+            U256::from(batch.batch_id),
+            receipt.clone().into(),
+            U256::from(index),
+            proof
+        )
+        .value(bond));
+    let gid: u64 = g.gameCount().call().await.unwrap().to::<u64>() - 1;
+    let other = Shard {
+        prompts: prompts
+            .iter()
+            .map(|p| match p {
+                Prompt::Tokens(t) => t.iter().map(|x| 2 + (x + 17) % 250).collect(),
+                Prompt::Text(_) => unreachable!(),
+            })
+            .collect(),
+        max_new_tokens: n as usize,
+    };
+    let own = Opener::new(Engine::new(w.sku.clone(), Backend::Cpu).unwrap(), other).unwrap();
+    let log = MemLog::default();
+    let start = Instant::now();
+    let done = loop {
+        let player = Challenger {
+            player: Player {
+                provider: pc.clone(),
+                game: w.d.dispute_game,
+                id: gid,
+                role: Role::Challenger,
+                me: ch.address(),
+                log: &log,
+            },
+            receipt: receipt.clone(),
+            own: &own,
+            data: Committed::Api(worker.data()),
+            hint: None,
+        };
+        let o = player.step().await.unwrap();
+        if let Outcome::Done { .. } = o {
+            break o;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the game did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let Outcome::Done {
+        challenger_won,
+        reason,
+        ..
+    } = done
+    else {
+        unreachable!()
+    };
+    assert!(!challenger_won, "the honest worker wins");
+    assert_eq!(reason, 6, "proven");
+    let line = worker.wait(0, &["game over", "won"], 60);
+    assert!(line.contains(&format!("game={gid}")), "{line}");
+    let start = Instant::now();
+    loop {
+        let owed = g.owed(w.worker.address()).call().await.unwrap();
+        if owed.is_zero() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker never withdrew"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stake = StakeBridge::new(w.d.stake_bridge, w.owner_p.clone())
+        .account(w.worker.address())
+        .call()
+        .await
+        .unwrap()
+        .stake;
+    assert_eq!(
+        U256::from(stake),
+        U256::from(2u64) * U256::from(10u64).pow(U256::from(18u64))
+    );
 }

@@ -9,6 +9,7 @@
 //! chunk and completion of real traces through the Solidity in revm.
 
 mod opener;
+pub mod play;
 pub mod registration;
 pub mod watch;
 pub mod weights;

@@ -2,7 +2,9 @@
 //! time, each recorded durably before the next), open a dispute on L1 for each audit that
 //! found fraud. Restart-safe: all progress lives in the [`Store`]; on start the loop simply
 //! carries on from it (an audit cut short by a crash runs again; a dispute whose `open` was
-//! sent before a crash is found on L1 by `gameOf` instead of being sent twice).
+//! sent before a crash is found on L1 among the receipt's games (`gamesOf`, the one whose
+//! challenger is us) instead of being sent twice). Open games are played to the end by
+//! [`crate::play::Challenger`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ use super::audit::{policy_seed, AuditInput, Auditor, Policy, Verdict};
 use super::chain::{follow_once, ChainError, L1Reader};
 use super::source::EngineTrace;
 use super::store::{AuditRecord, AuditState, BatchState, DisputeRecord, JobEntry, Store};
+use crate::play::{Challenger, Committed, MoveLog, Outcome, Pending, PlayError, Player, Role};
+use crate::Opener;
 
 /// Everything the watcher runs with.
 pub struct WatchConfig {
@@ -41,6 +45,10 @@ pub struct WatchConfig {
     /// Share of receipts audited, basis points (10 000 = all).
     pub sample_bps: u32,
     pub backend: Backend,
+    /// Where each worker's committed rows come from (its data API, `Committed::Api`): in a
+    /// game against it the challenger names an entry its rows get wrong; without one it names
+    /// blind (`play::naming`).
+    pub worker_data: HashMap<Address, Committed>,
 }
 
 /// The watcher.
@@ -50,6 +58,8 @@ pub struct Watcher {
     l1: L1Reader,
     auditors: HashMap<B256, Arc<Auditor>>,
     signer: Option<DynProvider>,
+    /// Our trace of each disputed receipt, by (batch, index), built on first use.
+    openers: std::sync::Mutex<HashMap<(u64, u64), Arc<Opener>>>,
 }
 
 /// Failures that stop the watcher (bad input from workers never does).
@@ -129,6 +139,7 @@ impl Watcher {
             l1,
             auditors,
             signer,
+            openers: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -266,7 +277,7 @@ impl Watcher {
 
     /// Opens an L1 dispute for every audit that found fraud and has none yet.
     async fn open_disputes(&self) -> Result<(), WatchError> {
-        let (Some(p), Some(game)) = (&self.signer, self.cfg.game) else {
+        let (Some(p), Some(game), Some(key)) = (&self.signer, self.cfg.game, &self.cfg.key) else {
             return Ok(());
         };
         for a in self.store.audits()? {
@@ -282,7 +293,7 @@ impl Watcher {
             if batch.state != BatchState::Live {
                 continue;
             }
-            let d = open_dispute(p, game, &batch, a.index).await;
+            let d = open_dispute(p, game, key.address(), &batch, a.index).await;
             tracing::info!(batch = a.batch_id, index = a.index, state = %d.state, "dispute");
             self.store.set_dispute(a.batch_id, a.index, d)?;
         }
@@ -291,10 +302,10 @@ impl Watcher {
 }
 
 impl Watcher {
-    /// Moves every open game on: claims the worker's timeout when its clock ran out, records the
-    /// outcome of resolved games and withdraws what the game owes the watcher.
+    /// Plays every open game one move on (`play::Challenger`): choices from our own trace, the
+    /// named entry, the worker's timeout, the withdrawal once won; records the outcome.
     async fn advance_disputes(&self) -> Result<(), WatchError> {
-        let (Some(p), Some(game), Some(key)) = (&self.signer, self.cfg.game, &self.cfg.key) else {
+        let (Some(_), Some(_), Some(_)) = (&self.signer, self.cfg.game, &self.cfg.key) else {
             return Ok(());
         };
         for a in self.store.audits()? {
@@ -302,75 +313,131 @@ impl Watcher {
             let (Some(id), "open") = (d.game_id, d.state.as_str()) else {
                 continue;
             };
-            match advance(p, game, key.address(), id).await {
-                Ok(Some(state)) => {
-                    tracing::info!(game = id, %state, "dispute");
-                    let mut d = d.clone();
+            match self.advance(&a, id).await {
+                Ok(Outcome::Done {
+                    challenger_won,
+                    withdrawn,
+                    reason,
+                }) => {
+                    let state = match challenger_won {
+                        true => format!("won (reason {reason}): {withdrawn} wei withdrawn"),
+                        false => format!("lost (reason {reason})"),
+                    };
+                    tracing::info!(game = id, %state, "dispute over");
+                    let mut d = self
+                        .store
+                        .audit(a.batch_id, a.index)?
+                        .and_then(|a| a.dispute)
+                        .unwrap_or(d.clone());
                     d.state = state;
                     self.store.set_dispute(a.batch_id, a.index, d)?;
                 }
-                Ok(None) => {}
+                Ok(o) => tracing::debug!(game = id, outcome = ?o, "dispute"),
                 Err(e) => tracing::warn!(game = id, "dispute move failed: {e}"),
             }
         }
         Ok(())
     }
+
+    /// One move of game `id` (the dispute of audit `a`).
+    async fn advance(&self, a: &AuditRecord, id: u64) -> Result<Outcome, PlayError> {
+        let (Some(p), Some(game), Some(key)) = (&self.signer, self.cfg.game, &self.cfg.key) else {
+            return Err(PlayError::Log("no key or game".into()));
+        };
+        let batch = self
+            .store
+            .batch(a.batch_id)
+            .map_err(|e| PlayError::Log(e.to_string()))?
+            .ok_or(PlayError::Log(format!(
+                "batch {} not in the store",
+                a.batch_id
+            )))?;
+        let (auditor, shard, receipt) = self
+            .prepare(&batch, a)
+            .map_err(|why| PlayError::Mismatch { game: id, why })?;
+        let opener = self.opener(a, &auditor, shard).await?;
+        let data = self
+            .cfg
+            .worker_data
+            .get(&receipt.worker)
+            .cloned()
+            .unwrap_or(Committed::None);
+        let hint = match &a.verdict {
+            Some(Verdict::Fraud(f)) => Some((f.step, f.row as u32, f.col as u32)),
+            _ => None,
+        };
+        let log = AuditLog {
+            store: &self.store,
+            batch: a.batch_id,
+            index: a.index,
+        };
+        let c = Challenger {
+            player: Player {
+                provider: p.clone(),
+                game,
+                id,
+                role: Role::Challenger,
+                me: key.address(),
+                log: &log,
+            },
+            receipt,
+            own: opener.as_ref(),
+            data,
+            hint,
+        };
+        c.step().await
+    }
+
+    /// Our trace of the audited shard (the engine re-runs it once per process).
+    async fn opener(
+        &self,
+        a: &AuditRecord,
+        auditor: &Auditor,
+        shard: Shard,
+    ) -> Result<Arc<Opener>, PlayError> {
+        let k = (a.batch_id, a.index);
+        if let Some(o) = self.openers.lock().ok().and_then(|m| m.get(&k).cloned()) {
+            return Ok(o);
+        }
+        let (sku, backend) = (auditor.sku().clone(), self.cfg.backend);
+        let o = tokio::task::spawn_blocking(move || Opener::new(Engine::new(sku, backend)?, shard))
+            .await
+            .map_err(|e| PlayError::Log(format!("opener task: {e}")))??;
+        let o = Arc::new(o);
+        if let Ok(mut m) = self.openers.lock() {
+            m.insert(k, o.clone());
+        }
+        Ok(o)
+    }
 }
 
-/// One look at game `id`: `Some(new state)` once it is resolved (after withdrawing a win), else
-/// `None` (a timeout claimed or nothing to do yet).
-async fn advance(
-    p: &DynProvider,
-    game: Address,
-    me: Address,
-    id: u64,
-) -> Result<Option<String>, String> {
-    let err = |e: alloy::contract::Error| e.to_string();
-    let g = DisputeGame::new(game, p.clone());
-    let gid = U256::from(id);
-    let st = g.getGame(gid).call().await.map_err(err)?;
-    // Phases: 1 bisect, 2 choose, 3 name, 4 prove, 5 resolved (DisputeGame.Phase).
-    match st.phase {
-        5 => {
-            if !st.challengerWon {
-                return Ok(Some("lost".into()));
-            }
-            let owed = g.owed(me).call().await.map_err(err)?;
-            if owed.is_zero() {
-                return Ok(Some("won".into()));
-            }
-            let rc = g
-                .withdraw()
-                .send()
-                .await
-                .map_err(err)?
-                .get_receipt()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(rc
-                .status()
-                .then(|| format!("won: bounty {owed} wei withdrawn")))
-        }
-        1 | 4 => {
-            let now = p
-                .get_block_by_number(alloy::rpc::types::BlockNumberOrTag::Latest)
-                .await
-                .map_err(|e| e.to_string())?
-                .map(|b| b.header.timestamp)
-                .ok_or("no latest block")?;
-            if now.saturating_sub(st.lastMoveAt) > st.defenderClock {
-                g.timeout(gid)
-                    .send()
-                    .await
-                    .map_err(err)?
-                    .get_receipt()
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(None)
-        }
-        // Our move (choose, name): played by the game driver, not written yet (docs/WATCHER.md).
-        _ => Ok(None),
+/// The watcher store as the player's move log: the moves are kept on the audit's dispute.
+struct AuditLog<'a> {
+    store: &'a Store,
+    batch: u64,
+    index: u64,
+}
+
+impl MoveLog for AuditLog<'_> {
+    fn last(&self, _game: u64) -> Result<Option<Pending>, PlayError> {
+        let a = self
+            .store
+            .audit(self.batch, self.index)
+            .map_err(|e| PlayError::Log(e.to_string()))?;
+        Ok(a.and_then(|a| a.dispute)
+            .and_then(|d| d.moves.last().cloned()))
+    }
+
+    fn sent(&self, _game: u64, p: Pending) -> Result<(), PlayError> {
+        let err = |e: super::store::StoreError| PlayError::Log(e.to_string());
+        let a = self.store.audit(self.batch, self.index).map_err(err)?;
+        let Some(mut d) = a.and_then(|a| a.dispute) else {
+            return Err(PlayError::Log("the audit has no dispute".into()));
+        };
+        d.moves.push(p);
+        self.store
+            .set_dispute(self.batch, self.index, d)
+            .map_err(err)
     }
 }
 
@@ -415,15 +482,17 @@ fn skip_verdict(detail: String) -> Verdict {
 async fn open_dispute(
     p: &DynProvider,
     game: Address,
+    me: Address,
     batch: &super::store::BatchRecord,
     index: u64,
 ) -> DisputeRecord {
-    match try_open(p, game, batch, index).await {
+    match try_open(p, game, me, batch, index).await {
         Ok(d) => d,
         Err(e) => DisputeRecord {
             game_id: None,
             open_tx: None,
             state: format!("failed: {e}"),
+            moves: Vec::new(),
         },
     }
 }
@@ -431,6 +500,7 @@ async fn open_dispute(
 async fn try_open(
     p: &DynProvider,
     game: Address,
+    me: Address,
     batch: &super::store::BatchRecord,
     index: u64,
 ) -> Result<DisputeRecord, String> {
@@ -440,16 +510,12 @@ async fn try_open(
         .get(index as usize)
         .ok_or("no such receipt")?;
     let bid = U256::from(batch.batch_id);
-    let known = g
-        .gameOf(bid, entry.hash)
-        .call()
-        .await
-        .map_err(|e| e.to_string())?;
-    if known.exists {
+    if let Some(id) = our_game(&g, bid, entry.hash, me).await? {
         return Ok(DisputeRecord {
-            game_id: Some(known.gameId.to::<u64>()),
+            game_id: Some(id),
             open_tx: None,
             state: "open".into(),
+            moves: Vec::new(),
         });
     }
     let leaves: Vec<B256> = batch
@@ -475,16 +541,34 @@ async fn try_open(
     if !rc.status() {
         return Err("open reverted".into());
     }
-    let known = g
-        .gameOf(bid, entry.hash)
+    Ok(DisputeRecord {
+        game_id: our_game(&g, bid, entry.hash, me).await?,
+        open_tx: Some(rc.transaction_hash),
+        state: "open".into(),
+        moves: Vec::new(),
+    })
+}
+
+/// Our own trace dispute of a receipt: of every game `gamesOf` lists (others may have
+/// challenged it too, a worker's puppet among them), the first whose challenger is `me`.
+async fn our_game(
+    g: &DisputeGame::DisputeGameInstance<DynProvider>,
+    batch: U256,
+    receipt: B256,
+    me: Address,
+) -> Result<Option<u64>, String> {
+    let ids = g
+        .gamesOf(batch, receipt, false)
         .call()
         .await
         .map_err(|e| e.to_string())?;
-    Ok(DisputeRecord {
-        game_id: known.exists.then(|| known.gameId.to::<u64>()),
-        open_tx: Some(rc.transaction_hash),
-        state: "open".into(),
-    })
+    for id in ids {
+        let game = g.getGame(id).call().await.map_err(|e| e.to_string())?;
+        if game.challenger == me {
+            return Ok(Some(id.to::<u64>()));
+        }
+    }
+    Ok(None)
 }
 
 /// One line describing an audit's outcome.

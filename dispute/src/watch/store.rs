@@ -121,6 +121,9 @@ pub struct DisputeRecord {
     pub open_tx: Option<B256>,
     /// `opening`, `open`, `won`, `lost`, `failed: ...`.
     pub state: String,
+    /// The moves the game player sent, in order (the last may still be pending).
+    #[serde(default)]
+    pub moves: Vec<crate::play::Pending>,
 }
 
 /// The audit of one posted receipt.
@@ -423,6 +426,14 @@ impl Store {
         }
         tx.commit()?;
         Ok(recorded)
+    }
+
+    /// The audit of receipt `index` of batch `batch_id`.
+    pub fn audit(&self, batch_id: u64, index: u64) -> Result<Option<AuditRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(AUDITS)?;
+        let v = t.get((batch_id, index))?;
+        v.map(|g| dec("audits", g.value())).transpose()
     }
 
     /// Sets the dispute state of an audit.

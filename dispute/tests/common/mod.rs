@@ -165,3 +165,4 @@ pub fn prompts(valid_vocab: u32) -> Vec<Vec<u32>> {
     };
     vec![p(5, 1), p(2, 2), p(7, 3)]
 }
+pub mod game;

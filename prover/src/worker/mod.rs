@@ -168,14 +168,34 @@ impl Daemon {
     }
 }
 
+/// A task run beside the daemon with its store and engines (the CLI's dispute defender, which
+/// lives in a crate this one cannot depend on); stopped with the daemon.
+pub type Sidecar = Box<
+    dyn FnOnce(
+            Arc<Store>,
+            Engines,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
+
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(
     cfg: WorkerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    run_with(cfg, shutdown, None).await
+}
+
+/// [`run`], with `sidecar` spawned once the store and engines are open.
+pub async fn run_with(
+    cfg: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    sidecar: Option<Sidecar>,
+) -> Result<(), WorkerError> {
     let (ws_url, http_url) = sequencer_urls(&cfg.sequencer)?;
     let engines = load_engines(&cfg)?;
     let store = Arc::new(Store::open(&cfg.data_dir)?);
+    let side = sidecar.map(|f| tokio::spawn(f(store.clone(), engines.clone())));
     let http = client::http(&http_url).map_err(|e| WorkerError::Url(e.to_string()))?;
     let _da = match cfg.data_listen {
         Some(addr) => {
@@ -214,6 +234,9 @@ pub async fn run(
         _ = shutdown => tracing::info!("stopping"),
     }
     processor.abort();
+    if let Some(h) = side {
+        h.abort();
+    }
     Ok(())
 }
 

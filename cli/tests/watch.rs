@@ -1,6 +1,3 @@
-//! NOT RUN: work in progress, kept outside cargo's test discovery. The reorg test hangs after
-//! its rescan and the SIGKILL test failed on its first run (2026-12-01); move this file back to
-//! cli/tests/ once both pass. See docs/WATCHER.md, "Status".
 //! `verinfer watch` as a real child process against anvil with the real contracts and real
 //! batches (honest engine receipts and cheating ones):
 //!
@@ -8,7 +5,9 @@
 //!   is re-read and audited with its new receipts, one that left the chain is dropped;
 //! - killed with SIGKILL at random points (≥ 5) while batches keep coming, and restarted each
 //!   time, it ends with exactly one recorded audit per posted receipt (none lost, none twice),
-//!   the right verdict for each, and exactly one dispute opened on L1 per cheating receipt.
+//!   the right verdict for each, and exactly one dispute opened on L1 per cheating receipt;
+//!   the cheating workers stay silent and the watcher's game player claims each timeout and
+//!   withdraws.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,6 +35,7 @@ struct World {
     sku_file: PathBuf,
     chain_id: u64,
     seq: DynProvider,
+    seq_key: PrivateKeySigner,
     buyer: PrivateKeySigner,
     worker: PrivateKeySigner,
     watcher_key: PrivateKeySigner,
@@ -96,6 +96,7 @@ async fn world() -> World {
     ok(bb.depositEscrow().value(eth).send().await).await;
     World {
         seq: connect(&url, &keys[1]),
+        seq_key: keys[1].clone(),
         buyer: keys[2].clone(),
         worker: keys[3].clone(),
         watcher_key: keys[4].clone(),
@@ -184,13 +185,17 @@ impl World {
             .unwrap()
     }
 
-    async fn revert(&self, id: U256) {
+    /// Reverts to snapshot `id`. The sequencer's provider is replaced: its block heartbeat
+    /// (which resolves pending transactions) has seen blocks the reverted chain does not have
+    /// and would never report a receipt again.
+    async fn revert(&mut self, id: U256) {
         let ok: bool = self
             .seq
             .raw_request("evm_revert".into(), (id,))
             .await
             .unwrap();
         assert!(ok);
+        self.seq = connect(&self.anvil.endpoint(), &self.seq_key);
     }
 
     fn spawn(&self, data: &Path) -> Child {
@@ -412,7 +417,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_no_audit() {
             .filter(|a| {
                 a["dispute"]["state"]
                     .as_str()
-                    .is_some_and(|x| x.starts_with("won: bounty"))
+                    .is_some_and(|x| x.starts_with("won (reason 3)"))
             })
             .count()
             == cheats
