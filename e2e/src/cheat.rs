@@ -25,6 +25,8 @@ pub struct Caught {
     pub cheater: Address,
     pub batch: u64,
     pub game: u64,
+    /// `DisputeGame.Reason` of the verdict (1 = fraud proven by the one-step check).
+    pub reason: u8,
     /// Jobs the buyer submitted until one had a shard on a cheating worker.
     pub jobs_tried: usize,
     pub slashed_wei: U256,
@@ -71,7 +73,7 @@ async fn job_on_a_cheater(
 
 /// Waits for the watcher's game on the receipt and for it to resolve, moving L1 time by a
 /// chess clock whenever nobody has moved for a while (a silent side loses on time).
-async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<u64, DevnetError> {
+async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<(u64, u8), DevnetError> {
     let game = DisputeGame::new(dev.d.dispute_game, dev.l1.reader().clone());
     let id = poll("the watcher to open a dispute", 180, || async {
         let ids = game
@@ -93,7 +95,7 @@ async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<u64, Devnet
             if !g.challengerWon {
                 return Err(DevnetError::Check(format!("game {id}: the cheater won")));
             }
-            return Ok(id.to::<u64>());
+            return Ok((id.to::<u64>(), g.reason));
         }
         let last = g.lastMoveAt;
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -120,7 +122,7 @@ pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caug
     say(&format!(
         "job {job}: a shard by cheater {cheater} is in batch {batch}"
     ));
-    let game = play_out(dev, batch, receipt).await?;
+    let (game, reason) = play_out(dev, batch, receipt).await?;
     if audits(dev)?.fraud <= fraud0 {
         return Err(DevnetError::Check(
             "the watcher recorded no fraud verdict".into(),
@@ -173,6 +175,7 @@ pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caug
         cheater,
         batch,
         game,
+        reason,
         jobs_tried: tried,
         slashed_wei: slashed,
         refunded_wei: refunded,

@@ -125,6 +125,8 @@ pub struct Devnet {
     pub sequencer_url: String,
     // Field order is drop order: daemons stop before anvil.
     pub watcher: Daemon,
+    /// Each worker's data API (the watcher reads a cheater's committed rows from it).
+    pub worker_data: Vec<(Address, String)>,
     pub workers: Vec<Daemon>,
     pub cheaters: Vec<Daemon>,
     pub sequencer: Daemon,
@@ -229,7 +231,15 @@ impl Devnet {
                 &o, &name, k, &seq_addr, &l1.url, &sku_path, &extra,
             )?);
         }
-        for w in workers.iter_mut().chain(cheaters.iter_mut()) {
+        let mut worker_data = Vec::new();
+        let addrs: Vec<Address> = keys
+            .workers
+            .iter()
+            .chain(&keys.cheaters)
+            .map(|k| k.address())
+            .collect();
+        for (w, a) in workers.iter_mut().chain(cheaters.iter_mut()).zip(addrs) {
+            worker_data.push((a, data_url(w)?));
             w.wait_line(0, &["registered and subscribed"], 120)?;
         }
         let cheat_note = if cheaters.is_empty() {
@@ -241,7 +251,14 @@ impl Devnet {
             "{} workers registered with the sequencer{cheat_note}",
             workers.len() + cheaters.len()
         ));
-        let watcher = start_watcher(&opts, &keys.watcher, &deployment_file, &l1.url, &sku_path)?;
+        let watcher = start_watcher(
+            &opts,
+            &keys.watcher,
+            &deployment_file,
+            &l1.url,
+            &sku_path,
+            &worker_data,
+        )?;
         say("watcher following the inbox");
         Ok(Devnet {
             opts,
@@ -252,6 +269,7 @@ impl Devnet {
             deployment_file,
             sequencer_url,
             watcher,
+            worker_data,
             workers,
             cheaters,
             sequencer,
@@ -509,6 +527,11 @@ pub fn start_worker(
         "1",
         "--data-listen",
         &format!("127.0.0.1:{}", free_port()?),
+        // Defend every game opened against its receipts.
+        "--deployment",
+        &opts.dir.join("deployment.json").display().to_string(),
+        "--game-poll-ms",
+        "500",
     ]);
     args.extend(strings(extra));
     let env = vec![
@@ -518,14 +541,22 @@ pub fn start_worker(
     Daemon::start(spec(opts, name, args, env))
 }
 
+/// The worker's data API URL, from the line it prints first.
+fn data_url(w: &mut Daemon) -> Result<String, DevnetError> {
+    let line = w.wait_line(0, &["data api on "], 120)?;
+    let addr = line.trim().trim_start_matches("data api on ").to_owned();
+    Ok(format!("http://{addr}"))
+}
+
 fn start_watcher(
     opts: &Options,
     key: &PrivateKeySigner,
     deployment: &Path,
     l1: &str,
     sku_path: &Path,
+    worker_data: &[(Address, String)],
 ) -> Result<Daemon, DevnetError> {
-    let args = strings(&[
+    let mut args = strings(&[
         "watch",
         "--l1",
         l1,
@@ -544,6 +575,10 @@ fn start_watcher(
         "--sample-bps",
         &opts.sample_bps.to_string(),
     ]);
+    for (a, url) in worker_data {
+        args.push("--worker-data".into());
+        args.push(format!("{a}={url}"));
+    }
     let env = vec![
         ("VERINFER_WATCHER_KEY".into(), key_hex(key)),
         ("RUST_LOG".into(), "info".into()),

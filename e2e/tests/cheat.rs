@@ -2,6 +2,9 @@
 //! caught: the watcher's audit finds its receipt, the watcher wins the dispute on L1, the
 //! cheater is slashed, the buyer is refunded the cheated shard and no honest party loses.
 
+use alloy_primitives::U256;
+use verinfer_e2e::chain::ether;
+use verinfer_e2e::devnet::WORKER_STAKE_ETH;
 use verinfer_e2e::{cheat, Devnet, Model, Options};
 use verinfer_l1::DeployConfig;
 
@@ -21,10 +24,7 @@ async fn a_wrong_gemm_entry_is_caught_disputed_slashed_and_refunded() {
     let dev = Devnet::start(opts, &mut say).await.unwrap();
     let c = cheat::catch_cheat(&dev, &mut say).await.unwrap();
     eprintln!("{c:?}");
-    assert!(
-        !c.slashed_wei.is_zero() && !c.refunded_wei.is_zero(),
-        "{c:?}"
-    );
+    check_fraud_rule(&c);
 }
 
 /// The same cheat under the mainnet parameters: a two-day challenge window, one-day chess
@@ -50,8 +50,17 @@ async fn a_cheat_is_caught_under_mainnet_parameters() {
     let dev = Devnet::start(opts, &mut say).await.unwrap();
     let c = cheat::catch_cheat(&dev, &mut say).await.unwrap();
     eprintln!("{c:?}");
-    assert!(
-        !c.slashed_wei.is_zero() && !c.refunded_wei.is_zero(),
+    check_fraud_rule(&c);
+}
+
+/// The cheater defended with its own (wrong) trace and lost on the one-step check: the fraud
+/// rule, half of its stake; the buyer got a refund.
+fn check_fraud_rule(c: &cheat::Caught) {
+    assert_eq!(c.reason, 1, "verdict by fraud proof: {c:?}");
+    assert_eq!(
+        c.slashed_wei,
+        ether(WORKER_STAKE_ETH) / U256::from(2u64),
         "{c:?}"
     );
+    assert!(!c.refunded_wei.is_zero(), "{c:?}");
 }
