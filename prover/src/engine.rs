@@ -538,6 +538,22 @@ impl Engine {
         })
     }
 
+    /// Runs the shard once and keeps the output tensors of `steps`: an auditor that reads many
+    /// steps gets them from one run instead of one replay each.
+    pub fn run_capturing(
+        &self,
+        shard: &Shard,
+        steps: &BTreeSet<u64>,
+    ) -> Result<(RunOutput, HashMap<u64, TensorOpening>)> {
+        let (out, (_, captured)) = self.execute(shard, steps, None)?;
+        let out = out.ok_or_else(|| ProverError::Shard("run stopped early".into()))?;
+        let mut tensors = HashMap::with_capacity(captured.len());
+        for (step, (t, addresses)) in captured {
+            tensors.insert(step, TensorOpening::new(step, t, addresses)?);
+        }
+        Ok((out, tensors))
+    }
+
     #[allow(clippy::type_complexity)]
     fn execute(
         &self,

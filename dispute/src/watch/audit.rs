@@ -375,6 +375,7 @@ impl Auditor {
         }
         let mut fetched: HashMap<u64, WholeTensor> = HashMap::new();
         let gemms = select_gemms(&program, policy, input.seed);
+        source.prefetch(&steps_read(&program, &gemms));
         let mut rows_checked = 0;
         // Every check runs; of the wrong entries found, the earliest step is the one to dispute
         // (a wrong silu_mul row also makes the down GEMM's Freivalds check fail).
@@ -711,4 +712,35 @@ impl Auditor {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The caches only ever hold complete entries, so a poisoned lock is still consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every step an audit of `gemms` may read: each selected GEMM with its inputs, and every step
+/// (with its inputs) of each (round, layer) whose MLP rows are recomputed.
+fn steps_read(program: &Program, gemms: &[(u64, String)]) -> Vec<u64> {
+    let mut layers = std::collections::BTreeSet::new();
+    let mut want = std::collections::BTreeSet::new();
+    for (step, _) in gemms {
+        want.insert(*step);
+        if let Ok(info) = program.step(*step) {
+            if let StepKind::Layer { layer, .. } = info.kind {
+                layers.insert((info.round, layer));
+            }
+        }
+    }
+    for s in 0..program.step_count() {
+        if let Ok(info) = program.step(s) {
+            if let StepKind::Layer { layer, .. } = info.kind {
+                if layers.contains(&(info.round, layer)) {
+                    want.insert(s);
+                }
+            }
+        }
+    }
+    let inputs: Vec<u64> = want
+        .iter()
+        .filter_map(|s| program.inputs(*s).ok())
+        .flatten()
+        .collect();
+    want.extend(inputs);
+    want.into_iter().collect()
 }

@@ -11,7 +11,7 @@
 //! holds after a run; the tests tamper with one to play a cheating worker). A JSON-RPC client of
 //! the worker's data API is the next implementation (see docs/WATCHER.md).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use alloy_primitives::B256;
@@ -80,6 +80,10 @@ pub trait TraceSource: Send + Sync {
 
     /// The whole output tensor of step `step`.
     fn tensor(&self, receipt: &Receipt, step: u64) -> Result<WholeTensor, SourceError>;
+
+    /// A hint: the audit is about to read these steps (a source that computes them can do it
+    /// in one pass). Serving stays correct without it.
+    fn prefetch(&self, _steps: &[u64]) {}
 }
 
 /// Tensors of one trace held in memory, served with proofs from their trees.
@@ -245,6 +249,27 @@ impl EngineTrace {
 }
 
 impl TraceSource for EngineTrace {
+    fn prefetch(&self, steps: &[u64]) {
+        let missing: BTreeSet<u64> = {
+            let c = self.lock();
+            steps
+                .iter()
+                .copied()
+                .filter(|s| !c.contains_key(s))
+                .collect()
+        };
+        if missing.len() < 2 {
+            return;
+        }
+        // One run for all of them; a failure leaves the per-step replay to serve them.
+        if let Ok((_, tensors)) = self.engine.run_capturing(&self.shard, &missing) {
+            let mut c = self.lock();
+            for (s, t) in tensors {
+                c.entry(s).or_insert(t);
+            }
+        }
+    }
+
     fn rows(
         &self,
         receipt: &Receipt,
