@@ -11,7 +11,7 @@ use verinfer_rpc::types::Finality;
 
 use crate::chain::chain_err;
 use crate::devnet::{poll, Devnet};
-use crate::journey::{audits, buy, demo_batch, results, verify, wait_finality};
+use crate::journey::{audits, buy, demo_batch, pass_window, results, verify, wait_finality};
 use crate::{io_err, DevnetError};
 
 /// `DisputeGame.Phase.Resolved`.
@@ -136,12 +136,7 @@ pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caug
         return Err(DevnetError::Check("the cheater was not slashed".into()));
     }
     let inbox = BatchInbox::new(dev.d.batch_inbox, dev.l1.reader().clone());
-    let window = inbox
-        .challengeWindow()
-        .call()
-        .await
-        .map_err(chain_err("challengeWindow"))?;
-    dev.l1.warp(window + 1).await?;
+    pass_window(dev).await?;
     let refunded = poll("the cheated shard's refund", 120, || async {
         let j = inbox
             .getJob(job)

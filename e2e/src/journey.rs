@@ -302,15 +302,20 @@ pub fn audits(dev: &Devnet) -> Result<Audits, DevnetError> {
     })
 }
 
-/// Moves L1 time past every batch's challenge window and waits for the sequencer to finalize.
-pub async fn finalize(dev: &Devnet, jobs: &[B256]) -> Result<(), DevnetError> {
+/// Moves L1 time past the inbox's challenge window.
+pub async fn pass_window(dev: &Devnet) -> Result<(), DevnetError> {
     let inbox = BatchInbox::new(dev.d.batch_inbox, dev.l1.reader().clone());
     let window = inbox
         .challengeWindow()
         .call()
         .await
         .map_err(chain_err("challengeWindow"))?;
-    dev.l1.warp(window + 1).await?;
+    dev.l1.warp(window + 1).await
+}
+
+/// Moves L1 time past every batch's challenge window and waits for the sequencer to finalize.
+pub async fn finalize(dev: &Devnet, jobs: &[B256]) -> Result<(), DevnetError> {
+    pass_window(dev).await?;
     wait_finality(dev, jobs, Finality::Final, 120).await
 }
 
