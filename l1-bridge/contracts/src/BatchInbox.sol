@@ -3,6 +3,7 @@ pragma solidity 0.8.30;
 
 import {Owned, Receipt, JobRequest, SignedJob} from "./Types.sol";
 import {Merkle} from "./Merkle.sol";
+import {IAuditsInbox, IInboxAudits} from "./interfaces/IAudits.sol";
 
 /// @notice The SKU facts the inbox reads.
 interface ISkuView {
@@ -34,7 +35,7 @@ interface IRewardsInbox {
 /// max price). Each batch can be challenged for `challengeWindow` seconds; afterwards, with no
 /// dispute open, anyone finalizes it: valid receipts credit their workers and release their
 /// fees, receipts proven fraudulent are refunded.
-contract BatchInbox is Owned {
+contract BatchInbox is Owned, IInboxAudits {
     /// @notice One posted batch. Two slots. `finalizedCount` receipts (a prefix) are settled;
     /// the batch is `finalized` when all of them are.
     struct Batch {
@@ -63,6 +64,7 @@ contract BatchInbox is Owned {
     error NotSequencer(address caller);
     error NotGame(address caller);
     error GameAlreadySet();
+    error AuditsAlreadySet();
     error EmptyBatch();
     error TooManyReceipts(uint256 count, uint256 max);
     error LengthMismatch(uint256 receipts, uint256 signatures);
@@ -92,6 +94,7 @@ contract BatchInbox is Owned {
 
     event SequencerChanged(address sequencer);
     event GameSet(address game);
+    event AuditsSet(address audits);
     event JobPosted(bytes32 indexed jobId, address indexed buyer, bytes32 indexed skuId, uint256 pricePerToken);
     event ReceiptPosted(
         uint256 indexed batchId, uint256 index, bytes32 indexed receiptHash, bytes32 indexed jobId, uint256 charge
@@ -159,6 +162,9 @@ contract BatchInbox is Owned {
 
     address public sequencer;
     address public game;
+    /// @notice The audit protocol; while unset (tests of the inbox alone) every valid receipt
+    /// earns its fee at finalization.
+    IAuditsInbox public audits;
     bytes32 public accumulator;
     Batch[] internal batches;
     mapping(bytes32 => Job) internal jobs;
@@ -217,6 +223,14 @@ contract BatchInbox is Owned {
         if (game != address(0)) revert GameAlreadySet();
         game = game_;
         emit GameSet(game_);
+    }
+
+    /// @notice Wires the audit protocol. Once only.
+    /// @param audits_ The audits contract.
+    function setAudits(address audits_) external onlyOwner {
+        if (address(audits) != address(0)) revert AuditsAlreadySet();
+        audits = IAuditsInbox(audits_);
+        emit AuditsSet(audits_);
     }
 
     // ------------------------------------------------------------------ posting
@@ -550,7 +564,7 @@ contract BatchInbox is Owned {
         bytes32[] memory hashes = _checkRange(b.receiptsRoot, batchId, start >> level, size, receipts, proof);
         b.finalizedCount = uint32(end);
         if (end == count) b.finalized = true;
-        (uint256 fees, uint256 refunded) = _settle(batchId, receipts, hashes);
+        (uint256 fees, uint256 refunded) = _settle(batchId, start, receipts, hashes);
         bridge.releaseFees(fees);
         emit RangeFinalized(batchId, start, end, fees, refunded);
         if (end == count) emit BatchFinalized(batchId, fees, refunded);
@@ -581,9 +595,9 @@ contract BatchInbox is Owned {
         if (h != root) revert ReceiptsMismatch(batchId);
     }
 
-    /// @dev Credits valid receipts and refunds fraudulent ones not refunded yet; returns the
-    /// fees to release and the amount refunded here.
-    function _settle(uint256 batchId, Receipt[] calldata receipts, bytes32[] memory hashes)
+    /// @dev Credits valid receipts (through the audit protocol when wired) and refunds
+    /// fraudulent ones not refunded yet; returns the fees to release and the amount refunded.
+    function _settle(uint256 batchId, uint256 start, Receipt[] calldata receipts, bytes32[] memory hashes)
         internal
         returns (uint256 fees, uint256 refunded)
     {
@@ -595,12 +609,27 @@ contract BatchInbox is Owned {
                 uint256 cost = _refund(batchId, hashes[i], key, r);
                 refunded += cost;
                 if (cost != 0) bridge.refund(jobs[r.jobId].buyer, cost);
-            } else if (st == 0) {
-                uint256 fee = uint256(r.tokensProcessed) * jobs[r.jobId].pricePerToken;
-                fees += fee;
-                rewards.addCredits(r.worker, r.tokensProcessed, fee);
             }
+            uint256 fee = st == 0 ? uint256(r.tokensProcessed) * jobs[r.jobId].pricePerToken : 0;
+            fees += fee;
+            _credit(batchId, start + i, hashes[i], r, fee, st != 0);
         }
+    }
+
+    /// @dev Credits one settled receipt: its fee as the worker's weight without audits; with
+    /// them, whatever the audit protocol says it earned (verified tokens, fee ÷ draw probability,
+    /// the verifier's cut).
+    function _credit(uint256 batchId, uint256 index, bytes32 receiptHash, Receipt calldata r, uint256 fee, bool fraud)
+        internal
+    {
+        if (address(audits) == address(0)) {
+            if (!fraud) rewards.addCredits(r.worker, r.tokensProcessed, fee);
+            return;
+        }
+        (uint256 weight, uint256 tokens, address verifier, uint256 verifierWeight) =
+            audits.settle(batchId, index, receiptHash, r, fee, fraud);
+        if (weight != 0) rewards.addCredits(r.worker, tokens, weight);
+        if (verifierWeight != 0) rewards.addCredits(verifier, 0, verifierWeight);
     }
 
     // ------------------------------------------------------------------ views
@@ -640,6 +669,21 @@ contract BatchInbox is Owned {
     /// @return The stored job.
     function getJob(bytes32 jobId) external view returns (Job memory) {
         return jobs[jobId];
+    }
+
+    /// @notice The facts of batch `batchId` the audit protocol reads.
+    /// @param batchId The batch.
+    /// @return receiptsRoot Its receipts root.
+    /// @return receiptCount Its receipt count.
+    /// @return postBlock The block it was posted in.
+    /// @return postedAt When.
+    function batchFacts(uint256 batchId)
+        external
+        view
+        returns (bytes32 receiptsRoot, uint256 receiptCount, uint256 postBlock, uint256 postedAt)
+    {
+        Batch storage b = _batch(batchId);
+        return (b.receiptsRoot, b.receiptCount, b.postBlock, b.postedAt);
     }
 
     /// @notice The time until which batch `batchId` can be challenged.

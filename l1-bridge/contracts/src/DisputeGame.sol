@@ -544,6 +544,17 @@ contract DisputeGame {
         return _game(gameId);
     }
 
+    /// @notice Who opened game `gameId`, over which batch and receipt (the audit protocol
+    /// checks a verifier's failed report against it).
+    /// @param gameId The game.
+    /// @return challenger Its challenger.
+    /// @return batchId Its batch.
+    /// @return receiptHash Its receipt.
+    function gameFacts(uint256 gameId) external view returns (address challenger, uint256 batchId, bytes32 receiptHash) {
+        Game storage g = _game(gameId);
+        return (g.challenger, g.batchId, g.receiptHash);
+    }
+
     /// @notice The first trace dispute of receipt `receiptHash` in batch `batchId` (there may
     /// be more: `gamesOf`).
     /// @param batchId The batch.

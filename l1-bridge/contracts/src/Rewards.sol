@@ -102,12 +102,14 @@ contract Rewards is Owned {
     error AlreadyClaimed(uint256 epoch, address worker);
     error NoCredits(uint256 epoch, address worker);
     error TransferFailed(address to, uint256 amount);
+    error NothingToRoll(uint256 epoch);
 
     event InboxSet(address inbox);
     event Credited(uint256 indexed epoch, address indexed worker, uint256 tokens, uint256 fee);
     event FeesDeposited(uint256 indexed epoch, uint256 amount);
     event Claimed(uint256 indexed epoch, address indexed worker, uint256 fees, uint256 minted);
     event Joined(address indexed worker, uint256 epoch);
+    event RolledOver(uint256 indexed from, uint256 indexed to, uint256 amount);
 
     VerinferToken public immutable token;
     address public immutable bridge;
@@ -206,6 +208,20 @@ contract Rewards is Owned {
             (bool ok,) = msg.sender.call{value: fee}("");
             if (!ok) revert TransferFailed(msg.sender, fee);
         }
+    }
+
+    /// @notice Moves the fees of a finished epoch that nobody earned (with audits, a receipt
+    /// that was not drawn earns no weight, so an epoch can hold fees and no weight) into the
+    /// current epoch's pot (anyone): no wei stays unclaimable.
+    /// @param epoch A finished epoch with fees and no weight.
+    function rollover(uint256 epoch) external {
+        uint256 cur = currentEpoch();
+        if (epoch >= cur) revert EpochNotOver(epoch, cur);
+        uint256 amount = feesOf[epoch];
+        if (amount == 0 || totalFeeWeight[epoch] != 0) revert NothingToRoll(epoch);
+        feesOf[epoch] = 0;
+        feesOf[cur] += amount;
+        emit RolledOver(epoch, cur, amount);
     }
 
     /// @notice Whether `worker` is in the active set: a non-removed worker with at least

@@ -522,6 +522,23 @@ contract StakeBridge is Owned {
         return a.roles & ROLE_WORKER != 0 && !a.removed && a.stake >= minStake && a.stake != 0 && serves[who][skuId];
     }
 
+    /// @notice A verifier's drawing weight in the audit protocol: its bonded stake while it holds
+    /// the verifier role and is not removed (unbonding stake does not count).
+    /// @param who The staker.
+    /// @return Wei.
+    function verifierWeight(address who) external view returns (uint256) {
+        Account storage a = accounts[who];
+        if (a.roles & ROLE_VERIFIER == 0 || a.removed) return 0;
+        return a.stake;
+    }
+
+    /// @notice Strikes recorded against `who` (lost disputes).
+    /// @param who The staker.
+    /// @return The count.
+    function strikesOf(address who) external view returns (uint8) {
+        return accounts[who].strikes;
+    }
+
     /// @notice Whether `who` is a non-removed staker holding `role`.
     /// @param who The staker.
     /// @param role ROLE_WORKER or ROLE_VERIFIER.

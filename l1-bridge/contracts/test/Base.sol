@@ -9,6 +9,7 @@ interface Vm {
     function deal(address who, uint256 newBalance) external;
     function warp(uint256 newTimestamp) external;
     function roll(uint256 newHeight) external;
+    function prevrandao(bytes32 newPrevrandao) external;
     function chainId(uint256 newChainId) external;
     function expectRevert(bytes4 selector) external;
     function expectRevert(bytes calldata revertData) external;
