@@ -21,6 +21,7 @@ const CONTRACTS: &[(&str, &str)] = &[
     ("StepProver", "StepProver"),
     ("FoldProver", "FoldProver"),
     ("DisputeGame", "DisputeGame"),
+    ("Audits", "Audits"),
     ("Timelock", "Timelock"),
 ];
 

@@ -49,7 +49,9 @@ struct RunArgs {
     /// DisputeGame address (disputes are opened only with it and a key).
     #[arg(long)]
     game: Option<Address>,
-    /// A deployment JSON file (`batchInbox`, `disputeGame`) instead of --inbox/--game.
+    /// A deployment JSON file (`batchInbox`, `disputeGame`, `audits`) instead of --inbox/--game;
+    /// with `audits` and a key that joined the SKU as a verifier, the watcher plays the audit
+    /// protocol (docs/AUDITS.md).
     #[arg(long)]
     deployment: Option<PathBuf>,
     /// Environment variable holding the watcher's hex private key (bonds disputes).
@@ -175,7 +177,8 @@ fn read_key(run: &RunArgs) -> anyhow::Result<Option<PrivateKeySigner>> {
     Ok(Some(key))
 }
 
-fn deployment(path: &Path) -> anyhow::Result<(Address, Option<Address>)> {
+/// The inbox, game and audit protocol addresses of a deployment JSON file.
+fn deployment(path: &Path) -> anyhow::Result<(Address, Option<Address>, Option<Address>)> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let get = |a: &str, b: &str| v.get(a).or_else(|| v.get(b)).and_then(|x| x.as_str());
     let inbox = get("batchInbox", "batch_inbox")
@@ -184,7 +187,8 @@ fn deployment(path: &Path) -> anyhow::Result<(Address, Option<Address>)> {
     let game = get("disputeGame", "dispute_game")
         .map(str::parse)
         .transpose()?;
-    Ok((inbox, game))
+    let audits = get("audits", "audits").map(str::parse).transpose()?;
+    Ok((inbox, game, audits))
 }
 
 /// The salt kept in `dir/salt` (created on first start), so audits are the same after a restart.
@@ -208,9 +212,9 @@ fn daemon(run: RunArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .ok_or_else(|| anyhow!("--data-dir is required"))?;
-    let (inbox, game) = match (&run.deployment, run.inbox) {
+    let (inbox, game, audits) = match (&run.deployment, run.inbox) {
         (Some(f), _) => deployment(f)?,
-        (None, Some(i)) => (i, run.game),
+        (None, Some(i)) => (i, run.game, None),
         (None, None) => bail!("give --inbox or --deployment"),
     };
     let gemms = match run.gemms.as_str() {
@@ -243,6 +247,7 @@ fn daemon(run: RunArgs) -> anyhow::Result<()> {
         l1_url: l1,
         inbox,
         game,
+        audits,
         key: read_key(&run)?,
         skus,
         data_dir: dir,

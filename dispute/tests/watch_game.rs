@@ -49,6 +49,7 @@ async fn the_watcher_plays_its_own_game_to_a_fraud_verdict_and_withdraws() -> an
         l1_url: env.anvil.endpoint(),
         inbox: env.d.batch_inbox,
         game: Some(env.d.dispute_game),
+        audits: None,
         key: Some(env.challenger.clone()),
         skus: vec![s.sku.clone()],
         data_dir: wdir.path().to_path_buf(),

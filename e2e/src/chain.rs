@@ -193,5 +193,6 @@ pub fn deployment_json(d: &Deployment, l1: &str, chain_id: u64) -> serde_json::V
         "stepProver": d.step_prover,
         "foldProver": d.fold_prover,
         "disputeGame": d.dispute_game,
+        "audits": d.audits,
     })
 }

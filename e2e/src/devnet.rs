@@ -10,7 +10,8 @@ use std::time::Duration;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use verinfer_dispute::registration::{sku_fields, sku_shape};
-use verinfer_l1::bindings::{SkuRegistry, StakeBridge};
+use verinfer_l1::bindings::{Audits, SkuRegistry, StakeBridge};
+use verinfer_l1::audits::AuditParams;
 use verinfer_l1::{DeployConfig, Deployment};
 use verinfer_prover::sku::{build_file, BuildOptions};
 use verinfer_prover::{Sku, SynthSpec};
@@ -25,6 +26,21 @@ pub const PRICE_PER_TOKEN: u128 = 1_000_000_000;
 pub const WORKER_STAKE_ETH: u64 = 2;
 /// What the buyer deposits into escrow, ether.
 pub const BUYER_ESCROW_ETH: u64 = 1;
+/// Stake the watcher bonds as the SKU's verifier, ether.
+pub const VERIFIER_STAKE_ETH: u64 = 2;
+
+/// The audit protocol on a devnet with challenge window `window`: every receipt audited (the
+/// demo shows a verification receipt for each), one verifier per audit with most of the window
+/// to report (a CPU watcher auditing a real model's shards one by one needs minutes).
+pub fn devnet_audits(window: u64) -> AuditParams {
+    AuditParams {
+        new_passes: u32::MAX,
+        veteran_passes: u32::MAX,
+        verify_period: window * 5 / 6,
+        max_draws: 1,
+        ..AuditParams::for_window(window)
+    }
+}
 
 /// Which model the demo SKU is built from.
 #[derive(Debug, Clone)]
@@ -71,7 +87,10 @@ impl Options {
             workers: 2,
             max_seq: 256,
             shard_prompts: 2,
-            deploy: DeployConfig::default(),
+            deploy: DeployConfig {
+                audits: Some(devnet_audits(DeployConfig::default().challenge_window)),
+                ..DeployConfig::default()
+            },
             sample_bps: 10_000,
             cheats: Vec::new(),
             faulty_bin: None,
@@ -192,8 +211,18 @@ impl Devnet {
             );
             send!("setSku", b.setSku(sku.id(), true));
         }
+        if let Some(audits) = d.audits {
+            // The watcher is the SKU's verifier in the audit protocol (docs/AUDITS.md).
+            let b = StakeBridge::new(d.stake_bridge, l1.connect(&keys.watcher));
+            send!(
+                "depositStake(verifier)",
+                b.depositStake(2).value(ether(VERIFIER_STAKE_ETH))
+            );
+            let a = Audits::new(audits, l1.connect(&keys.watcher));
+            send!("joinSku", a.joinSku(sku.id()));
+        }
         say(&format!(
-            "SKU registered at {PRICE_PER_TOKEN} wei/token; {} workers staked {WORKER_STAKE_ETH} ETH each",
+            "SKU registered at {PRICE_PER_TOKEN} wei/token; {} workers staked {WORKER_STAKE_ETH} ETH each, the watcher {VERIFIER_STAKE_ETH} ETH as verifier",
             keys.workers.len()
         ));
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use alloy::providers::Provider;
 use alloy_primitives::{B256, U256};
-use verinfer_l1::bindings::{BatchInbox, DisputeGame, Rewards, StakeBridge};
+use verinfer_l1::bindings::{Audits as AuditsContract, BatchInbox, DisputeGame, Rewards, StakeBridge};
 use verinfer_primitives::job::domain;
 use verinfer_rpc::sign::sign_results_access;
 use verinfer_rpc::types::{Finality, JobResults};
@@ -30,6 +30,8 @@ pub struct Summary {
     pub batches: u64,
     pub audits_passed: u64,
     pub audits_fraud: u64,
+    /// Verification receipts the watcher posted on L1 (the audit protocol): passes, fails.
+    pub verified_on_l1: (u64, u64),
     pub disputes: u64,
     pub slashes: u64,
     pub charged_wei: U256,
@@ -62,6 +64,10 @@ impl fmt::Display for Summary {
             ("tokens processed", self.tokens_processed.to_string()),
             ("batches on L1", self.batches.to_string()),
             ("audits passed", self.audits_passed.to_string()),
+            (
+                "verifications on L1",
+                format!("{} pass, {} fail", self.verified_on_l1.0, self.verified_on_l1.1),
+            ),
             ("audits finding fraud", self.audits_fraud.to_string()),
             ("disputes", self.disputes.to_string()),
             ("slashes", self.slashes.to_string()),
@@ -302,6 +308,35 @@ pub fn audits(dev: &Devnet) -> Result<Audits, DevnetError> {
     })
 }
 
+/// Verification receipts (`Audits.Verified`) posted since block `from`: (passes, fails).
+pub async fn verified(dev: &Devnet, from: u64) -> Result<(u64, u64), DevnetError> {
+    let Some(addr) = dev.d.audits else {
+        return Ok((0, 0));
+    };
+    let logs = AuditsContract::new(addr, dev.l1.reader().clone())
+        .Verified_filter()
+        .from_block(from)
+        .query()
+        .await
+        .map_err(chain_err("Verified logs"))?;
+    let pass = logs.iter().filter(|(v, _)| v.pass).count() as u64;
+    Ok((pass, logs.len() as u64 - pass))
+}
+
+/// Waits until at least `n` verification receipts were posted since block `from`.
+pub async fn wait_verified(
+    dev: &Devnet,
+    from: u64,
+    n: u64,
+    secs: u64,
+) -> Result<(u64, u64), DevnetError> {
+    poll("verification receipts on L1", secs, || async {
+        let v = verified(dev, from).await?;
+        Ok((v.0 + v.1 >= n).then_some(v))
+    })
+    .await
+}
+
 /// Moves L1 time past the inbox's challenge window.
 pub async fn pass_window(dev: &Devnet) -> Result<(), DevnetError> {
     let inbox = BatchInbox::new(dev.d.batch_inbox, dev.l1.reader().clone());
@@ -333,7 +368,9 @@ pub async fn close_epoch_and_claim(dev: &Devnet) -> Result<Vec<(String, U256)>, 
     let mut paid = Vec::new();
     let mut epochs = std::collections::BTreeSet::new();
     let mut total = U256::ZERO;
-    for w in &dev.keys.workers {
+    // The watcher earns too: its cut of every receipt it verified.
+    let claimants: Vec<_> = dev.keys.workers.iter().chain([&dev.keys.watcher]).collect();
+    for w in &claimants {
         let out = dev
             .cli(&["rewards", "claim", "--json"], &dev.env_for(w))
             .await?;
@@ -361,10 +398,10 @@ pub async fn close_epoch_and_claim(dev: &Devnet) -> Result<Vec<(String, U256)>, 
             .await
             .map_err(chain_err("feesOf"))?;
     }
-    let dust = U256::from(dev.keys.workers.len() * epochs.len().max(1));
+    let dust = U256::from(claimants.len() * epochs.len().max(1));
     if total > pot || pot - total > dust {
         return Err(DevnetError::Check(format!(
-            "workers claimed {total} wei of fee pots holding {pot} wei"
+            "workers and the watcher claimed {total} wei of fee pots holding {pot} wei"
         )));
     }
     Ok(paid)
@@ -499,6 +536,14 @@ pub async fn journey(
     say(&format!("      {pass} passed, {fraud} fraud"));
     summary.audits_passed = pass;
     summary.audits_fraud = fraud;
+    if dev.d.audits.is_some() {
+        let v = wait_verified(dev, block0, summary.shards as u64, 120).await?;
+        say(&format!(
+            "      verification receipts on L1: {} pass, {} fail (seed from RANDAO, verifier drawn by stake)",
+            v.0, v.1
+        ));
+        summary.verified_on_l1 = v;
+    }
 
     say("[4/6] challenge window passes (L1 time moved forward); batches finalize");
     finalize(dev, &jobs).await?;
@@ -511,7 +556,7 @@ pub async fn journey(
             .unwrap_or_default();
     }
 
-    say("[5/6] epoch closes; workers claim their fees");
+    say("[5/6] epoch closes; the workers and the watcher (verifier) claim their fees");
     summary.payouts = close_epoch_and_claim(dev).await?;
 
     say("[6/6] summary");

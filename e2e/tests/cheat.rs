@@ -41,6 +41,7 @@ async fn a_cheat_is_caught_under_mainnet_parameters() {
     );
     opts.deploy = DeployConfig {
         challenge_window: 2 * 24 * 3600,
+        audits: Some(verinfer_e2e::devnet::devnet_audits(2 * 24 * 3600)),
         ..DeployConfig::default().with_mainnet_game()
     };
     opts.workers = 1;

@@ -27,4 +27,4 @@ macro_rules! receipt_from_primitives {
     )*};
 }
 
-receipt_from_primitives!(BatchInbox, DisputeGame);
+receipt_from_primitives!(BatchInbox, DisputeGame, Audits);

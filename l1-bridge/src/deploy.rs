@@ -4,8 +4,9 @@
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, WalletProvider};
 
+use crate::audits::AuditParams;
 use crate::bindings::{
-    BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
+    Audits, BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
     StepProver, Timelock,
 };
 use crate::L1Error;
@@ -58,6 +59,9 @@ pub struct DeployConfig {
     /// Hand every contract to a timelock after wiring (production). `None` keeps the deployer
     /// as the owner (devnets and tests that register SKUs directly).
     pub governance: Option<Governance>,
+    /// The audit protocol (`Audits.sol`). `None` leaves it out, and then every valid receipt
+    /// earns its fee at finalization: only for tests of settlement or disputes alone.
+    pub audits: Option<AuditParams>,
 }
 
 /// Who governs a production deployment: a timelock owns every contract, `admin` schedules
@@ -96,6 +100,7 @@ impl Default for DeployConfig {
             fold_chunk: 64,
             payout_delay: 302_400,
             governance: None,
+            audits: Some(AuditParams::for_window(600)),
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct Deployment {
     pub step_prover: Address,
     pub fold_prover: Address,
     pub dispute_game: Address,
+    /// The audit protocol, when `DeployConfig::audits` was given.
+    pub audits: Option<Address>,
     /// The timelock owning every contract, when `DeployConfig::governance` was given.
     pub timelock: Option<Address>,
 }
@@ -278,6 +285,11 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
     )
     .await?;
 
+    let audits = match &cfg.audits {
+        Some(a) => Some(deploy_audits(provider.clone(), a, owner, &inbox, &bridge, *game.address()).await?),
+        None => None,
+    };
+
     let timelock = match &cfg.governance {
         Some(g) => Some(
             hand_over(
@@ -289,7 +301,10 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
                     *bridge.address(),
                     *rewards.address(),
                     *inbox.address(),
-                ],
+                ]
+                .into_iter()
+                .chain(audits)
+                .collect::<Vec<_>>(),
             )
             .await?,
         ),
@@ -314,8 +329,44 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
         step_prover: *prover.address(),
         fold_prover: *folder.address(),
         dispute_game: *game.address(),
+        audits,
         timelock,
     })
+}
+
+/// Deploys `Audits` and wires it: the inbox settles through it, the bridge lets it slash.
+async fn deploy_audits<P: Provider + WalletProvider + Clone>(
+    provider: P,
+    a: &AuditParams,
+    owner: Address,
+    inbox: &BatchInbox::BatchInboxInstance<P>,
+    bridge: &StakeBridge::StakeBridgeInstance<P>,
+    game: Address,
+) -> Result<Address, L1Error> {
+    let audits = Audits::deploy(
+        provider.clone(),
+        owner,
+        *inbox.address(),
+        *bridge.address(),
+        game,
+        a.to_abi(),
+    )
+    .await
+    .map_err(|source| L1Error::Deploy {
+        contract: "Audits",
+        source,
+    })?;
+    confirm(
+        "BatchInbox.setAudits",
+        inbox.setAudits(*audits.address()).send().await,
+    )
+    .await?;
+    confirm(
+        "StakeBridge.registerGame(audits)",
+        bridge.registerGame(*audits.address()).send().await,
+    )
+    .await?;
+    Ok(*audits.address())
 }
 
 /// Deploys the timelock, sets the bridge's guardian and transfers every owned contract to it.

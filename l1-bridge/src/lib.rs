@@ -8,6 +8,7 @@
 //!              └─ DisputeGame ── OneStepVerifier
 //! ```
 
+pub mod audits;
 pub mod bindings;
 pub mod deploy;
 pub mod evm;

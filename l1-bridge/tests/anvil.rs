@@ -28,8 +28,10 @@ async fn deploy_post_finalize_claim_on_anvil() -> anyhow::Result<()> {
     let p_owner = connect(&owner);
     let chain_id = p_owner.get_chain_id().await?;
 
+    // Settlement alone: tests/audits.rs runs the same journey through the audit protocol.
     let cfg = DeployConfig {
         sequencer: sequencer.address(),
+        audits: None,
         ..DeployConfig::default()
     };
     let d = deploy(p_owner.clone(), &cfg).await?;

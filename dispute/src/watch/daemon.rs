@@ -21,7 +21,8 @@ use verinfer_primitives::job::{prompts_root, Prompt};
 use verinfer_primitives::merkle::{hash_leaf, MerkleTree};
 use verinfer_prover::{Backend, Engine, Shard, Sku};
 
-use super::audit::{policy_seed, AuditInput, Auditor, Policy, Verdict};
+use super::audit::{policy_seed, select_gemms, AuditInput, Auditor, Policy, Verdict};
+use super::protocol::{policy_for, Plan, Protocol};
 use super::chain::{follow_once, ChainError, L1Reader};
 use super::source::EngineTrace;
 use super::store::{AuditRecord, AuditState, BatchState, DisputeRecord, JobEntry, Store};
@@ -34,6 +35,9 @@ pub struct WatchConfig {
     pub inbox: Address,
     /// The dispute game (disputes are opened only when set, with `key`).
     pub game: Option<Address>,
+    /// The audit protocol (`Audits.sol`): with `key`, the watcher plays the verifier there
+    /// (fixes seeds, draws, audits what it is assigned with the chain's seed, reports).
+    pub audits: Option<Address>,
     pub key: Option<PrivateKeySigner>,
     pub skus: Vec<Arc<Sku>>,
     pub data_dir: PathBuf,
@@ -58,6 +62,7 @@ pub struct Watcher {
     l1: L1Reader,
     auditors: HashMap<B256, Arc<Auditor>>,
     signer: Option<DynProvider>,
+    protocol: Option<Protocol>,
     /// Our trace of each disputed receipt, by (batch, index), built on first use.
     openers: std::sync::Mutex<HashMap<(u64, u64), Arc<Opener>>>,
 }
@@ -133,12 +138,17 @@ impl Watcher {
             ),
             _ => None,
         };
+        let protocol = match (&signer, cfg.audits, &cfg.key) {
+            (Some(p), Some(a), Some(k)) => Some(Protocol::new(a, p.clone(), k.address())),
+            _ => None,
+        };
         Ok(Watcher {
             cfg,
             store,
             l1,
             auditors,
             signer,
+            protocol,
             openers: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -173,12 +183,14 @@ impl Watcher {
             self.cfg.start_block,
         )
         .await?;
+        self.prepare_draws().await?;
         for a in self.store.audits()? {
             if a.state == AuditState::Pending {
                 self.audit_one(&a).await?;
             }
         }
         self.open_disputes().await?;
+        self.report_verifications().await?;
         self.advance_disputes().await?;
         self.write_snapshot()
     }
@@ -204,13 +216,22 @@ impl Watcher {
         if batch.state != BatchState::Live {
             return Ok(()); // dropped by a reorg: audited if it comes back
         }
-        let outcome = self.prepare(&batch, a);
+        // The chain's seed and depth for an audit assigned to us; our own policy otherwise.
+        let plan = self.plan(a).await;
+        let (seed, policy, forced) = match plan {
+            Plan::Wait => return Ok(()),
+            Plan::Mine { seed, depth, .. } => (seed, policy_for(depth, &self.cfg.policy), true),
+            Plan::NotMine => (
+                policy_seed(a.batch_root, a.receipt_hash, self.cfg.policy.salt),
+                self.cfg.policy.clone(),
+                false,
+            ),
+        };
+        let outcome = self.prepare(&batch, a, forced);
         let result = match outcome {
             Err(reason) => Err(reason),
             Ok((auditor, shard, receipt)) => {
-                let policy = self.cfg.policy.clone();
                 let backend = self.cfg.backend;
-                let seed = policy_seed(a.batch_root, a.receipt_hash, policy.salt);
                 let started = Instant::now();
                 // The audit is CPU work: off the async threads.
                 let v = tokio::task::spawn_blocking(move || {
@@ -236,6 +257,7 @@ impl Watcher {
         &self,
         batch: &super::store::BatchRecord,
         a: &AuditRecord,
+        forced: bool,
     ) -> Result<(Arc<Auditor>, Shard, verinfer_primitives::Receipt), String> {
         let entry = batch
             .receipts
@@ -248,7 +270,7 @@ impl Watcher {
             self.cfg.policy.salt,
         ));
         let x = u32::from_be_bytes([draw[0], draw[1], draw[2], draw[3]]) % 10_000;
-        if x >= self.cfg.sample_bps {
+        if !forced && x >= self.cfg.sample_bps {
             return Err("not sampled by the policy".into());
         }
         let auditor = self
@@ -273,6 +295,96 @@ impl Watcher {
         debug_assert_eq!(prompts_root(&job.prompts[s..e]), r.inputRoot);
         let shard = token_shard(&job.prompts[s..e], job.max_new_tokens)?;
         Ok((auditor, shard, r.clone()))
+    }
+
+    /// Our part in an audit under the protocol (`NotMine` without one, or when L1 cannot say).
+    async fn plan(&self, a: &AuditRecord) -> Plan {
+        let Some(pr) = &self.protocol else {
+            return Plan::NotMine;
+        };
+        match pr.plan(a.batch_id, a.index).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(batch = a.batch_id, index = a.index, "audit protocol: {e}");
+                Plan::Wait
+            }
+        }
+    }
+
+    /// Fixes the seed and draws every live batch that has audits pending, once due.
+    async fn prepare_draws(&self) -> Result<(), WatchError> {
+        let Some(pr) = &self.protocol else {
+            return Ok(());
+        };
+        let head = self.l1.head().await?;
+        let mut ids: Vec<u64> = self
+            .store
+            .audits()?
+            .iter()
+            .filter(|a| a.state == AuditState::Pending)
+            .map(|a| a.batch_id)
+            .collect();
+        ids.dedup();
+        for id in ids {
+            let Some(b) = self.store.batch(id)? else {
+                continue;
+            };
+            if b.state != BatchState::Live {
+                continue;
+            }
+            if let Err(e) = pr.prepare(&b, head).await {
+                tracing::warn!(batch = id, "seed or draw: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Posts the verification receipt of every finished audit assigned to us: a pass, or a
+    /// fail once our dispute on the receipt is open.
+    async fn report_verifications(&self) -> Result<(), WatchError> {
+        let Some(pr) = &self.protocol else {
+            return Ok(());
+        };
+        for a in self.store.audits()? {
+            if a.state != AuditState::Done {
+                continue;
+            }
+            let Plan::Mine { seed, depth, .. } = self.plan(&a).await else {
+                continue;
+            };
+            let fail_game = match &a.verdict {
+                Some(Verdict::Pass { .. }) => None,
+                Some(v) if v.disputes() => match a.dispute.as_ref().and_then(|d| d.game_id) {
+                    Some(id) => Some(id),
+                    None => continue, // not open yet
+                },
+                _ => continue, // evidence without a dispute: nothing we can stand behind
+            };
+            let Some(batch) = self.store.batch(a.batch_id)? else {
+                continue;
+            };
+            let steps = match self.prepare(&batch, &a, true) {
+                Ok((auditor, shard, _)) => {
+                    let program = shard.program(auditor.sku().config().layers);
+                    let policy = policy_for(depth, &self.cfg.policy);
+                    select_gemms(&program, &policy, seed)
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                Err(_) => Vec::new(),
+            };
+            match pr.report(a.batch_id, a.index, fail_game, steps).await {
+                Ok(()) => tracing::info!(
+                    batch = a.batch_id,
+                    index = a.index,
+                    pass = fail_game.is_none(),
+                    "verification posted"
+                ),
+                Err(e) => tracing::warn!(batch = a.batch_id, index = a.index, "report: {e}"),
+            }
+        }
+        Ok(())
     }
 
     /// Opens an L1 dispute for every audit that found fraud and has none yet.
@@ -353,7 +465,7 @@ impl Watcher {
                 a.batch_id
             )))?;
         let (auditor, shard, receipt) = self
-            .prepare(&batch, a)
+            .prepare(&batch, a, true)
             .map_err(|why| PlayError::Mismatch { game: id, why })?;
         let opener = self.opener(a, &auditor, shard).await?;
         let data = self

@@ -7,11 +7,13 @@
 //! - [`audit`]: one receipt's audit, a typed [`audit::Verdict`];
 //! - [`chain`]: the L1 follower (confirmations, reorgs, calldata decoding);
 //! - [`store`]: the durable state;
+//! - [`protocol`]: the verifier's part in the audit protocol (`Audits.sol`);
 //! - [`daemon`]: the loop that ties them together.
 
 pub mod audit;
 pub mod chain;
 pub mod daemon;
+pub mod protocol;
 pub mod source;
 pub mod store;
 
