@@ -5,7 +5,7 @@ use alloy::providers::Provider;
 use alloy_primitives::{Address, B256, U256};
 use anyhow::Context;
 use serde_json::json;
-use verinfer_l1::bindings::{Rewards, SkuRegistry, StakeBridge};
+use verinfer_l1::bindings::{Audits, Rewards, SkuRegistry, StakeBridge};
 
 use crate::l1args::{parse_amount, L1Args};
 use crate::send_tx;
@@ -69,6 +69,17 @@ pub enum StakeCmd {
     /// Stop serving a SKU.
     Unserve {
         sku: B256,
+        #[command(flatten)]
+        l1: L1Args,
+        #[command(flatten)]
+        out: Out,
+    },
+    /// Join the verifiers the audit protocol draws for a SKU (needs verifier stake); with
+    /// --leave, leave them (audits already assigned stay yours).
+    Verify {
+        sku: B256,
+        #[arg(long)]
+        leave: bool,
         #[command(flatten)]
         l1: L1Args,
         #[command(flatten)]
@@ -169,6 +180,14 @@ pub fn stake(cmd: StakeCmd) -> anyhow::Result<()> {
             }
             StakeCmd::Serve { sku, l1, out } => set_sku(&l1, out, sku, true).await?,
             StakeCmd::Unserve { sku, l1, out } => set_sku(&l1, out, sku, false).await?,
+            StakeCmd::Verify { sku, leave, l1, out } => {
+                let (p, who) = l1.signer()?;
+                let addr = l1.addresses()?.audits.context("the deployment has no audits contract")?;
+                let a = Audits::new(addr, p);
+                let tx = if leave { send_tx!("leaveSku", a.leaveSku(sku)) } else { send_tx!("joinSku", a.joinSku(sku)) };
+                let verb = if leave { "left" } else { "joined" };
+                out.print(json!({"tx": tx, "sku": sku, "verifying": !leave}), format!("{who} {verb} the verifiers of {sku} (tx {tx})"));
+            }
             StakeCmd::Show { address, l1, out } => {
                 let who = match address { Some(a) => a, None => l1.key()?.address() };
                 let b = StakeBridge::new(l1.addresses()?.stake_bridge, l1.reader()?);

@@ -15,7 +15,7 @@ pub struct L1Args {
     /// L1 JSON-RPC URL.
     #[arg(long, env = "VERINFER_L1", default_value = "http://127.0.0.1:8545")]
     pub l1: String,
-    /// Deployment JSON (`stakeBridge`, `batchInbox`, `rewards`, `skuRegistry`, `disputeGame`,
+    /// Deployment JSON (`stakeBridge`, `batchInbox`, `rewards`, `skuRegistry`, `disputeGame`, `audits`,
     /// camelCase or snake_case), as `verinfer devnet` writes it.
     #[arg(long, env = "VERINFER_DEPLOYMENT")]
     pub deployment: PathBuf,
@@ -35,6 +35,8 @@ pub struct Addresses {
     pub rewards: Address,
     pub sku_registry: Address,
     pub dispute_game: Address,
+    /// The audit protocol (absent from deployments without one).
+    pub audits: Option<Address>,
 }
 
 /// Reads a key from the variable `var` or from `file` (hex, optional 0x, whitespace trimmed).
@@ -108,6 +110,7 @@ pub fn read_deployment(path: &Path) -> anyhow::Result<Addresses> {
         rewards: get("rewards", "rewards")?,
         sku_registry: get("skuRegistry", "sku_registry")?,
         dispute_game: get("disputeGame", "dispute_game")?,
+        audits: v["audits"].as_str().and_then(|s| s.parse().ok()),
     })
 }
 

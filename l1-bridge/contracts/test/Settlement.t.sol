@@ -471,7 +471,8 @@ contract SettlementTest is ReceiptTree {
 
 /// @dev Attack 5: a batch near the cap posts under EIP-7825's 2^24 gas and finalizes in ranges,
 /// each a bounded transaction. Every receipt has its own worker, job and buyer (the worst case).
-contract BigBatchTest is ReceiptTree {
+/// @dev The largest batch the inbox takes, each receipt from its own worker for its own buyer.
+abstract contract WorstBatch is ReceiptTree {
     uint256 internal constant CAP = 1 << 24;
 
     SignedJob[] internal jobsBuf;
@@ -521,6 +522,10 @@ contract BigBatchTest is ReceiptTree {
         floor = 21_000 + 10 * tokens;
     }
 
+    event log_named_uint(string key, uint256 val);
+}
+
+contract BigBatchTest is WorstBatch {
     function test_gas_postBatchWorstCaseFitsTxCap() public {
         uint256 n = inbox.MAX_RECEIPTS();
         _worstBatch(n);
@@ -590,6 +595,4 @@ contract BigBatchTest is ReceiptTree {
         emit log_named_uint("finalizeBatch gas (MAX_RECEIPTS, distinct workers)", used);
         assertLe(used, CAP, "whole-batch finalization under the cap");
     }
-
-    event log_named_uint(string key, uint256 val);
 }
