@@ -103,9 +103,7 @@ contract Audits is Owned, IAuditsInbox {
     event Drawn(
         uint256 indexed batchId, uint256 index, bytes32 indexed receiptHash, bool audited, uint16 rateBps, Depth depth
     );
-    event AuditAssigned(
-        uint256 indexed batchId, uint256 index, address indexed verifier, uint256 deadline, uint8 draw
-    );
+    event AuditAssigned(uint256 indexed batchId, uint256 index, address indexed verifier, uint256 deadline, uint8 draw);
     /// @notice PRD §11's verification receipt: `steps` are the GEMM steps checked (derived from
     /// the audit seed and depth; recorded, not re-derived on chain).
     event Verified(
@@ -246,17 +244,20 @@ contract Audits is Owned, IAuditsInbox {
     /// @param receipt The receipt.
     /// @param index Its position in the batch.
     /// @param proof Merkle siblings of its leaf.
-    function drawReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof)
-        external
-    {
+    function drawReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof) external {
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
         (,,, uint256 postedAt) = inbox.batchFacts(batchId);
         _draw(batchId, index, receiptHash, receipt.worker, receipt.skuId, postedAt + inbox.challengeWindow());
     }
 
-    function _draw(uint256 batchId, uint256 index, bytes32 receiptHash, address worker, bytes32 skuId, uint256 windowEnd)
-        internal
-    {
+    function _draw(
+        uint256 batchId,
+        uint256 index,
+        bytes32 receiptHash,
+        address worker,
+        bytes32 skuId,
+        uint256 windowEnd
+    ) internal {
         Audit storage a = audits[_key(batchId, index)];
         if (a.status != Status.None) return;
         Seed memory s = seeds[batchId];

@@ -550,7 +550,11 @@ contract DisputeGame {
     /// @return challenger Its challenger.
     /// @return batchId Its batch.
     /// @return receiptHash Its receipt.
-    function gameFacts(uint256 gameId) external view returns (address challenger, uint256 batchId, bytes32 receiptHash) {
+    function gameFacts(uint256 gameId)
+        external
+        view
+        returns (address challenger, uint256 batchId, bytes32 receiptHash)
+    {
         Game storage g = _game(gameId);
         return (g.challenger, g.batchId, g.receiptHash);
     }

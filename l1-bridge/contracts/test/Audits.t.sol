@@ -565,9 +565,8 @@ contract AuditedBigBatchTest is WorstBatch {
         p.lazySlashBps = 5000;
         p.falseSlashBps = 1000;
         p.keeperRewardBps = 5000;
-        audits = new Audits(
-            owner, IInboxAudits(address(inbox)), IBridgeAudits(address(bridge)), IGameAudits(address(0)), p
-        );
+        audits =
+            new Audits(owner, IInboxAudits(address(inbox)), IBridgeAudits(address(bridge)), IGameAudits(address(0)), p);
         vm.startPrank(owner);
         inbox.setAudits(address(audits));
         bridge.registerGame(address(audits));
