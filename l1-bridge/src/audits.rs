@@ -66,6 +66,7 @@ pub enum Status {
     Passed,
     Failed,
     Void,
+    Missed,
 }
 
 impl Status {
@@ -78,6 +79,7 @@ impl Status {
             3 => Status::Passed,
             4 => Status::Failed,
             5 => Status::Void,
+            6 => Status::Missed,
             _ => return None,
         })
     }

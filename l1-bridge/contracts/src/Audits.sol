@@ -27,7 +27,8 @@ contract Audits is Owned, IAuditsInbox {
         Assigned, // a verifier must report by `deadline`
         Passed,
         Failed, // the verifier reported fraud and opened game `gameId`
-        Void // audited but no report can count any more (no verifier, window over)
+        Void, // audited but no report can count any more (no verifier, window over)
+        Missed // settled while still assigned: void, its verifier still to be slashed (`expire`)
     }
 
     /// @notice How much of a receipt an audit checks (the watcher's `GemmSelect`).
@@ -83,6 +84,14 @@ contract Audits is Owned, IAuditsInbox {
         uint32 fails;
     }
 
+    /// @notice A SKU's verifiers and their drawing weights, read once per draw call.
+    struct Pool {
+        bytes32 skuId;
+        address[] list;
+        uint256[] weights;
+        uint256 total;
+    }
+
     error BadParams();
     error NotInbox(address caller);
     error SeedAlreadyFixed(uint256 batchId);
@@ -116,9 +125,10 @@ contract Audits is Owned, IAuditsInbox {
     event VerifierLeft(address indexed verifier, bytes32 indexed skuId);
 
     uint256 internal constant BPS = 10_000;
-    /// @notice Most verifiers per SKU: a draw reads each one's stake twice (two passes), so this
-    /// bounds its gas (`test_gas_drawBatch`).
-    uint256 public constant MAX_VERIFIERS = 64;
+    /// @notice Most verifiers per SKU: a draw reads each one's stake once per call and walks
+    /// the list twice per receipt, so this bounds its gas (the largest batch with this many
+    /// verifiers draws in one transaction: `test_gas_maxBatchWithMaxVerifiersDrawsUnderCap`).
+    uint256 public constant MAX_VERIFIERS = 32;
     /// @notice Domain tags keep the seed's derived values independent of each other.
     bytes32 public constant SEED_TAG = keccak256("verinfer.audit.seed");
     bytes32 public constant DRAW_TAG = keccak256("verinfer.audit.draw");
@@ -234,8 +244,13 @@ contract Audits is Owned, IAuditsInbox {
         }
         if (Merkle.rootOfLeaves(leaves) != root) revert ReceiptsMismatch(batchId);
         uint256 windowEnd = postedAt + inbox.challengeWindow();
+        // Stakes are read once per SKU, not once per receipt: the largest batch with the most
+        // verifiers stays within a transaction.
+        Pool memory pool;
         for (uint256 i = 0; i < count; ++i) {
-            _draw(batchId, i, hashes[i], receipts[i].worker, receipts[i].skuId, windowEnd);
+            Receipt calldata r = receipts[i];
+            if (pool.list.length == 0 || pool.skuId != r.skuId) pool = _pool(r.skuId);
+            _draw(batchId, i, hashes[i], r.worker, windowEnd, pool);
         }
     }
 
@@ -247,7 +262,7 @@ contract Audits is Owned, IAuditsInbox {
     function drawReceipt(uint256 batchId, Receipt calldata receipt, uint256 index, bytes32[] calldata proof) external {
         bytes32 receiptHash = inbox.verifyReceipt(batchId, receipt, index, proof);
         (,,, uint256 postedAt) = inbox.batchFacts(batchId);
-        _draw(batchId, index, receiptHash, receipt.worker, receipt.skuId, postedAt + inbox.challengeWindow());
+        _draw(batchId, index, receiptHash, receipt.worker, postedAt + inbox.challengeWindow(), _pool(receipt.skuId));
     }
 
     function _draw(
@@ -255,8 +270,8 @@ contract Audits is Owned, IAuditsInbox {
         uint256 index,
         bytes32 receiptHash,
         address worker,
-        bytes32 skuId,
-        uint256 windowEnd
+        uint256 windowEnd,
+        Pool memory pool
     ) internal {
         Audit storage a = audits[_key(batchId, index)];
         if (a.status != Status.None) return;
@@ -272,15 +287,22 @@ contract Audits is Owned, IAuditsInbox {
             return;
         }
         a.worker = worker;
-        a.skuId = skuId;
+        a.skuId = pool.skuId;
         a.receiptHash = receiptHash;
-        _assign(batchId, index, a, windowEnd, address(0));
+        _assign(batchId, index, a, windowEnd, address(0), pool);
     }
 
     /// @dev Draws a verifier for `a` (not its worker, not `exclude`) with a deadline inside the
     /// challenge window, so that a fail can still open its dispute; void when none can be had.
-    function _assign(uint256 batchId, uint256 index, Audit storage a, uint256 windowEnd, address exclude) internal {
-        address v = pickVerifier(a.skuId, a.worker, exclude, auditSeed(batchId, index), a.draws);
+    function _assign(
+        uint256 batchId,
+        uint256 index,
+        Audit storage a,
+        uint256 windowEnd,
+        address exclude,
+        Pool memory pool
+    ) internal {
+        address v = _pick(pool, a.worker, exclude, auditSeed(batchId, index), a.draws);
         uint256 deadline = block.timestamp + params.verifyPeriod;
         if (deadline > windowEnd) deadline = windowEnd;
         if (v == address(0) || deadline <= block.timestamp || a.draws >= params.maxDraws) {
@@ -341,20 +363,36 @@ contract Audits is Owned, IAuditsInbox {
         view
         returns (address)
     {
-        address[] storage list = verifierList[skuId];
-        uint256 n = list.length;
-        uint256[] memory w = new uint256[](n);
-        uint256 total;
+        return _pick(_pool(skuId), worker, exclude, seed, draw);
+    }
+
+    function _pool(bytes32 skuId) internal view returns (Pool memory p) {
+        p.skuId = skuId;
+        p.list = verifierList[skuId];
+        p.weights = new uint256[](p.list.length);
+        for (uint256 i = 0; i < p.list.length; ++i) {
+            p.weights[i] = bridge.verifierWeight(p.list[i]);
+            p.total += p.weights[i];
+        }
+    }
+
+    function _pick(Pool memory p, address worker, address exclude, bytes32 seed, uint256 draw)
+        internal
+        pure
+        returns (address)
+    {
+        uint256 n = p.list.length;
+        uint256 total = p.total;
         for (uint256 i = 0; i < n; ++i) {
-            address v = list[i];
-            if (v != worker && v != exclude) w[i] = bridge.verifierWeight(v);
-            total += w[i];
+            if (p.list[i] == worker || p.list[i] == exclude) total -= p.weights[i];
         }
         if (total == 0) return address(0);
         uint256 x = uint256(keccak256(abi.encode(VERIFIER_TAG, seed, draw))) % total;
         for (uint256 i = 0; i < n; ++i) {
-            if (x < w[i]) return list[i];
-            x -= w[i];
+            address v = p.list[i];
+            if (v == worker || v == exclude) continue;
+            if (x < p.weights[i]) return v;
+            x -= p.weights[i];
         }
         return address(0); // unreachable: x < total
     }
@@ -390,24 +428,24 @@ contract Audits is Owned, IAuditsInbox {
     }
 
     /// @notice Expires an audit whose verifier missed its deadline (anyone): the verifier is
-    /// slashed `missSlashBps` (the caller gets `keeperRewardBps` of it) and another is drawn.
+    /// slashed `missSlashBps` (the caller gets `keeperRewardBps` of it) and another is drawn;
+    /// after settlement (`Missed`) the slash alone.
     /// @param batchId The batch.
     /// @param index The receipt's position.
     function expire(uint256 batchId, uint256 index) external {
         Audit storage a = audits[_key(batchId, index)];
-        if (a.status != Status.Assigned) revert NotAssigned(batchId, index);
+        bool settled = a.status == Status.Missed;
+        if (a.status != Status.Assigned && !settled) revert NotAssigned(batchId, index);
         if (block.timestamp <= a.deadline) revert DeadlineNotPassed(batchId, index, a.deadline);
-        address missed = _miss(batchId, index, a, msg.sender);
+        address missed = a.verifier;
+        uint256 slashed = bridge.slash(missed, params.missSlashBps, msg.sender, params.keeperRewardBps);
+        emit AuditMissed(batchId, index, missed, slashed);
+        if (settled) {
+            a.status = Status.Void;
+            return;
+        }
         (,,, uint256 postedAt) = inbox.batchFacts(batchId);
-        _assign(batchId, index, a, postedAt + inbox.challengeWindow(), missed);
-    }
-
-    function _miss(uint256 batchId, uint256 index, Audit storage a, address keeper) internal returns (address v) {
-        v = a.verifier;
-        // With no keeper (a miss found at settlement) nothing is paid out: all of it burns.
-        uint256 reward = keeper == address(0) ? 0 : params.keeperRewardBps;
-        uint256 slashed = bridge.slash(v, params.missSlashBps, keeper, reward);
-        emit AuditMissed(batchId, index, v, slashed);
+        _assign(batchId, index, a, postedAt + inbox.challengeWindow(), missed, _pool(a.skuId));
     }
 
     // ------------------------------------------------------------------ settlement (inbox)
@@ -423,19 +461,14 @@ contract Audits is Owned, IAuditsInbox {
     ) external returns (uint256 workerWeight, uint256 tokens, address verifier, uint256 verifierWeight) {
         if (msg.sender != address(inbox)) revert NotInbox(msg.sender);
         Audit storage a = audits[_key(batchId, index)];
-        // Finalization never waits on audits: a receipt nobody drew (no seed, or nobody called a
-        // draw) is drawn now; one still assigned has missed its deadline, which the window caps.
+        // Finalization never waits on audits, and does a bounded amount of work for each: a
+        // receipt nobody drew had no audit (void); one still assigned missed its deadline, which
+        // the window caps (void; its miss is slashed by whoever calls `expire`, for the reward).
         if (a.status == Status.None) {
-            if (seeds[batchId].value == 0) {
-                a.status = Status.Void;
-                emit AuditVoid(batchId, index);
-            } else {
-                _draw(batchId, index, receiptHash, receipt.worker, receipt.skuId, 0);
-            }
-        }
-        if (a.status == Status.Assigned) {
-            _miss(batchId, index, a, address(0));
             a.status = Status.Void;
+            emit AuditVoid(batchId, index);
+        } else if (a.status == Status.Assigned) {
+            a.status = Status.Missed;
             emit AuditVoid(batchId, index);
         }
         if (fraud) {
