@@ -11,7 +11,9 @@ use verinfer_rpc::types::Finality;
 
 use crate::chain::chain_err;
 use crate::devnet::{poll, Devnet};
-use crate::journey::{audits, buy, demo_batch, pass_window, results, verify, wait_finality};
+use crate::journey::{
+    audits, buy, demo_batch, pass_window, results, verified, verify, wait_finality,
+};
 use crate::{io_err, DevnetError};
 
 /// `DisputeGame.Phase.Resolved`.
@@ -85,7 +87,12 @@ async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<(u64, u8), 
     })
     .await?;
     let clock = game.clock().call().await.map_err(chain_err("clock"))?;
-    for _ in 0..40 {
+    // Both players are programs that move within seconds; L1 time is moved past a clock only
+    // when nobody has moved for STALL (a player that stopped answering), never to hurry one
+    // that is computing its move (which would turn a fraud proof into a timeout).
+    const STALL: std::time::Duration = std::time::Duration::from_secs(30);
+    let mut last = (0u64, std::time::Instant::now());
+    for _ in 0..120 {
         let g = game
             .getGame(id)
             .call()
@@ -97,16 +104,13 @@ async fn play_out(dev: &Devnet, batch: u64, receipt: B256) -> Result<(u64, u8), 
             }
             return Ok((id.to::<u64>(), g.reason));
         }
-        let last = g.lastMoveAt;
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        let g2 = game
-            .getGame(id)
-            .call()
-            .await
-            .map_err(chain_err("getGame"))?;
-        if g2.phase != RESOLVED && g2.lastMoveAt == last {
+        if g.lastMoveAt != last.0 {
+            last = (g.lastMoveAt, std::time::Instant::now());
+        } else if last.1.elapsed() >= STALL {
             dev.l1.warp(clock + 1).await?;
+            last.1 = std::time::Instant::now();
         }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
     Err(DevnetError::Timeout(format!("game {id} never resolved")))
 }
@@ -116,6 +120,7 @@ pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caug
     let bridge = StakeBridge::new(dev.d.stake_bridge, dev.l1.reader().clone());
     let honest_before = stakes(dev, &dev.keys.workers).await?;
     let fraud0 = audits(dev)?.fraud;
+    let fails0 = verified(dev, 0).await?.1;
     say("buyer submits jobs until a cheating worker signs a shard");
     let (job, batch, receipt, cheater, tried) = job_on_a_cheater(dev, say).await?;
     let stake0 = dev.stake_of(cheater).await?;
@@ -127,6 +132,13 @@ pub async fn catch_cheat(dev: &Devnet, say: &mut dyn FnMut(&str)) -> Result<Caug
         return Err(DevnetError::Check(
             "the watcher recorded no fraud verdict".into(),
         ));
+    }
+    if dev.d.audits.is_some() {
+        // The watcher, the receipt's drawn verifier, reported it failed (naming its game).
+        poll("the watcher's failed verification on L1", 120, || async {
+            Ok((verified(dev, 0).await?.1 > fails0).then_some(()))
+        })
+        .await?;
     }
     let slashed = stake0 - dev.stake_of(cheater).await?;
     say(&format!(

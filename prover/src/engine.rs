@@ -422,6 +422,20 @@ impl Engine {
         })
     }
 
+    /// A new engine computing exactly as this one does (same SKU, backend and threads, and in
+    /// the fault-injection build the same fault): what a worker's dispute defender replays, so
+    /// that its openings agree with the trace it committed to, wrong or not.
+    pub fn replica(&self) -> Result<Self> {
+        #[allow(unused_mut)]
+        let mut e = Engine::new(self.sku.clone(), self.backend)?;
+        e.threads = self.threads;
+        #[cfg(feature = "fault-injection")]
+        {
+            e.fault = self.fault;
+        }
+        Ok(e)
+    }
+
     /// Runs on a dedicated pool of `threads` threads (results do not depend on it).
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads.max(1));

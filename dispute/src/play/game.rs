@@ -278,10 +278,14 @@ impl Player<'_> {
                 call: call.to_string(),
             },
         )?;
-        let rc = sent.get_receipt().await.map_err(|e| PlayError::Send {
-            call,
-            reason: e.to_string(),
-        })?;
+        let rc = sent
+            .with_timeout(Some(std::time::Duration::from_secs(60)))
+            .get_receipt()
+            .await
+            .map_err(|e| PlayError::Send {
+                call,
+                reason: e.to_string(),
+            })?;
         if !rc.status() {
             return Err(PlayError::Reverted { call, tx: hash });
         }

@@ -17,7 +17,6 @@ use alloy_primitives::{Address, B256, U256};
 use verinfer_l1::bindings::DisputeGame;
 use verinfer_prover::worker::exec::{to_shard, Engines};
 use verinfer_prover::worker::store::Store;
-use verinfer_prover::Engine;
 
 use super::defender::{Defender, FoldPolicy};
 use super::game::{Outcome, Player, Role};
@@ -205,11 +204,12 @@ impl DefendTask {
             .get(&a.sku_id)
             .ok_or_else(|| mismatch(format!("no SKU {} loaded", a.sku_id)))?;
         let s = to_shard(a).map_err(|e| mismatch(e.to_string()))?;
-        let (sku, backend) = (engine.sku().clone(), engine.backend());
-        let opener =
-            tokio::task::spawn_blocking(move || Opener::new(Engine::new(sku, backend)?, s))
-                .await
-                .map_err(|e| PlayError::Log(format!("opener task: {e}")))??;
+        // The worker's own engine replayed (a faulty build's fault included): the defender
+        // opens the trace the receipt committed to.
+        let replica = engine.replica().map_err(|e| mismatch(e.to_string()))?;
+        let opener = tokio::task::spawn_blocking(move || Opener::new(replica, s))
+            .await
+            .map_err(|e| PlayError::Log(format!("opener task: {e}")))??;
         let opener = Arc::new(opener);
         self.openers.insert(shard, opener.clone());
         Ok(opener)

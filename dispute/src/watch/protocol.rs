@@ -41,6 +41,9 @@ pub struct Protocol {
     settled: Mutex<HashSet<(u64, u64)>>,
 }
 
+/// How long to wait for one of our transactions to be mined before trying again next round.
+const RECEIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sends a call and waits for a successful receipt.
 macro_rules! send {
     ($call:expr, $what:expr) => {{
@@ -48,6 +51,8 @@ macro_rules! send {
             .send()
             .await
             .map_err(|e| format!("{}: {e}", $what))?
+            // A transaction that never mines (dropped, replaced) must not stall the watcher.
+            .with_timeout(Some(RECEIPT_TIMEOUT))
             .get_receipt()
             .await
             .map_err(|e| format!("{}: {e}", $what))?;
@@ -129,7 +134,12 @@ impl Protocol {
             return Ok(Plan::NotMine);
         }
         let (b, i) = (U256::from(batch), U256::from(index));
-        let a = self.audits.auditOf(b, i).call().await.map_err(err("auditOf"))?;
+        let a = self
+            .audits
+            .auditOf(b, i)
+            .call()
+            .await
+            .map_err(err("auditOf"))?;
         let status = Status::from_u8(a.status).ok_or("unknown audit status")?;
         match status {
             Status::None => Ok(Plan::Wait),
