@@ -1,0 +1,297 @@
+//! Section 1: the buyer's price against retail.
+
+use super::{link, Section};
+use crate::fmt::{pct, sig, usd, Table};
+use crate::plot::{Plot, Series, Style};
+use crate::price::{self, PER_M};
+use crate::{Config, EconError};
+
+pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
+    let p = price::packing(cfg);
+    let (reference, best) = price::reference(cfg);
+    let audit = price::audit_shares(cfg);
+    let l1 = &cfg.l1;
+    let gwei = l1.gas_price_gwei.value;
+    let gas = price::gas_per_token(cfg, p.tokens_per_receipt, p.input_share) * price::usd_per_gas(cfg, gwei);
+    let blob = price::blob_usd_per_token(cfg, p.tokens_per_receipt, p.input_share);
+
+    let mut md = String::from("## 1. The buyer's price against retail\n\n");
+    md.push_str(&format!(
+        "A request is {} prompt + {} generated tokens; the sequencer packs {} requests into a \
+         shard, so a receipt carries {} tokens. The inbox charges per processed token, so \
+         retail prices are blended over the same shape ({} of the tokens are prompt tokens).\n\n",
+        sig(cfg.workload.prompt_tokens.value, 3),
+        sig(cfg.workload.output_tokens.value, 3),
+        sig(p.requests_per_receipt, 3),
+        sig(p.tokens_per_receipt, 5),
+        pct(p.input_share)
+    ));
+    md.push_str(&retail_table(cfg, best.provider.as_str(), &best.model));
+    md.push_str(&format!(
+        "The price to beat is the cheapest line: **{} per 1M tokens** ({} {}).\n\n",
+        usd(reference * PER_M),
+        best.provider,
+        best.model
+    ));
+    md.push_str(&gas_text(cfg, gas, blob, reference));
+    md.push_str(&audit_text(cfg, &audit));
+    md.push_str(&price_table(cfg, audit.freivalds));
+    md.push_str(&break_even_table(cfg, &audit, reference));
+    md.push_str(&cpu_text(cfg, reference));
+    md.push_str(&gas_grid_table(cfg, p.input_share, reference));
+    let plots = vec![tps_plot(cfg, audit.freivalds, reference), receipt_plot(cfg, p.input_share, reference)];
+    for pl in &plots {
+        md.push_str(&link(pl));
+    }
+    Ok(Section { markdown: md, plots, summary: summary(cfg, gas, blob, reference, &audit) })
+}
+
+fn retail_table(cfg: &Config, best_provider: &str, best_model: &str) -> String {
+    let mut t = Table::new(["provider", "model", "input $/1M", "output $/1M", "batch discount", "blended list $/1M", "blended batch $/1M", "source"]);
+    for r in &cfg.retail {
+        let (list, batch) = price::blended(cfg, r);
+        let mark = if r.provider == best_provider && r.model == best_model { " **(cheapest)**" } else { "" };
+        t.row([
+            r.provider.clone(),
+            format!("{}{mark}", r.model),
+            sig(r.input_usd_per_m.value, 3),
+            sig(r.output_usd_per_m.value, 3),
+            pct(r.batch_discount.value),
+            sig(list * PER_M, 3),
+            sig(batch * PER_M, 3),
+            format!("{}; {}", r.input_usd_per_m.source, r.batch_discount.source),
+        ]);
+    }
+    format!(
+        "Retail and batch API prices for the same model class (as of the dates cited; **update \
+         them** before relying on the comparison):\n\n{}\n",
+        t.render()
+    )
+}
+
+fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
+    let l1 = &cfg.l1;
+    let p = price::packing(cfg);
+    let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
+    let calldata = p.input_share * cfg.workload.input_bytes_per_token.value * l1.input_gas_per_byte.value;
+    let verdict = if gas > reference {
+        format!(
+            "**This alone is {}× the price to beat: as built, the protocol is not cheaper than \
+             retail inference.**",
+            sig(gas / reference, 3)
+        )
+    } else {
+        format!("This is {} of the price to beat.", pct(gas / reference))
+    };
+    format!(
+        "**L1 gas per token.** Each receipt costs {} gas to post (measured worst case) and {} to \
+         finalize, i.e. {} gas per token at {} tokens per receipt; the prompts are posted as \
+         calldata for data availability, {} bytes per token at {} gas per byte, i.e. {} gas per \
+         processed token. At {} gwei and {} per ETH that is **{} per 1M tokens**. {}\n\n\
+         What-if (not implemented): with the prompts in EIP-4844 blobs ({} blob gas per byte at \
+         {} gwei) the L1 cost would be {} per 1M tokens ({}× the price to beat).\n\n",
+        sig(l1.post_gas_per_receipt.value, 4),
+        sig(l1.finalize_gas_per_receipt.value, 4),
+        sig(per_receipt / p.tokens_per_receipt, 3),
+        sig(p.tokens_per_receipt, 5),
+        sig(cfg.workload.input_bytes_per_token.value, 2),
+        sig(l1.input_gas_per_byte.value, 3),
+        sig(calldata, 3),
+        sig(l1.gas_price_gwei.value, 3),
+        usd(l1.eth_usd.value),
+        usd(gas * PER_M),
+        verdict,
+        sig(l1.blob_gas_per_byte.value, 2),
+        sig(l1.blob_gas_price_gwei.value, 3),
+        usd(blob * PER_M),
+        sig(blob / reference, 3),
+    )
+}
+
+fn audit_text(cfg: &Config, a: &price::AuditShares) -> String {
+    let s = cfg.audit.sample_rate.value;
+    format!(
+        "**Audit cost.** An audit of one shard by the Freivalds design (`--gemms mlp`: the MLP \
+         GEMMs checked with {} round(s), plus re-hashing the tensors fetched) costs {} of the \
+         shard's inference time; the watcher samples {} of receipts, so audits add {} to the \
+         compute bill (PRD target: verification < 5% of inference: {}). Today's daemon audits by \
+         re-execution ({} of the shard), which at this sampling adds {}.\n\n",
+        sig(cfg.audit.rounds.value, 2),
+        pct(a.freivalds),
+        pct(s),
+        pct(s * a.freivalds),
+        if s * a.freivalds < 0.05 { "met" } else { "**not met**" },
+        pct(a.reexecution),
+        pct(s * a.reexecution),
+    )
+}
+
+fn price_table(cfg: &Config, audit_share: f64) -> String {
+    let mut header = vec!["tokens/s".to_string()];
+    for h in &cfg.hardware {
+        header.push(format!("{}: compute + audit", h.name));
+        header.push(format!("{}: with L1 gas", h.name));
+    }
+    let mut t = Table::new(header);
+    for &tps in &cfg.grids.tokens_per_s {
+        let mut row = vec![sig(tps, 3)];
+        for h in &cfg.hardware {
+            let b = price::breakdown(cfg, h.usd_per_hour.value, tps, audit_share);
+            row.push(usd((b.compute + b.audit) * PER_M));
+            row.push(usd(b.total() * PER_M));
+        }
+        t.row(row);
+    }
+    format!(
+        "Price per 1M tokens (the cost floor, no margin) by throughput. The project has not \
+         measured tokens/s on these GPUs, so throughput is the table's axis, not an assumption:\n\n{}\n",
+        t.render()
+    )
+}
+
+fn break_even_table(cfg: &Config, a: &price::AuditShares, reference: f64) -> String {
+    let show = |x: Option<f64>| x.map_or("never (L1 gas alone costs more)".to_string(), |v| sig(v, 3));
+    let mut t = Table::new(["hardware", "$/h", "break-even tokens/s, as built", "break-even tokens/s if L1 gas were free (Freivalds audits)", "same with re-execution audits"]);
+    for h in &cfg.hardware {
+        let usd_h = h.usd_per_hour.value;
+        let free = |share: f64| usd_h / 3600.0 * (1.0 + cfg.audit.sample_rate.value * share) / reference;
+        t.row([
+            h.name.clone(),
+            sig(usd_h, 3),
+            show(price::break_even_tokens_per_s(cfg, usd_h, a.freivalds, reference)),
+            sig(free(a.freivalds), 3),
+            sig(free(a.reexecution), 3),
+        ]);
+    }
+    format!(
+        "Break-even throughput: the tokens/s a GPU must sustain (prompt + generated, averaged) \
+         for the cost floor to equal the price to beat ({} per 1M):\n\n{}\n",
+        usd(reference * PER_M),
+        t.render()
+    )
+}
+
+fn cpu_text(cfg: &Config, reference: f64) -> String {
+    let tps = price::measured_cpu_tokens_per_s(cfg);
+    let usd_h = reference * tps * 3600.0;
+    format!(
+        "For scale, the only throughput the project measured at Llama-3-8B dimensions is its \
+         CPU engine on the 2-vCPU development VM: {} tokens/s for one layer, i.e. about {} \
+         tokens/s for all {} layers. At that rate a machine would have to cost under {} per hour \
+         to match the price to beat on compute alone.\n\n",
+        sig(cfg.measured_cpu.one_layer_tokens_per_s.value, 4),
+        sig(tps, 3),
+        sig(cfg.measured_cpu.layers.value, 3),
+        usd(usd_h)
+    )
+}
+
+fn gas_grid_table(cfg: &Config, input_share: f64, reference: f64) -> String {
+    let mut header = vec!["tokens per receipt".to_string()];
+    header.extend(cfg.grids.gas_price_gwei.iter().map(|g| format!("{} gwei", sig(*g, 2))));
+    let mut t = Table::new(header);
+    for &n in &cfg.grids.tokens_per_receipt {
+        let mut row = vec![sig(n, 3)];
+        for &g in &cfg.grids.gas_price_gwei {
+            row.push(usd(price::gas_per_token(cfg, n, input_share) * price::usd_per_gas(cfg, g) * PER_M));
+        }
+        t.row(row);
+    }
+    let receipt_only = price::break_even_tokens_per_receipt(cfg, input_share, reference);
+    let p = price::packing(cfg);
+    let gwei = price::break_even_gwei(cfg, p.tokens_per_receipt, input_share, reference);
+    let receipts = match receipt_only {
+        Some(n) => format!("at {} gwei a receipt would need {} tokens for its gas to fit", sig(cfg.l1.gas_price_gwei.value, 3), sig(n, 3)),
+        None => format!(
+            "at {} gwei no receipt size helps: the prompt calldata alone costs more than the price to beat",
+            sig(cfg.l1.gas_price_gwei.value, 3)
+        ),
+    };
+    format!(
+        "L1 gas per 1M tokens by receipt size and gas price (small receipts make the per-receipt \
+         gas dominate; the prompt calldata is a floor that no receipt size removes):\n\n{}\n\
+         Break-even: with free compute, L1 gas alone equals the price to beat at **{} gwei** for \
+         {}-token receipts; {}.\n\n",
+        t.render(),
+        sig(gwei, 3),
+        sig(p.tokens_per_receipt, 5),
+        receipts
+    )
+}
+
+fn tps_plot(cfg: &Config, audit_share: f64, reference: f64) -> Plot {
+    let grid = &cfg.grids.tokens_per_s;
+    let (lo, hi) = (grid[0], grid[grid.len() - 1]);
+    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
+    let mut series = Vec::new();
+    for h in &cfg.hardware {
+        let at = |tps: f64| price::breakdown(cfg, h.usd_per_hour.value, tps, audit_share);
+        series.push(Series::new(format!("{} with L1 gas", h.name), xs.iter().map(|&x| (x, at(x).total() * PER_M)).collect(), Style::Line));
+        series.push(Series::new(format!("{} compute + audit", h.name), xs.iter().map(|&x| (x, (at(x).compute + at(x).audit) * PER_M)).collect(), Style::Dashed));
+    }
+    series.push(Series::new("cheapest retail/batch", vec![(lo, reference * PER_M), (hi, reference * PER_M)], Style::Dashed));
+    Plot {
+        file: "price_vs_tokens_per_s.svg".into(),
+        title: "Buyer's price per 1M tokens vs GPU throughput".into(),
+        x_label: "tokens/s per GPU (not measured: axis)".into(),
+        y_label: "USD per 1M tokens".into(),
+        x_log: true,
+        y_log: true,
+        series,
+    }
+}
+
+fn receipt_plot(cfg: &Config, input_share: f64, reference: f64) -> Plot {
+    let grid = &cfg.grids.tokens_per_receipt;
+    let (lo, hi) = (grid[0], grid[grid.len() - 1]);
+    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
+    let mut series: Vec<Series> = cfg
+        .grids
+        .gas_price_gwei
+        .iter()
+        .map(|&g| {
+            let pts = xs.iter().map(|&n| (n, price::gas_per_token(cfg, n, input_share) * price::usd_per_gas(cfg, g) * PER_M)).collect();
+            Series::new(format!("{} gwei", sig(g, 2)), pts, Style::Line)
+        })
+        .collect();
+    series.push(Series::new("cheapest retail/batch", vec![(lo, reference * PER_M), (hi, reference * PER_M)], Style::Dashed));
+    Plot {
+        file: "gas_vs_tokens_per_receipt.svg".into(),
+        title: "L1 gas per 1M tokens vs receipt size".into(),
+        x_label: "tokens per receipt".into(),
+        y_label: "USD per 1M tokens".into(),
+        x_log: true,
+        y_log: true,
+        series,
+    }
+}
+
+fn summary(cfg: &Config, gas: f64, blob: f64, reference: f64, a: &price::AuditShares) -> Vec<String> {
+    let h = &cfg.hardware[0];
+    let free = h.usd_per_hour.value / 3600.0 * (1.0 + cfg.audit.sample_rate.value * a.freivalds) / reference;
+    let verdict = if gas > reference {
+        "**Price: the protocol loses as built.**"
+    } else {
+        "**Price: L1 gas fits under retail.**"
+    };
+    vec![
+        format!(
+            "{verdict} L1 gas alone is {} per 1M tokens at {} gwei ({}× the cheapest cited \
+             price, {} per 1M); prompts posted as calldata are most of it. With the prompts in \
+             blobs it would be {} per 1M ({}×).",
+            usd(gas * PER_M),
+            sig(cfg.l1.gas_price_gwei.value, 3),
+            sig(gas / reference, 3),
+            usd(reference * PER_M),
+            usd(blob * PER_M),
+            sig(blob / reference, 3)
+        ),
+        format!(
+            "If L1 cost were amortized away, an {} at {}/h would have to sustain {} tokens/s to \
+             match that price (no GPU throughput is measured by the project yet).",
+            h.name,
+            usd(h.usd_per_hour.value),
+            sig(free, 3)
+        ),
+    ]
+}
