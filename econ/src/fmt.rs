@@ -18,6 +18,25 @@ pub fn sig(x: f64, sig: usize) -> String {
     group_thousands(&s)
 }
 
+/// A count (rounded to a whole number), e.g. `24,576`.
+pub fn count(x: f64) -> String {
+    group_thousands(&format!("{:.0}", x))
+}
+
+/// A plain number: whole numbers without decimals, others with 4 significant digits and no
+/// trailing zeros.
+pub fn num(x: f64) -> String {
+    if x.is_finite() && x == x.round() && x.abs() < 1e15 {
+        return count(x);
+    }
+    let s = sig(x, 4);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// US dollars, e.g. `$1,234` or `$0.0123`.
 pub fn usd(x: f64) -> String {
     if x < 0.0 {
@@ -95,5 +114,9 @@ mod tests {
         assert_eq!(sig(2.5e-7, 2), "2.5e-7");
         assert_eq!(usd(-3.0), "−$3.00");
         assert_eq!(pct(0.5), "50.0%");
+        assert_eq!(count(32.0), "32");
+        assert_eq!(num(0.0310), "0.031");
+        assert_eq!(num(141000.0), "141,000");
+        assert_eq!(num(4.3e-19), "4.300e-19");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{link, Section};
 use crate::cheating::{collusion_detection, collusion_min_stake, full_detection, Cheater, Fake};
-use crate::fmt::{pct, sig, usd, Table};
+use crate::fmt::{count, pct, sig, usd, Table};
 use crate::plot::{Plot, Series, Style};
 use crate::{Config, EconError};
 
@@ -20,7 +20,8 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
          Over n faked shards, EV = n(G − qF) − S(1 − (1 − q·f)ⁿ) (exact, since E[(1−f)^K] = \
          (1 − q·f)ⁿ for K ~ Binomial(n, q)); EV is convex in n, so if it is negative at cheating \
          rate 1 it is negative at every rate. Strikes (removal after {} lost games) are left out, \
-         which favours the cheater.\n\n",
+         which favours the cheater. The fee, and so every stake and EV below, scales with the price per \
+         token (here the price to beat): at k times the fee, multiply them by k.\n\n",
         usd(ch.gain),
         pct(c.saved_share_of_fee.value),
         usd(ch.fee),
@@ -31,8 +32,8 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         sig(c.horizon_days.value, 3),
         c.horizon_days.source,
         pct(c.stake_share.value),
-        sig(ch.horizon_shards, 4),
-        sig(c.max_strikes.value, 2),
+        count(ch.horizon_shards),
+        count(c.max_strikes.value),
     ));
     md.push_str(&ev_table(cfg, &ch, d));
     md.push_str(&zero_stake_text(cfg, &ch, d));
@@ -108,7 +109,7 @@ fn min_rate_text(ch: &Cheater, d: f64) -> String {
 fn selective_table(cfg: &Config, ch: &Cheater) -> String {
     let s = cfg.audit.sample_rate.value;
     let fakes = [Fake::All, Fake::MlpSteps(1.0), Fake::MlpSteps(0.1), Fake::MlpSteps(0.01), Fake::Attention];
-    let mut t = Table::new(["policy", "faked", "saving/shard", "P(seen | audited)", "EV per faked receipt", "min stake (one receipt)", "refunds alone deter above audit rate"]);
+    let mut t = Table::new(["policy", "faked", "saving/shard", "P(seen if audited)", "EV per faked receipt", "min stake (one receipt)", "refunds alone deter above audit rate"]);
     for p in &cfg.cheating.policy {
         for f in fakes {
             let sel = Cheater { gain: ch.gain * f.saving_share(cfg), ..*ch };

@@ -26,8 +26,9 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
          fees of each worker's own receipts, so a day's income is the sum of what its shards \
          paid. The PoW miner earns the same expected income: solo, it finds Poisson(λ) blocks a \
          day, CV = 1/√λ; in a PPLNS pool, its payouts follow the pool's blocks, CV² ≈ (1 + \
-         1/(shares in window)) / (pool blocks per day). Closed forms are checked by a seeded \
-         simulation ({} days, seed {}).\n\n",
+         1/(shares in window)) / (pool blocks per day), treating successive windows as \
+         independent. Closed forms are checked by a seeded simulation ({} days, seed {}; the \
+         pooled one with real, overlapping windows).\n\n",
         sig(net.shards_per_day, 4),
         sig(e.network_tokens_per_day.value, 3),
         usd(net.fee_per_shard),

@@ -1,7 +1,7 @@
 //! Section 4: griefing an honest worker with disputes.
 
 use super::{link, Section};
-use crate::fmt::{sig, usd, Table};
+use crate::fmt::{count, sig, usd, Table};
 use crate::griefing::{self, Grief};
 use crate::plot::{Plot, Series, Style};
 use crate::{Config, EconError};
@@ -19,15 +19,15 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
          and receives {} ETH (its share of the opening bond plus the attacker's move bonds). While \
          the game runs, the batch cannot finalize: every worker in it waits up to the game's \
          maximum duration for its fees (a delay, not a loss).\n\n",
-        sig(g.bisection_rounds.value, 2),
-        sig(griefing::attacker_gas(cfg), 4),
-        sig(g.bisection_rounds.value, 2),
+        count(g.bisection_rounds.value),
+        count(griefing::attacker_gas(cfg)),
+        count(g.bisection_rounds.value),
         sig(lost, 3),
         sig(g.min_bond_eth.value, 3),
         sig(g.move_bond_eth.value, 3),
-        sig(griefing::defender_gas(cfg, g.prove_gas.value), 4),
-        sig(g.bisection_rounds.value, 2),
-        sig(griefing::defender_gas(cfg, g.worst_prove_gas.value), 4),
+        count(griefing::defender_gas(cfg, g.prove_gas.value)),
+        count(g.bisection_rounds.value),
+        count(griefing::defender_gas(cfg, g.worst_prove_gas.value)),
         usd(griefing::defender_compute(cfg)),
         sig(reward, 3),
     ));

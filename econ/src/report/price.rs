@@ -1,7 +1,7 @@
 //! Section 1: the buyer's price against retail.
 
 use super::{link, Section};
-use crate::fmt::{pct, sig, usd, Table};
+use crate::fmt::{count, pct, sig, usd, Table};
 use crate::plot::{Plot, Series, Style};
 use crate::price::{self, PER_M};
 use crate::{Config, EconError};
@@ -20,10 +20,10 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         "A request is {} prompt + {} generated tokens; the sequencer packs {} requests into a \
          shard, so a receipt carries {} tokens. The inbox charges per processed token, so \
          retail prices are blended over the same shape ({} of the tokens are prompt tokens).\n\n",
-        sig(cfg.workload.prompt_tokens.value, 3),
-        sig(cfg.workload.output_tokens.value, 3),
-        sig(p.requests_per_receipt, 3),
-        sig(p.tokens_per_receipt, 5),
+        count(cfg.workload.prompt_tokens.value),
+        count(cfg.workload.output_tokens.value),
+        count(p.requests_per_receipt),
+        count(p.tokens_per_receipt),
         pct(p.input_share)
     ));
     md.push_str(&retail_table(cfg, best.provider.as_str(), &best.model));
@@ -89,22 +89,45 @@ fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
          calldata for data availability, {} bytes per token at {} gas per byte, i.e. {} gas per \
          processed token. At {} gwei and {} per ETH that is **{} per 1M tokens**. {}\n\n\
          What-if (not implemented): with the prompts in EIP-4844 blobs ({} blob gas per byte at \
-         {} gwei) the L1 cost would be {} per 1M tokens ({}× the price to beat).\n\n",
-        sig(l1.post_gas_per_receipt.value, 4),
-        sig(l1.finalize_gas_per_receipt.value, 4),
+         {} gwei) the L1 cost would be {} per 1M tokens ({}× the price to beat). {}\n\n",
+        count(l1.post_gas_per_receipt.value),
+        count(l1.finalize_gas_per_receipt.value),
         sig(per_receipt / p.tokens_per_receipt, 3),
-        sig(p.tokens_per_receipt, 5),
-        sig(cfg.workload.input_bytes_per_token.value, 2),
+        count(p.tokens_per_receipt),
+        count(cfg.workload.input_bytes_per_token.value),
         sig(l1.input_gas_per_byte.value, 3),
         sig(calldata, 3),
         sig(l1.gas_price_gwei.value, 3),
         usd(l1.eth_usd.value),
         usd(gas * PER_M),
         verdict,
-        sig(l1.blob_gas_per_byte.value, 2),
+        count(l1.blob_gas_per_byte.value),
         sig(l1.blob_gas_price_gwei.value, 3),
         usd(blob * PER_M),
         sig(blob / reference, 3),
+        receipt_budget(cfg, reference),
+    )
+}
+
+/// With prompts in blobs, the most gas a receipt could use (post + finalize) and still fit
+/// under `target` per token at the default receipt size and gas price.
+fn receipt_budget(cfg: &Config, target: f64) -> String {
+    let l1 = &cfg.l1;
+    let p = price::packing(cfg);
+    let blob = p.input_share * cfg.workload.input_bytes_per_token.value * l1.blob_gas_per_byte.value
+        * price::usd_per_gas(cfg, l1.blob_gas_price_gwei.value);
+    let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
+    let budget = (target - blob) / price::usd_per_gas(cfg, l1.gas_price_gwei.value) * p.tokens_per_receipt;
+    if budget <= 0.0 {
+        return "Even the blob data alone would cost more than the price to beat.".into();
+    }
+    format!(
+        "To fit under the price to beat with blobs, a receipt could use at most {} gas to post \
+         and finalize at this size and gas price (it uses {}), or would need {} tokens at its \
+         present gas.",
+        count(budget),
+        count(per_receipt),
+        count(per_receipt / budget * p.tokens_per_receipt)
     )
 }
 
@@ -116,7 +139,7 @@ fn audit_text(cfg: &Config, a: &price::AuditShares) -> String {
          shard's inference time; the watcher samples {} of receipts, so audits add {} to the \
          compute bill (PRD target: verification < 5% of inference: {}). Today's daemon audits by \
          re-execution ({} of the shard), which at this sampling adds {}.\n\n",
-        sig(cfg.audit.rounds.value, 2),
+        count(cfg.audit.rounds.value),
         pct(a.freivalds),
         pct(s),
         pct(s * a.freivalds),
@@ -181,7 +204,7 @@ fn cpu_text(cfg: &Config, reference: f64) -> String {
          to match the price to beat on compute alone.\n\n",
         sig(cfg.measured_cpu.one_layer_tokens_per_s.value, 4),
         sig(tps, 3),
-        sig(cfg.measured_cpu.layers.value, 3),
+        count(cfg.measured_cpu.layers.value),
         usd(usd_h)
     )
 }
@@ -214,7 +237,7 @@ fn gas_grid_table(cfg: &Config, input_share: f64, reference: f64) -> String {
          {}-token receipts; {}.\n\n",
         t.render(),
         sig(gwei, 3),
-        sig(p.tokens_per_receipt, 5),
+        count(p.tokens_per_receipt),
         receipts
     )
 }
@@ -274,15 +297,19 @@ fn summary(cfg: &Config, gas: f64, blob: f64, reference: f64, a: &price::AuditSh
     } else {
         "**Price: L1 gas fits under retail.**"
     };
+    let p = price::packing(cfg);
+    let calldata = p.input_share * cfg.workload.input_bytes_per_token.value * cfg.l1.input_gas_per_byte.value;
+    let calldata_share = calldata / price::gas_per_token(cfg, p.tokens_per_receipt, p.input_share);
     vec![
         format!(
             "{verdict} L1 gas alone is {} per 1M tokens at {} gwei ({}× the cheapest cited \
-             price, {} per 1M); prompts posted as calldata are most of it. With the prompts in \
+             price, {} per 1M); {} of it is the prompts posted as calldata. With the prompts in \
              blobs it would be {} per 1M ({}×).",
             usd(gas * PER_M),
             sig(cfg.l1.gas_price_gwei.value, 3),
             sig(gas / reference, 3),
             usd(reference * PER_M),
+            pct(calldata_share),
             usd(blob * PER_M),
             sig(blob / reference, 3)
         ),

@@ -1,12 +1,12 @@
 //! The last section: every number the model read, with its source.
 
-use crate::fmt::{sig, Table};
+use crate::fmt::{num, Table};
 use crate::Config;
 
 pub(crate) fn section(cfg: &Config) -> String {
     let mut t = Table::new(["assumption", "value", "source"]);
     for (path, value, source) in &cfg.sources {
-        t.row([format!("`{path}`"), sig(*value, 4), source.replace('|', "\\|")]);
+        t.row([format!("`{path}`"), num(*value), source.replace('|', "\\|")]);
     }
     format!(
         "## Assumptions and sources\n\n\
