@@ -15,6 +15,26 @@ pub enum Style {
     Points,
 }
 
+/// Where the legend goes (away from the data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    UpperRight,
+    MiddleRight,
+    LowerLeft,
+    LowerRight,
+}
+
+impl Legend {
+    fn position(self) -> SeriesLabelPosition {
+        match self {
+            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
+            Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+            Legend::LowerRight => SeriesLabelPosition::LowerRight,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Series {
     pub label: String,
@@ -38,6 +58,7 @@ pub struct Plot {
     pub x_log: bool,
     pub y_log: bool,
     pub series: Vec<Series>,
+    pub legend: Legend,
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -139,7 +160,7 @@ impl Plot {
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::UpperRight)
+                .position(self.legend.position())
                 .draw()
                 .map_err(|e| err(&e))?;
             root.present().map_err(|e| err(&e))?;
@@ -161,6 +182,7 @@ mod tests {
             y_label: "y".into(),
             x_log: true,
             y_log: true,
+            legend: Legend::UpperRight,
             series: vec![
                 Series::new("a", vec![(1.0, 1.0), (10.0, 100.0), (0.0, 5.0)], Style::Line),
                 Series::new("b", vec![(2.0, 3.0)], Style::Points),

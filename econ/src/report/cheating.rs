@@ -3,7 +3,7 @@
 use super::{link, Section};
 use crate::cheating::{collusion_detection, collusion_min_stake, full_detection, Cheater, Fake};
 use crate::fmt::{count, pct, sig, usd, Table};
-use crate::plot::{Plot, Series, Style};
+use crate::plot::{Legend, Plot, Series, Style};
 use crate::{Config, EconError};
 
 pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
@@ -195,6 +195,7 @@ fn ev_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         title: "EV of cheating over the horizon, by audit rate".into(),
         x_label: "cheating rate (share of shards faked)".into(),
         y_label: "sign(EV)·log10(1 + |EV in USD|)".into(),
+        legend: Legend::UpperRight,
         x_log: false,
         y_log: false,
         series,
@@ -212,6 +213,7 @@ fn stake_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         title: "Least stake that makes full cheating lose (zero where refunds suffice: not drawn)".into(),
         x_label: "audit rate (share of receipts audited)".into(),
         y_label: "stake, USD".into(),
+        legend: Legend::LowerLeft,
         x_log: true,
         y_log: true,
         series: vec![

@@ -3,7 +3,7 @@
 use super::{link, Section};
 use crate::earnings::Network;
 use crate::fmt::{pct, sig, usd, Table};
-use crate::plot::{Plot, Series, Style};
+use crate::plot::{Legend, Plot, Series, Style};
 use crate::{pow, Config, EconError};
 
 /// Simulated blocks above which the pooled simulation is cut short (keeps CI fast).
@@ -204,6 +204,7 @@ fn cv_plot(cfg: &Config, net: &Network, days: usize, seed: u64) -> Plot {
         title: "Daily income CV: protocol worker vs PoW miner (same expected income)".into(),
         x_label: "stake share (share of the SKU's shards)".into(),
         y_label: "coefficient of variation of daily income".into(),
+        legend: Legend::MiddleRight,
         x_log: true,
         y_log: true,
         series,

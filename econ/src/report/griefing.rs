@@ -3,7 +3,7 @@
 use super::{link, Section};
 use crate::fmt::{count, sig, usd, Table};
 use crate::griefing::{self, Grief};
-use crate::plot::{Plot, Series, Style};
+use crate::plot::{Legend, Plot, Series, Style};
 use crate::{Config, EconError};
 
 pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
@@ -82,6 +82,7 @@ fn plot(rows: &[Grief]) -> Plot {
         title: "Griefing game: what each side spends, by gas price".into(),
         x_label: "gas price, gwei".into(),
         y_label: "USD per game".into(),
+        legend: Legend::LowerRight,
         x_log: true,
         y_log: true,
         series: vec![

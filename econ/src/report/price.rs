@@ -2,7 +2,7 @@
 
 use super::{link, Section};
 use crate::fmt::{count, pct, sig, usd, Table};
-use crate::plot::{Plot, Series, Style};
+use crate::plot::{Legend, Plot, Series, Style};
 use crate::price::{self, PER_M};
 use crate::{Config, EconError};
 
@@ -258,6 +258,7 @@ fn tps_plot(cfg: &Config, audit_share: f64, reference: f64) -> Plot {
         title: "Buyer's price per 1M tokens vs GPU throughput".into(),
         x_label: "tokens/s per GPU (not measured: axis)".into(),
         y_label: "USD per 1M tokens".into(),
+        legend: Legend::LowerLeft,
         x_log: true,
         y_log: true,
         series,
@@ -283,6 +284,7 @@ fn receipt_plot(cfg: &Config, input_share: f64, reference: f64) -> Plot {
         title: "L1 gas per 1M tokens vs receipt size".into(),
         x_label: "tokens per receipt".into(),
         y_label: "USD per 1M tokens".into(),
+        legend: Legend::LowerLeft,
         x_log: true,
         y_log: true,
         series,
