@@ -121,7 +121,11 @@ impl Cheater {
 
 /// Probability that an audit that samples the shard sees a full fake (every op wrong).
 pub fn full_detection(cfg: &Config) -> f64 {
-    1.0 - cfg.cheating.freivalds_miss.value.powf(cfg.audit.rounds.value)
+    1.0 - cfg
+        .cheating
+        .freivalds_miss
+        .value
+        .powf(cfg.audit.rounds.value)
 }
 
 /// What a selective cheater fakes inside a shard.
@@ -221,7 +225,10 @@ mod tests {
         let s_min = c.min_stake(c.horizon_shards, q);
         let at = |stake: f64| Cheater { stake, ..c }.ev(c.horizon_shards, q);
         assert!(at(s_min * 1.001) < 0.0 && at(s_min * 0.999) > 0.0);
-        let rich = Cheater { stake: 2.0 * s_min, ..c };
+        let rich = Cheater {
+            stake: 2.0 * s_min,
+            ..c
+        };
         let f = rich.min_slash(q).expect("a slash suffices");
         let at = |slash: f64| Cheater { slash, ..rich }.ev(c.horizon_shards, q);
         assert!(at(f * 1.001) < 0.0 && at(f * 0.999) > 0.0, "f = {f}");
@@ -229,7 +236,10 @@ mod tests {
 
     #[test]
     fn negative_at_full_rate_means_negative_at_every_rate() {
-        let c = Cheater { stake: c_min(), ..ch() };
+        let c = Cheater {
+            stake: c_min(),
+            ..ch()
+        };
         for i in 1..=100 {
             assert!(c.ev_rate(i as f64 / 100.0, 0.02) <= 1e-9, "rate {i}%");
         }
@@ -252,7 +262,10 @@ mod tests {
         assert_eq!(collusion_detection(1.0, 1.0, 0.0, 1.0), 0.0);
         assert!((collusion_detection(1.0, 1.0, 0.1, 1.0) - 0.1).abs() < 1e-15);
         let c = ch();
-        assert_eq!(collusion_min_stake(&c, 1.0, 1.0, 0.0, 1.0, 0.0), f64::INFINITY);
+        assert_eq!(
+            collusion_min_stake(&c, 1.0, 1.0, 0.0, 1.0, 0.0),
+            f64::INFINITY
+        );
         assert!(collusion_min_stake(&c, 1.0, 1.0, 0.1, 1.0, 0.0).is_finite());
     }
 }

@@ -234,7 +234,10 @@ impl Config {
             return Err(EconError::invalid("hardware", "at least one entry needed"));
         }
         for h in &self.hardware {
-            positive(&format!("hardware[{}].usd_per_hour", h.name), &h.usd_per_hour)?;
+            positive(
+                &format!("hardware[{}].usd_per_hour", h.name),
+                &h.usd_per_hour,
+            )?;
             if let Some(t) = &h.tokens_per_s {
                 positive(&format!("hardware[{}].tokens_per_s", h.name), t)?;
             }
@@ -244,10 +247,16 @@ impl Config {
         grid("grids.tokens_per_receipt", &g.tokens_per_receipt, false)?;
         grid("grids.gas_price_gwei", &g.gas_price_gwei, false)?;
         if g.tokens_per_s.contains(&0.0) || g.tokens_per_receipt.contains(&0.0) {
-            return Err(EconError::invalid("grids", "throughput and receipt size must be > 0"));
+            return Err(EconError::invalid(
+                "grids",
+                "throughput and receipt size must be > 0",
+            ));
         }
         let m = &self.measured_cpu;
-        positive("measured_cpu.one_layer_tokens_per_s", &m.one_layer_tokens_per_s)?;
+        positive(
+            "measured_cpu.one_layer_tokens_per_s",
+            &m.one_layer_tokens_per_s,
+        )?;
         positive("measured_cpu.layers", &m.layers)?;
         let a = &self.audit;
         share("audit.sample_rate", &a.sample_rate)?;
@@ -300,7 +309,10 @@ impl Config {
             positive(&format!("{f}.block_value_usd"), &p.block_value_usd)?;
             positive(&format!("{f}.blocks_per_day"), &p.blocks_per_day)?;
             share(&format!("{f}.pool_share"), &p.pool_share)?;
-            positive(&format!("{f}.miner_shares_per_day"), &p.miner_shares_per_day)?;
+            positive(
+                &format!("{f}.miner_shares_per_day"),
+                &p.miner_shares_per_day,
+            )?;
             positive(&format!("{f}.pplns_window_blocks"), &p.pplns_window_blocks)?;
         }
         Ok(())
@@ -317,12 +329,29 @@ impl Config {
         share("cheating.stake_share", &c.stake_share)?;
         grid("cheating.sample_rate_grid", &c.sample_rate_grid, true)?;
         grid("cheating.cheat_rate_grid", &c.cheat_rate_grid, true)?;
-        nonneg("cheating.collusion.verifier_stake_eth", &c.collusion.verifier_stake_eth)?;
-        bps("cheating.collusion.verifier_slash_bps", &c.collusion.verifier_slash_bps)?;
-        grid("cheating.collusion.colluding_share_grid", &c.collusion.colluding_share_grid, true)?;
-        grid("cheating.collusion.watcher_rate_grid", &c.collusion.watcher_rate_grid, true)?;
+        nonneg(
+            "cheating.collusion.verifier_stake_eth",
+            &c.collusion.verifier_stake_eth,
+        )?;
+        bps(
+            "cheating.collusion.verifier_slash_bps",
+            &c.collusion.verifier_slash_bps,
+        )?;
+        grid(
+            "cheating.collusion.colluding_share_grid",
+            &c.collusion.colluding_share_grid,
+            true,
+        )?;
+        grid(
+            "cheating.collusion.watcher_rate_grid",
+            &c.collusion.watcher_rate_grid,
+            true,
+        )?;
         for p in &c.policy {
-            nonneg(&format!("cheating.policy[{}].mlp_steps_checked", p.name), &p.mlp_steps_checked)?;
+            nonneg(
+                &format!("cheating.policy[{}].mlp_steps_checked", p.name),
+                &p.mlp_steps_checked,
+            )?;
         }
         Ok(())
     }
@@ -351,12 +380,20 @@ impl Config {
 /// Walks the raw TOML for `{ value, source }` tables. Array entries are named by their `name`
 /// (or `provider` + `model`) so that the list reads well.
 fn collect_sources(t: &toml::Table, path: &str, out: &mut Vec<(String, f64, String)>) {
-    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     for (k, v) in t {
         match v {
             toml::Value::Table(inner) => match (inner.get("value"), inner.get("source")) {
                 (Some(val), Some(toml::Value::String(src))) => {
-                    let x = val.as_float().or_else(|| val.as_integer().map(|i| i as f64));
+                    let x = val
+                        .as_float()
+                        .or_else(|| val.as_integer().map(|i| i as f64));
                     out.push((join(k), x.unwrap_or(f64::NAN), src.clone()));
                 }
                 _ => collect_sources(inner, &join(k), out),
@@ -364,7 +401,11 @@ fn collect_sources(t: &toml::Table, path: &str, out: &mut Vec<(String, f64, Stri
             toml::Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let toml::Value::Table(inner) = item {
-                        collect_sources(inner, &format!("{}[{}]", join(k), entry_name(inner, i)), out);
+                        collect_sources(
+                            inner,
+                            &format!("{}[{}]", join(k), entry_name(inner, i)),
+                            out,
+                        );
                     }
                 }
             }
@@ -420,7 +461,10 @@ fn share(field: &str, s: &Sourced) -> Result<(), EconError> {
 fn bps(field: &str, s: &Sourced) -> Result<(), EconError> {
     let v = sourced(field, s)?;
     if !(0.0..=10_000.0).contains(&v) {
-        return Err(EconError::invalid(field, "basis points must be in [0, 10000]"));
+        return Err(EconError::invalid(
+            field,
+            "basis points must be in [0, 10000]",
+        ));
     }
     Ok(())
 }
@@ -433,7 +477,10 @@ fn grid(field: &str, g: &[f64], shares: bool) -> Result<(), EconError> {
     let bad = |v: &f64| !v.is_finite() || *v < 0.0 || (shares && *v > 1.0);
     if g.iter().any(bad) {
         let want = if shares { "shares in [0, 1]" } else { ">= 0" };
-        return Err(EconError::invalid(field, format!("grid values must be {want}")));
+        return Err(EconError::invalid(
+            field,
+            format!("grid values must be {want}"),
+        ));
     }
     Ok(())
 }

@@ -49,7 +49,10 @@ impl Network {
 
     /// Expected USD per day of a staker with share σ (work plus audits).
     pub fn mean_income(&self, sigma: f64) -> f64 {
-        self.shards_per_day * sigma * self.fee_per_shard * (1.0 + self.sample_rate * self.audit_fee_share)
+        self.shards_per_day
+            * sigma
+            * self.fee_per_shard
+            * (1.0 + self.sample_rate * self.audit_fee_share)
     }
 
     /// Closed-form CV of daily income (compound binomial sums, independent draws):
@@ -70,7 +73,8 @@ impl Network {
     /// Seeded simulation of `days` days: (mean, CV) of daily income.
     pub fn simulate(&self, sigma: f64, days: usize, seed: u64) -> (f64, f64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let shards = Binomial::new(self.shards_per_day.round() as u64, sigma).expect("σ is a share");
+        let shards =
+            Binomial::new(self.shards_per_day.round() as u64, sigma).expect("σ is a share");
         let audits_n = (self.shards_per_day * self.sample_rate).round() as u64;
         let audits = Binomial::new(audits_n, sigma).expect("σ is a share");
         let mut incomes = Vec::with_capacity(days);
@@ -93,7 +97,8 @@ impl Network {
             return n as f64 * self.fee_per_shard;
         }
         let k2 = self.kappa * self.kappa;
-        let g = Gamma::new(n as f64 / k2, self.fee_per_shard * k2).expect("positive shape and scale");
+        let g =
+            Gamma::new(n as f64 / k2, self.fee_per_shard * k2).expect("positive shape and scale");
         g.sample(rng)
     }
 }
@@ -103,7 +108,14 @@ pub fn mean_cv(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-    (mean, if mean > 0.0 { var.sqrt() / mean } else { f64::NAN })
+    (
+        mean,
+        if mean > 0.0 {
+            var.sqrt() / mean
+        } else {
+            f64::NAN
+        },
+    )
 }
 
 #[cfg(test)]
@@ -126,14 +138,25 @@ mod tests {
         for sigma in [0.001, 0.01, 0.2] {
             let (mean, cv) = n.simulate(sigma, 6000, 42);
             let want_mean = n.mean_income(sigma);
-            assert!((mean - want_mean).abs() / want_mean < 0.01, "σ={sigma}: mean {mean} vs {want_mean}");
-            assert!((cv - n.cv(sigma)).abs() / n.cv(sigma) < 0.05, "σ={sigma}: cv {cv} vs {}", n.cv(sigma));
+            assert!(
+                (mean - want_mean).abs() / want_mean < 0.01,
+                "σ={sigma}: mean {mean} vs {want_mean}"
+            );
+            assert!(
+                (cv - n.cv(sigma)).abs() / n.cv(sigma) < 0.05,
+                "σ={sigma}: cv {cv} vs {}",
+                n.cv(sigma)
+            );
         }
     }
 
     #[test]
     fn cv_falls_as_one_over_sqrt_of_the_shards_received() {
-        let n = Network { sample_rate: 0.0, kappa: 0.0, ..net() };
+        let n = Network {
+            sample_rate: 0.0,
+            kappa: 0.0,
+            ..net()
+        };
         let (a, b) = (n.cv(0.001), n.cv(0.004));
         // (1-σ) changes a little: compare with the exact ratio.
         let want = ((1.0 - 0.001) / (1.0 - 0.004) * 4.0_f64).sqrt();

@@ -4,7 +4,11 @@
 /// `x` with `sig` significant digits, plain notation for 1e-4 <= |x| < 1e9, else scientific.
 pub fn sig(x: f64, sig: usize) -> String {
     if !x.is_finite() {
-        return if x.is_nan() { "n/a".into() } else { "∞".into() };
+        return if x.is_nan() {
+            "n/a".into()
+        } else {
+            "∞".into()
+        };
     }
     if x == 0.0 {
         return "0".into();
@@ -54,7 +58,9 @@ pub fn pct(x: f64) -> String {
 /// Inserts thousands separators into the integer part of a plain decimal string.
 fn group_thousands(s: &str) -> String {
     let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("−", r));
-    let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
     if int.len() <= 3 {
         return s.replacen('-', "−", 1);
     }

@@ -46,7 +46,8 @@ pub fn bonds(cfg: &Config) -> (f64, f64) {
     let g = &cfg.griefing;
     let moves = g.bisection_rounds.value + 1.0; // choose per round + nameEntry
     let lost = g.min_bond_eth.value + moves * g.move_bond_eth.value;
-    let reward = g.min_bond_eth.value * g.reward_bps.value / 10_000.0 + moves * g.move_bond_eth.value;
+    let reward =
+        g.min_bond_eth.value * g.reward_bps.value / 10_000.0 + moves * g.move_bond_eth.value;
     (lost, reward)
 }
 

@@ -44,7 +44,11 @@ pub struct Series {
 
 impl Series {
     pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>, style: Style) -> Self {
-        Series { label: label.into(), points, style }
+        Series {
+            label: label.into(),
+            points,
+            style,
+        }
     }
 }
 
@@ -85,7 +89,10 @@ impl Plot {
     }
 
     fn visible(&self, p: &(f64, f64)) -> bool {
-        p.0.is_finite() && p.1.is_finite() && (!self.x_log || p.0 > 0.0) && (!self.y_log || p.1 > 0.0)
+        p.0.is_finite()
+            && p.1.is_finite()
+            && (!self.x_log || p.0 > 0.0)
+            && (!self.y_log || p.1 > 0.0)
     }
 
     /// Data bounds with a margin (a decade-fraction on log axes, 5% on linear ones).
@@ -99,7 +106,11 @@ impl Plot {
         let span = |v: Vec<f64>, log: bool| {
             let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (1.0, 10.0) };
+            let (lo, hi) = if lo.is_finite() {
+                (lo, hi)
+            } else {
+                (1.0, 10.0)
+            };
             if log {
                 (lo / 1.5)..(hi * 1.5)
             } else {
@@ -145,15 +156,24 @@ impl Plot {
                 .map_err(|e| err(&e))?;
             for (i, s) in self.series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
-                let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| self.visible(p)).collect();
+                let pts: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| self.visible(p))
+                    .collect();
                 let ann = match s.style {
                     Style::Line => chart.draw_series(LineSeries::new(pts, color.stroke_width(2))),
-                    Style::Dashed => chart.draw_series(DashedLineSeries::new(pts, 8, 5, color.stroke_width(2))),
-                    Style::Points => chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled()))),
+                    Style::Dashed => {
+                        chart.draw_series(DashedLineSeries::new(pts, 8, 5, color.stroke_width(2)))
+                    }
+                    Style::Points => chart
+                        .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled()))),
                 }
                 .map_err(|e| err(&e))?;
-                ann.label(&s.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                ann.label(&s.label).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
             }
             chart
                 .configure_series_labels()
@@ -184,13 +204,20 @@ mod tests {
             y_log: true,
             legend: Legend::UpperRight,
             series: vec![
-                Series::new("a", vec![(1.0, 1.0), (10.0, 100.0), (0.0, 5.0)], Style::Line),
+                Series::new(
+                    "a",
+                    vec![(1.0, 1.0), (10.0, 100.0), (0.0, 5.0)],
+                    Style::Line,
+                ),
                 Series::new("b", vec![(2.0, 3.0)], Style::Points),
             ],
         };
         let svg = p.svg().unwrap();
         assert!(svg.starts_with("<svg"));
-        assert!(svg.contains("\ntitle\n") && svg.contains("\na\n"), "text is plain SVG <text>");
+        assert!(
+            svg.contains("\ntitle\n") && svg.contains("\na\n"),
+            "text is plain SVG <text>"
+        );
         assert_eq!(svg, p.svg().unwrap(), "deterministic");
     }
 }

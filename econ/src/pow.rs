@@ -100,7 +100,10 @@ fn window_counts(blocks: &[f64], w: f64, rate: f64, rng: &mut ChaCha8Rng) -> Vec
         prefix[i] = prefix[i - 1] + n;
     }
     let at = |x: f64| edges.partition_point(|e| *e < x);
-    blocks.iter().map(|&t| prefix[at(t)] - prefix[at(t - w)]).collect()
+    blocks
+        .iter()
+        .map(|&t| prefix[at(t)] - prefix[at(t - w)])
+        .collect()
 }
 
 #[cfg(test)]
@@ -109,7 +112,10 @@ mod tests {
     use crate::config::Sourced;
 
     fn s(v: f64) -> Sourced {
-        Sourced { value: v, source: "test".into() }
+        Sourced {
+            value: v,
+            source: "test".into(),
+        }
     }
 
     fn pow(blocks_per_day: f64) -> Pow {

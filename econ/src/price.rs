@@ -60,7 +60,8 @@ pub fn usd_per_gas(cfg: &Config, gwei: f64) -> f64 {
 pub fn gas_per_token(cfg: &Config, tokens_per_receipt: f64, input_share: f64) -> f64 {
     let l = &cfg.l1;
     let per_receipt = l.post_gas_per_receipt.value + l.finalize_gas_per_receipt.value;
-    let calldata = input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
+    let calldata =
+        input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
     per_receipt / tokens_per_receipt + calldata
 }
 
@@ -94,7 +95,12 @@ impl Breakdown {
 }
 
 /// The buyer's cost floor at a throughput, with an audit share per audited shard.
-pub fn breakdown(cfg: &Config, usd_per_hour: f64, tokens_per_s: f64, audit_share: f64) -> Breakdown {
+pub fn breakdown(
+    cfg: &Config,
+    usd_per_hour: f64,
+    tokens_per_s: f64,
+    audit_share: f64,
+) -> Breakdown {
     let p = packing(cfg);
     let compute = compute_usd_per_token(usd_per_hour, tokens_per_s);
     let gas = gas_per_token(cfg, p.tokens_per_receipt, p.input_share);
@@ -124,7 +130,12 @@ pub fn reference(cfg: &Config) -> (f64, &Retail) {
 
 /// Tokens/s at which the cost floor equals `target` (USD per token); `None` where gas alone
 /// already costs more.
-pub fn break_even_tokens_per_s(cfg: &Config, usd_per_hour: f64, audit_share: f64, target: f64) -> Option<f64> {
+pub fn break_even_tokens_per_s(
+    cfg: &Config,
+    usd_per_hour: f64,
+    audit_share: f64,
+    target: f64,
+) -> Option<f64> {
     let p = packing(cfg);
     let gas = gas_per_token(cfg, p.tokens_per_receipt, p.input_share)
         * usd_per_gas(cfg, cfg.l1.gas_price_gwei.value);
@@ -137,7 +148,12 @@ pub fn break_even_tokens_per_s(cfg: &Config, usd_per_hour: f64, audit_share: f64
 }
 
 /// Gas price (gwei) at which L1 gas alone costs `target` per token at a receipt size.
-pub fn break_even_gwei(cfg: &Config, tokens_per_receipt: f64, input_share: f64, target: f64) -> f64 {
+pub fn break_even_gwei(
+    cfg: &Config,
+    tokens_per_receipt: f64,
+    input_share: f64,
+    target: f64,
+) -> f64 {
     target / (gas_per_token(cfg, tokens_per_receipt, input_share) * usd_per_gas(cfg, 1.0))
 }
 
@@ -146,7 +162,8 @@ pub fn break_even_gwei(cfg: &Config, tokens_per_receipt: f64, input_share: f64, 
 pub fn break_even_tokens_per_receipt(cfg: &Config, input_share: f64, target: f64) -> Option<f64> {
     let l = &cfg.l1;
     let usd_gas = usd_per_gas(cfg, l.gas_price_gwei.value);
-    let calldata = input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
+    let calldata =
+        input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
     let left = target / usd_gas - calldata;
     (left > 0.0).then(|| (l.post_gas_per_receipt.value + l.finalize_gas_per_receipt.value) / left)
 }
@@ -192,7 +209,8 @@ mod tests {
         let usd = gas_per_token(&c, p.tokens_per_receipt, p.input_share) * usd_per_gas(&c, g);
         assert!((usd - target).abs() / target < 1e-12);
         if let Some(n) = break_even_tokens_per_receipt(&c, p.input_share, target) {
-            let usd = gas_per_token(&c, n, p.input_share) * usd_per_gas(&c, c.l1.gas_price_gwei.value);
+            let usd =
+                gas_per_token(&c, n, p.input_share) * usd_per_gas(&c, c.l1.gas_price_gwei.value);
             assert!((usd - target).abs() / target < 1e-9);
         }
     }

@@ -37,12 +37,21 @@ fn committed_economics_report_matches_the_default_config() {
         want == have,
         "docs/{REPORT_FILE} is stale: run `verinfer econ --out docs` and commit the result"
     );
-    let (gen, committed) = (names(&tmp.path().join(PLOT_DIR)), names(&docs.join(PLOT_DIR)));
-    assert_eq!(gen, committed, "docs/{PLOT_DIR}/ must hold exactly the generated plots");
+    let (gen, committed) = (
+        names(&tmp.path().join(PLOT_DIR)),
+        names(&docs.join(PLOT_DIR)),
+    );
+    assert_eq!(
+        gen, committed,
+        "docs/{PLOT_DIR}/ must hold exactly the generated plots"
+    );
     for n in &gen {
         let a = std::fs::read(tmp.path().join(PLOT_DIR).join(n)).unwrap();
         let b = std::fs::read(docs.join(PLOT_DIR).join(n)).unwrap();
-        assert!(a == b, "docs/{PLOT_DIR}/{n} is stale: run `verinfer econ --out docs`");
+        assert!(
+            a == b,
+            "docs/{PLOT_DIR}/{n} is stale: run `verinfer econ --out docs`"
+        );
     }
 }
 

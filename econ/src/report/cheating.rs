@@ -43,14 +43,29 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
     for p in &plots {
         md.push_str(&link(p));
     }
-    Ok(Section { markdown: md, plots, summary: summary(cfg, &ch, d) })
+    Ok(Section {
+        markdown: md,
+        plots,
+        summary: summary(cfg, &ch, d),
+    })
 }
 
 fn ev_table(cfg: &Config, ch: &Cheater, d: f64) -> String {
     let c = &cfg.cheating;
     let mut header = vec!["audit rate".to_string()];
-    header.extend(c.cheat_rate_grid.iter().map(|r| format!("EV, cheat {}", pct(*r))));
-    header.extend(["min stake (horizon)", "min stake (one receipt)", "min slash at this stake"].map(String::from));
+    header.extend(
+        c.cheat_rate_grid
+            .iter()
+            .map(|r| format!("EV, cheat {}", pct(*r))),
+    );
+    header.extend(
+        [
+            "min stake (horizon)",
+            "min stake (one receipt)",
+            "min slash at this stake",
+        ]
+        .map(String::from),
+    );
     let mut t = Table::new(header);
     for &s in &c.sample_rate_grid {
         let q = s * d;
@@ -73,15 +88,24 @@ fn zero_stake_text(cfg: &Config, ch: &Cheater, d: f64) -> String {
     let s = ch.zero_stake_sample_rate(d);
     let at = cfg.audit.sample_rate.value;
     let verdict = if ch.ev_rate(1.0, at * d) < 0.0 {
-        format!("At the configured audit rate ({}) cheating loses at every cheating rate.", pct(at))
+        format!(
+            "At the configured audit rate ({}) cheating loses at every cheating rate.",
+            pct(at)
+        )
     } else {
-        format!("**At the configured audit rate ({}) full cheating pays.**", pct(at))
+        format!(
+            "**At the configured audit rate ({}) full cheating pays.**",
+            pct(at)
+        )
     };
     let refund = match s {
         Some(s) => format!("Refunds alone make cheating lose (with no stake at all) at audit rates above {}.", pct(s)),
         None => "Refunds alone never make cheating lose: the saving is at least the fee, so stake must do it.".into(),
     };
-    format!("{verdict} {refund} The audit rate needed at the configured stake is {}.\n\n", min_rate_text(ch, d))
+    format!(
+        "{verdict} {refund} The audit rate needed at the configured stake is {}.\n\n",
+        min_rate_text(ch, d)
+    )
 }
 
 /// Least audit rate at which full cheating over the horizon loses at the configured stake.
@@ -103,16 +127,35 @@ pub(crate) fn min_audit_rate(ch: &Cheater, d: f64) -> Option<f64> {
 }
 
 fn min_rate_text(ch: &Cheater, d: f64) -> String {
-    min_audit_rate(ch, d).map_or("above 100% (no audit rate suffices)".into(), |s| format!("**{}**", pct(s)))
+    min_audit_rate(ch, d).map_or("above 100% (no audit rate suffices)".into(), |s| {
+        format!("**{}**", pct(s))
+    })
 }
 
 fn selective_table(cfg: &Config, ch: &Cheater) -> String {
     let s = cfg.audit.sample_rate.value;
-    let fakes = [Fake::All, Fake::MlpSteps(1.0), Fake::MlpSteps(0.1), Fake::MlpSteps(0.01), Fake::Attention];
-    let mut t = Table::new(["policy", "faked", "saving/shard", "P(seen if audited)", "EV per faked receipt", "min stake (one receipt)", "refunds alone deter above audit rate"]);
+    let fakes = [
+        Fake::All,
+        Fake::MlpSteps(1.0),
+        Fake::MlpSteps(0.1),
+        Fake::MlpSteps(0.01),
+        Fake::Attention,
+    ];
+    let mut t = Table::new([
+        "policy",
+        "faked",
+        "saving/shard",
+        "P(seen if audited)",
+        "EV per faked receipt",
+        "min stake (one receipt)",
+        "refunds alone deter above audit rate",
+    ]);
     for p in &cfg.cheating.policy {
         for f in fakes {
-            let sel = Cheater { gain: ch.gain * f.saving_share(cfg), ..*ch };
+            let sel = Cheater {
+                gain: ch.gain * f.saving_share(cfg),
+                ..*ch
+            };
             let det = f.detection(cfg, p);
             let q = s * det;
             t.row([
@@ -139,16 +182,25 @@ fn selective_table(cfg: &Config, ch: &Cheater) -> String {
 fn collusion_tables(cfg: &Config, ch: &Cheater, d: f64) -> String {
     let col = &cfg.cheating.collusion;
     let s = cfg.audit.sample_rate.value;
-    let vslash = col.verifier_stake_eth.value * cfg.l1.eth_usd.value * col.verifier_slash_bps.value / 10_000.0;
+    let vslash = col.verifier_stake_eth.value * cfg.l1.eth_usd.value * col.verifier_slash_bps.value
+        / 10_000.0;
     let table = |vs: f64| {
         let mut header = vec!["colluding verifier share".to_string()];
-        header.extend(col.watcher_rate_grid.iter().map(|w| format!("watcher audits {}", pct(*w))));
+        header.extend(
+            col.watcher_rate_grid
+                .iter()
+                .map(|w| format!("watcher audits {}", pct(*w))),
+        );
         let mut t = Table::new(header);
         for &v in &col.colluding_share_grid {
             let mut row = vec![pct(v)];
             for &w in &col.watcher_rate_grid {
                 let q = collusion_detection(s, v, w, d);
-                row.push(format!("q {} / {}", sig(q, 3), usd(collusion_min_stake(ch, s, v, w, d, vs))));
+                row.push(format!(
+                    "q {} / {}",
+                    sig(q, 3),
+                    usd(collusion_min_stake(ch, s, v, w, d, vs))
+                ));
             }
             t.row(row);
         }
@@ -186,7 +238,10 @@ fn ev_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         .sample_rate_grid
         .iter()
         .map(|&s| {
-            let pts = xs.iter().map(|&c| (c, symlog(ch.ev_rate(c, s * d)))).collect();
+            let pts = xs
+                .iter()
+                .map(|&c| (c, symlog(ch.ev_rate(c, s * d))))
+                .collect();
             Series::new(format!("audit {}", pct(s)), pts, Style::Line)
         })
         .collect();
@@ -205,12 +260,18 @@ fn ev_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
 fn stake_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
     let grid = &cfg.cheating.sample_rate_grid;
     let (lo, hi) = (grid[0], grid[grid.len() - 1]);
-    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
-    let horizon = xs.iter().map(|&s| (s, ch.min_stake(ch.horizon_shards, s * d))).collect();
+    let xs: Vec<f64> = (0..=40)
+        .map(|i| lo * (hi / lo).powf(i as f64 / 40.0))
+        .collect();
+    let horizon = xs
+        .iter()
+        .map(|&s| (s, ch.min_stake(ch.horizon_shards, s * d)))
+        .collect();
     let one = xs.iter().map(|&s| (s, ch.min_stake(1.0, s * d))).collect();
     Plot {
         file: "min_stake_by_audit_rate.svg".into(),
-        title: "Least stake that makes full cheating lose (zero where refunds suffice: not drawn)".into(),
+        title: "Least stake that makes full cheating lose (zero where refunds suffice: not drawn)"
+            .into(),
         x_label: "audit rate (share of receipts audited)".into(),
         y_label: "stake, USD".into(),
         legend: Legend::LowerLeft,
@@ -219,7 +280,11 @@ fn stake_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         series: vec![
             Series::new("over the horizon", horizon, Style::Line),
             Series::new("one receipt", one, Style::Line),
-            Series::new("configured stake", vec![(lo, ch.stake), (hi, ch.stake)], Style::Dashed),
+            Series::new(
+                "configured stake",
+                vec![(lo, ch.stake), (hi, ch.stake)],
+                Style::Dashed,
+            ),
         ],
     }
 }
@@ -237,13 +302,20 @@ fn summary(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
     let blind = if blind.is_empty() {
         String::new()
     } else {
-        format!(" Faking only the attention GEMMs is never seen under the `{}` policies.", blind.join("`, `"))
+        format!(
+            " Faking only the attention GEMMs is never seen under the `{}` policies.",
+            blind.join("`, `")
+        )
     };
     vec![format!(
         "**Fraud:** {} at the configured audit rate ({}) and stake ({}); at that stake, cheating \
          loses at every cheating rate for audit rates above {}.{blind} Collusion with an \
          assigned verifier is caught only by independent watchers (section 3).",
-        if holds { "irrational" } else { "**profitable**" },
+        if holds {
+            "irrational"
+        } else {
+            "**profitable**"
+        },
         pct(at),
         usd(ch.stake),
         min_rate_text(ch, d)

@@ -43,14 +43,25 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
     md.push_str(&crossover_text(cfg, &net));
     let plot = cv_plot(cfg, &net, days, seed);
     md.push_str(&link(&plot));
-    Ok(Section { markdown: md, plots: vec![plot], summary: summary(cfg, &net) })
+    Ok(Section {
+        markdown: md,
+        plots: vec![plot],
+        summary: summary(cfg, &net),
+    })
 }
 
 fn income_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
     let e = &cfg.earnings;
-    let mut header: Vec<String> = ["stake share", "shards/day", "income/day", "protocol CV", "protocol CV (sim)", "P(epoch with no shard)"]
-        .map(String::from)
-        .to_vec();
+    let mut header: Vec<String> = [
+        "stake share",
+        "shards/day",
+        "income/day",
+        "protocol CV",
+        "protocol CV (sim)",
+        "P(epoch with no shard)",
+    ]
+    .map(String::from)
+    .to_vec();
     for p in &e.pow {
         header.push(format!("{} solo CV", p.name));
         header.push(format!("{} solo: P(day with nothing)", p.name));
@@ -83,7 +94,13 @@ fn income_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
 
 /// Solo closed form against simulation, where enough blocks are expected to say anything.
 fn solo_check(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
-    let mut t = Table::new(["network", "stake share", "λ blocks/day", "solo CV", "solo CV (sim)"]);
+    let mut t = Table::new([
+        "network",
+        "stake share",
+        "λ blocks/day",
+        "solo CV",
+        "solo CV (sim)",
+    ]);
     let mut any = false;
     for p in &cfg.earnings.pow {
         for (i, &sigma) in cfg.earnings.stake_share_grid.iter().enumerate() {
@@ -91,7 +108,13 @@ fn solo_check(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
             let lambda = pow::solo_lambda(p, income);
             if lambda * days as f64 >= MIN_SOLO_BLOCKS {
                 let (_, cv) = pow::simulate_solo(p, income, days, seed + 100 + i as u64);
-                t.row([p.name.clone(), pct(sigma), sig(lambda, 3), sig(pow::solo_cv(p, income), 3), sig(cv, 3)]);
+                t.row([
+                    p.name.clone(),
+                    pct(sigma),
+                    sig(lambda, 3),
+                    sig(pow::solo_cv(p, income), 3),
+                    sig(cv, 3),
+                ]);
                 any = true;
             }
         }
@@ -104,7 +127,15 @@ fn solo_check(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
 }
 
 fn pool_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
-    let mut t = Table::new(["network", "block value", "pool share", "pool blocks/day", "pooled CV", "pooled CV (sim, overlapping windows)", "days simulated"]);
+    let mut t = Table::new([
+        "network",
+        "block value",
+        "pool share",
+        "pool blocks/day",
+        "pooled CV",
+        "pooled CV (sim, overlapping windows)",
+        "days simulated",
+    ]);
     for (i, p) in cfg.earnings.pow.iter().enumerate() {
         let lp = pow::pool_lambda(p);
         let sim_days = days.min((MAX_POOL_BLOCKS / lp).floor().max(1.0) as usize);
@@ -166,7 +197,10 @@ fn crossover_text(cfg: &Config, net: &Network) -> String {
         out.push_str(&line);
     }
     let solo_worse = cfg.earnings.stake_share_grid.iter().all(|&s| {
-        cfg.earnings.pow.iter().all(|p| pow::solo_cv(p, net.mean_income(s)) > net.cv(s))
+        cfg.earnings
+            .pow
+            .iter()
+            .all(|p| pow::solo_cv(p, net.mean_income(s)) > net.cv(s))
     });
     let solo = if solo_worse {
         "Against solo mining the protocol is steadier at every stake share in the table."
@@ -184,20 +218,36 @@ fn crossover_text(cfg: &Config, net: &Network) -> String {
 fn cv_plot(cfg: &Config, net: &Network, days: usize, seed: u64) -> Plot {
     let grid = &cfg.earnings.stake_share_grid;
     let (lo, hi) = (grid[0], grid[grid.len() - 1]);
-    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
+    let xs: Vec<f64> = (0..=40)
+        .map(|i| lo * (hi / lo).powf(i as f64 / 40.0))
+        .collect();
     let mut series = vec![
-        Series::new("protocol (closed form)", xs.iter().map(|&s| (s, net.cv(s))).collect(), Style::Line),
+        Series::new(
+            "protocol (closed form)",
+            xs.iter().map(|&s| (s, net.cv(s))).collect(),
+            Style::Line,
+        ),
         Series::new(
             "protocol (simulation)",
-            grid.iter().enumerate().map(|(i, &s)| (s, net.simulate(s, days, seed + i as u64).1)).collect(),
+            grid.iter()
+                .enumerate()
+                .map(|(i, &s)| (s, net.simulate(s, days, seed + i as u64).1))
+                .collect(),
             Style::Points,
         ),
     ];
     for p in &cfg.earnings.pow {
-        let solo = xs.iter().map(|&s| (s, pow::solo_cv(p, net.mean_income(s)))).collect();
+        let solo = xs
+            .iter()
+            .map(|&s| (s, pow::solo_cv(p, net.mean_income(s))))
+            .collect();
         series.push(Series::new(format!("{} solo", p.name), solo, Style::Line));
         let pooled = pow::pooled_cv(p);
-        series.push(Series::new(format!("{} pooled", p.name), vec![(lo, pooled), (hi, pooled)], Style::Dashed));
+        series.push(Series::new(
+            format!("{} pooled", p.name),
+            vec![(lo, pooled), (hi, pooled)],
+            Style::Dashed,
+        ));
     }
     Plot {
         file: "income_cv_by_stake.svg".into(),
@@ -216,7 +266,12 @@ fn summary(cfg: &Config, net: &Network) -> Vec<String> {
     let income = net.mean_income(sigma);
     let mut parts = vec![format!("protocol CV {}", sig(net.cv(sigma), 2))];
     for p in &cfg.earnings.pow {
-        parts.push(format!("{} solo {} / pooled {}", p.name, sig(pow::solo_cv(p, income), 2), sig(pow::pooled_cv(p), 2)));
+        parts.push(format!(
+            "{} solo {} / pooled {}",
+            p.name,
+            sig(pow::solo_cv(p, income), 2),
+            sig(pow::pooled_cv(p), 2)
+        ));
     }
     let cross: Vec<String> = cfg
         .earnings

@@ -31,16 +31,33 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         usd(griefing::defender_compute(cfg)),
         sig(reward, 3),
     ));
-    let rows: Vec<Grief> = g.gas_price_grid.iter().map(|&gw| griefing::at(cfg, gw)).collect();
+    let rows: Vec<Grief> = g
+        .gas_price_grid
+        .iter()
+        .map(|&gw| griefing::at(cfg, gw))
+        .collect();
     md.push_str(&table(&rows));
     md.push_str(&break_even_text(cfg, &rows));
     let plot = plot(&rows);
     md.push_str(&link(&plot));
-    Ok(Section { markdown: md, plots: vec![plot], summary: summary(cfg) })
+    Ok(Section {
+        markdown: md,
+        plots: vec![plot],
+        summary: summary(cfg),
+    })
 }
 
 fn table(rows: &[Grief]) -> String {
-    let mut t = Table::new(["gas price (gwei)", "attacker loses", "defender spends", "defender spends (worst answer)", "defender receives", "defender net", "defender net (worst answer)", "attacker cost / defender cost"]);
+    let mut t = Table::new([
+        "gas price (gwei)",
+        "attacker loses",
+        "defender spends",
+        "defender spends (worst answer)",
+        "defender receives",
+        "defender net",
+        "defender net (worst answer)",
+        "attacker cost / defender cost",
+    ]);
     for r in rows {
         t.row([
             sig(r.gwei, 3),
@@ -88,8 +105,16 @@ fn plot(rows: &[Grief]) -> Plot {
         series: vec![
             Series::new("attacker loses", pick(|r| r.attacker_cost), Style::Line),
             Series::new("defender spends", pick(|r| r.defender_cost), Style::Line),
-            Series::new("defender spends (worst answer)", pick(|r| r.defender_cost_worst), Style::Line),
-            Series::new("defender receives", pick(|r| r.defender_reward), Style::Dashed),
+            Series::new(
+                "defender spends (worst answer)",
+                pick(|r| r.defender_cost_worst),
+                Style::Line,
+            ),
+            Series::new(
+                "defender receives",
+                pick(|r| r.defender_reward),
+                Style::Dashed,
+            ),
         ],
     }
 }
@@ -102,8 +127,15 @@ fn summary(cfg: &Config) -> Vec<String> {
          up to {} gwei.",
         sig(g.gwei, 3),
         usd(g.attacker_cost),
-        if g.defender_net() >= 0.0 { "ahead by" } else { "behind by" },
+        if g.defender_net() >= 0.0 {
+            "ahead by"
+        } else {
+            "behind by"
+        },
         usd(g.defender_net().abs()),
-        sig(griefing::defender_break_even_gwei(cfg, cfg.griefing.prove_gas.value), 3)
+        sig(
+            griefing::defender_break_even_gwei(cfg, cfg.griefing.prove_gas.value),
+            3
+        )
     )]
 }

@@ -54,7 +54,10 @@ impl Report {
             }
         }
         md.push_str(&sources::section(cfg));
-        Ok(Report { markdown: md, plots })
+        Ok(Report {
+            markdown: md,
+            plots,
+        })
     }
 
     /// Writes `DIR/ECONOMICS.md` and `DIR/econ/*.svg`; returns the paths written.

@@ -12,7 +12,8 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
     let audit = price::audit_shares(cfg);
     let l1 = &cfg.l1;
     let gwei = l1.gas_price_gwei.value;
-    let gas = price::gas_per_token(cfg, p.tokens_per_receipt, p.input_share) * price::usd_per_gas(cfg, gwei);
+    let gas = price::gas_per_token(cfg, p.tokens_per_receipt, p.input_share)
+        * price::usd_per_gas(cfg, gwei);
     let blob = price::blob_usd_per_token(cfg, p.tokens_per_receipt, p.input_share);
 
     let mut md = String::from("## 1. The buyer's price against retail\n\n");
@@ -39,18 +40,38 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
     md.push_str(&break_even_table(cfg, &audit, reference));
     md.push_str(&cpu_text(cfg, reference));
     md.push_str(&gas_grid_table(cfg, p.input_share, reference));
-    let plots = vec![tps_plot(cfg, audit.freivalds, reference), receipt_plot(cfg, p.input_share, reference)];
+    let plots = vec![
+        tps_plot(cfg, audit.freivalds, reference),
+        receipt_plot(cfg, p.input_share, reference),
+    ];
     for pl in &plots {
         md.push_str(&link(pl));
     }
-    Ok(Section { markdown: md, plots, summary: summary(cfg, gas, blob, reference, &audit) })
+    Ok(Section {
+        markdown: md,
+        plots,
+        summary: summary(cfg, gas, blob, reference, &audit),
+    })
 }
 
 fn retail_table(cfg: &Config, best_provider: &str, best_model: &str) -> String {
-    let mut t = Table::new(["provider", "model", "input $/1M", "output $/1M", "batch discount", "blended list $/1M", "blended batch $/1M", "source"]);
+    let mut t = Table::new([
+        "provider",
+        "model",
+        "input $/1M",
+        "output $/1M",
+        "batch discount",
+        "blended list $/1M",
+        "blended batch $/1M",
+        "source",
+    ]);
     for r in &cfg.retail {
         let (list, batch) = price::blended(cfg, r);
-        let mark = if r.provider == best_provider && r.model == best_model { " **(cheapest)**" } else { "" };
+        let mark = if r.provider == best_provider && r.model == best_model {
+            " **(cheapest)**"
+        } else {
+            ""
+        };
         t.row([
             r.provider.clone(),
             format!("{}{mark}", r.model),
@@ -73,7 +94,8 @@ fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
     let l1 = &cfg.l1;
     let p = price::packing(cfg);
     let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
-    let calldata = p.input_share * cfg.workload.input_bytes_per_token.value * l1.input_gas_per_byte.value;
+    let calldata =
+        p.input_share * cfg.workload.input_bytes_per_token.value * l1.input_gas_per_byte.value;
     let verdict = if gas > reference {
         format!(
             "**This alone is {}× the price to beat: as built, the protocol is not cheaper than \
@@ -114,10 +136,13 @@ fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
 fn receipt_budget(cfg: &Config, target: f64) -> String {
     let l1 = &cfg.l1;
     let p = price::packing(cfg);
-    let blob = p.input_share * cfg.workload.input_bytes_per_token.value * l1.blob_gas_per_byte.value
+    let blob = p.input_share
+        * cfg.workload.input_bytes_per_token.value
+        * l1.blob_gas_per_byte.value
         * price::usd_per_gas(cfg, l1.blob_gas_price_gwei.value);
     let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
-    let budget = (target - blob) / price::usd_per_gas(cfg, l1.gas_price_gwei.value) * p.tokens_per_receipt;
+    let budget =
+        (target - blob) / price::usd_per_gas(cfg, l1.gas_price_gwei.value) * p.tokens_per_receipt;
     if budget <= 0.0 {
         return "Even the blob data alone would cost more than the price to beat.".into();
     }
@@ -143,7 +168,11 @@ fn audit_text(cfg: &Config, a: &price::AuditShares) -> String {
         pct(a.freivalds),
         pct(s),
         pct(s * a.freivalds),
-        if s * a.freivalds < 0.05 { "met" } else { "**not met**" },
+        if s * a.freivalds < 0.05 {
+            "met"
+        } else {
+            "**not met**"
+        },
         pct(a.reexecution),
         pct(s * a.reexecution),
     )
@@ -173,15 +202,28 @@ fn price_table(cfg: &Config, audit_share: f64) -> String {
 }
 
 fn break_even_table(cfg: &Config, a: &price::AuditShares, reference: f64) -> String {
-    let show = |x: Option<f64>| x.map_or("never (L1 gas alone costs more)".to_string(), |v| sig(v, 3));
-    let mut t = Table::new(["hardware", "$/h", "break-even tokens/s, as built", "break-even tokens/s if L1 gas were free (Freivalds audits)", "same with re-execution audits"]);
+    let show =
+        |x: Option<f64>| x.map_or("never (L1 gas alone costs more)".to_string(), |v| sig(v, 3));
+    let mut t = Table::new([
+        "hardware",
+        "$/h",
+        "break-even tokens/s, as built",
+        "break-even tokens/s if L1 gas were free (Freivalds audits)",
+        "same with re-execution audits",
+    ]);
     for h in &cfg.hardware {
         let usd_h = h.usd_per_hour.value;
-        let free = |share: f64| usd_h / 3600.0 * (1.0 + cfg.audit.sample_rate.value * share) / reference;
+        let free =
+            |share: f64| usd_h / 3600.0 * (1.0 + cfg.audit.sample_rate.value * share) / reference;
         t.row([
             h.name.clone(),
             sig(usd_h, 3),
-            show(price::break_even_tokens_per_s(cfg, usd_h, a.freivalds, reference)),
+            show(price::break_even_tokens_per_s(
+                cfg,
+                usd_h,
+                a.freivalds,
+                reference,
+            )),
             sig(free(a.freivalds), 3),
             sig(free(a.reexecution), 3),
         ]);
@@ -211,12 +253,19 @@ fn cpu_text(cfg: &Config, reference: f64) -> String {
 
 fn gas_grid_table(cfg: &Config, input_share: f64, reference: f64) -> String {
     let mut header = vec!["tokens per receipt".to_string()];
-    header.extend(cfg.grids.gas_price_gwei.iter().map(|g| format!("{} gwei", sig(*g, 2))));
+    header.extend(
+        cfg.grids
+            .gas_price_gwei
+            .iter()
+            .map(|g| format!("{} gwei", sig(*g, 2))),
+    );
     let mut t = Table::new(header);
     for &n in &cfg.grids.tokens_per_receipt {
         let mut row = vec![sig(n, 3)];
         for &g in &cfg.grids.gas_price_gwei {
-            row.push(usd(price::gas_per_token(cfg, n, input_share) * price::usd_per_gas(cfg, g) * PER_M));
+            row.push(usd(price::gas_per_token(cfg, n, input_share)
+                * price::usd_per_gas(cfg, g)
+                * PER_M));
         }
         t.row(row);
     }
@@ -245,14 +294,30 @@ fn gas_grid_table(cfg: &Config, input_share: f64, reference: f64) -> String {
 fn tps_plot(cfg: &Config, audit_share: f64, reference: f64) -> Plot {
     let grid = &cfg.grids.tokens_per_s;
     let (lo, hi) = (grid[0], grid[grid.len() - 1]);
-    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
+    let xs: Vec<f64> = (0..=40)
+        .map(|i| lo * (hi / lo).powf(i as f64 / 40.0))
+        .collect();
     let mut series = Vec::new();
     for h in &cfg.hardware {
         let at = |tps: f64| price::breakdown(cfg, h.usd_per_hour.value, tps, audit_share);
-        series.push(Series::new(format!("{} with L1 gas", h.name), xs.iter().map(|&x| (x, at(x).total() * PER_M)).collect(), Style::Line));
-        series.push(Series::new(format!("{} compute + audit", h.name), xs.iter().map(|&x| (x, (at(x).compute + at(x).audit) * PER_M)).collect(), Style::Dashed));
+        series.push(Series::new(
+            format!("{} with L1 gas", h.name),
+            xs.iter().map(|&x| (x, at(x).total() * PER_M)).collect(),
+            Style::Line,
+        ));
+        series.push(Series::new(
+            format!("{} compute + audit", h.name),
+            xs.iter()
+                .map(|&x| (x, (at(x).compute + at(x).audit) * PER_M))
+                .collect(),
+            Style::Dashed,
+        ));
     }
-    series.push(Series::new("cheapest retail/batch", vec![(lo, reference * PER_M), (hi, reference * PER_M)], Style::Dashed));
+    series.push(Series::new(
+        "cheapest retail/batch",
+        vec![(lo, reference * PER_M), (hi, reference * PER_M)],
+        Style::Dashed,
+    ));
     Plot {
         file: "price_vs_tokens_per_s.svg".into(),
         title: "Buyer's price per 1M tokens vs GPU throughput".into(),
@@ -268,17 +333,33 @@ fn tps_plot(cfg: &Config, audit_share: f64, reference: f64) -> Plot {
 fn receipt_plot(cfg: &Config, input_share: f64, reference: f64) -> Plot {
     let grid = &cfg.grids.tokens_per_receipt;
     let (lo, hi) = (grid[0], grid[grid.len() - 1]);
-    let xs: Vec<f64> = (0..=40).map(|i| lo * (hi / lo).powf(i as f64 / 40.0)).collect();
+    let xs: Vec<f64> = (0..=40)
+        .map(|i| lo * (hi / lo).powf(i as f64 / 40.0))
+        .collect();
     let mut series: Vec<Series> = cfg
         .grids
         .gas_price_gwei
         .iter()
         .map(|&g| {
-            let pts = xs.iter().map(|&n| (n, price::gas_per_token(cfg, n, input_share) * price::usd_per_gas(cfg, g) * PER_M)).collect();
+            let pts = xs
+                .iter()
+                .map(|&n| {
+                    (
+                        n,
+                        price::gas_per_token(cfg, n, input_share)
+                            * price::usd_per_gas(cfg, g)
+                            * PER_M,
+                    )
+                })
+                .collect();
             Series::new(format!("{} gwei", sig(g, 2)), pts, Style::Line)
         })
         .collect();
-    series.push(Series::new("cheapest retail/batch", vec![(lo, reference * PER_M), (hi, reference * PER_M)], Style::Dashed));
+    series.push(Series::new(
+        "cheapest retail/batch",
+        vec![(lo, reference * PER_M), (hi, reference * PER_M)],
+        Style::Dashed,
+    ));
     Plot {
         file: "gas_vs_tokens_per_receipt.svg".into(),
         title: "L1 gas per 1M tokens vs receipt size".into(),
@@ -291,16 +372,24 @@ fn receipt_plot(cfg: &Config, input_share: f64, reference: f64) -> Plot {
     }
 }
 
-fn summary(cfg: &Config, gas: f64, blob: f64, reference: f64, a: &price::AuditShares) -> Vec<String> {
+fn summary(
+    cfg: &Config,
+    gas: f64,
+    blob: f64,
+    reference: f64,
+    a: &price::AuditShares,
+) -> Vec<String> {
     let h = &cfg.hardware[0];
-    let free = h.usd_per_hour.value / 3600.0 * (1.0 + cfg.audit.sample_rate.value * a.freivalds) / reference;
+    let free = h.usd_per_hour.value / 3600.0 * (1.0 + cfg.audit.sample_rate.value * a.freivalds)
+        / reference;
     let verdict = if gas > reference {
         "**Price: the protocol loses as built.**"
     } else {
         "**Price: L1 gas fits under retail.**"
     };
     let p = price::packing(cfg);
-    let calldata = p.input_share * cfg.workload.input_bytes_per_token.value * cfg.l1.input_gas_per_byte.value;
+    let calldata =
+        p.input_share * cfg.workload.input_bytes_per_token.value * cfg.l1.input_gas_per_byte.value;
     let calldata_share = calldata / price::gas_per_token(cfg, p.tokens_per_receipt, p.input_share);
     vec![
         format!(
