@@ -20,7 +20,8 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
          Over n faked shards, EV = n(G − qF) − S(1 − (1 − q·f)ⁿ) (exact, since E[(1−f)^K] = \
          (1 − q·f)ⁿ for K ~ Binomial(n, q)); EV is convex in n, so if it is negative at cheating \
          rate 1 it is negative at every rate. Strikes (removal after {} lost games) are left out, \
-         which favours the cheater. The fee, and so every stake and EV below, scales with the price per \
+         which favours the cheater. A sequencer that stopped assigning shards to a worker with an open \
+         fraud game would shorten the horizon to the audit delay. The fee, and so every stake and EV below, scales with the price per \
          token (here the price to beat): at k times the fee, multiply them by k.\n\n",
         usd(ch.gain),
         pct(c.saved_share_of_fee.value),
@@ -47,6 +48,7 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         markdown: md,
         plots,
         summary: summary(cfg, &ch, d),
+        losses: losses(cfg, &ch, d),
     })
 }
 
@@ -287,6 +289,38 @@ fn stake_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
             ),
         ],
     }
+}
+
+fn losses(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    let paying: Vec<String> = cfg
+        .cheating
+        .sample_rate_grid
+        .iter()
+        .filter(|&&s| ch.ev_rate(1.0, s * d) > 0.0)
+        .map(|&s| pct(s))
+        .collect();
+    if !paying.is_empty() {
+        out.push(format!(
+            "**Fraud.** At the configured stake, full cheating pays at audit rates {}.",
+            paying.join(", ")
+        ));
+    }
+    for p in &cfg.cheating.policy {
+        if Fake::Attention.detection(cfg, p) == 0.0 {
+            out.push(format!(
+                "**Fraud.** Under the `{}` GEMM policy a fake confined to the attention GEMMs is \
+                 never seen by a Freivalds audit (no stake deters it).",
+                p.name
+            ));
+        }
+    }
+    out.push(
+        "**Collusion.** A worker whose audits all land on bribed verifiers is caught only by \
+         independent watchers; with none, detection is zero."
+            .into(),
+    );
+    out
 }
 
 fn summary(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {

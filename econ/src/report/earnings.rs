@@ -47,6 +47,7 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         markdown: md,
         plots: vec![plot],
         summary: summary(cfg, &net),
+        losses: losses(cfg, &net),
     })
 }
 
@@ -259,6 +260,25 @@ fn cv_plot(cfg: &Config, net: &Network, days: usize, seed: u64) -> Plot {
         y_log: true,
         series,
     }
+}
+
+fn losses(cfg: &Config, net: &Network) -> Vec<String> {
+    cfg.earnings
+        .pow
+        .iter()
+        .filter_map(|p| {
+            let s = crossover(net, pow::pooled_cv(p))?;
+            (s > cfg.earnings.stake_share_grid[0]).then(|| {
+                format!(
+                    "**Income steadiness.** Below {} of the stake ({} shards a day), a pooled {} \
+                     miner's income is steadier than a worker's.",
+                    pct(s),
+                    sig(s * net.shards_per_day, 3),
+                    p.name
+                )
+            })
+        })
+        .collect()
 }
 
 fn summary(cfg: &Config, net: &Network) -> Vec<String> {

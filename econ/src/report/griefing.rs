@@ -44,6 +44,18 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         markdown: md,
         plots: vec![plot],
         summary: summary(cfg),
+        losses: vec![format!(
+            "**Griefing.** Above {} gwei ({} with the most expensive one-step answer) a griefing \
+             game costs the honest defender more than it receives.",
+            sig(
+                griefing::defender_break_even_gwei(cfg, cfg.griefing.prove_gas.value),
+                3
+            ),
+            sig(
+                griefing::defender_break_even_gwei(cfg, cfg.griefing.worst_prove_gas.value),
+                3
+            )
+        )],
     })
 }
 

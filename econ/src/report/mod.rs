@@ -22,6 +22,8 @@ pub(crate) struct Section {
     pub plots: Vec<Plot>,
     /// Headline sentences for the summary at the top.
     pub summary: Vec<String>,
+    /// Where, under these assumptions, the protocol loses (listed in their own section).
+    pub losses: Vec<String>,
 }
 
 /// The whole report, rendered.
@@ -53,6 +55,17 @@ impl Report {
                 plots.push((p.file.clone(), p.svg()?));
             }
         }
+        md.push_str(
+            "## Where the protocol loses\n\nUnder these assumptions (each computed above):\n\n",
+        );
+        let losses: Vec<&String> = sections.iter().flat_map(|s| &s.losses).collect();
+        if losses.is_empty() {
+            md.push_str("- nowhere in the ranges computed.\n");
+        }
+        for l in losses {
+            md.push_str(&format!("- {l}\n"));
+        }
+        md.push('\n');
         md.push_str(&sources::section(cfg));
         Ok(Report {
             markdown: md,

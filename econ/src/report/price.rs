@@ -51,6 +51,7 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         markdown: md,
         plots,
         summary: summary(cfg, gas, blob, reference, &audit),
+        losses: losses(cfg, gas, blob, reference, &audit),
     })
 }
 
@@ -370,6 +371,49 @@ fn receipt_plot(cfg: &Config, input_share: f64, reference: f64) -> Plot {
         y_log: true,
         series,
     }
+}
+
+fn losses(
+    cfg: &Config,
+    gas: f64,
+    blob: f64,
+    reference: f64,
+    a: &price::AuditShares,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let gwei = cfg.l1.gas_price_gwei.value;
+    if gas > reference {
+        let p = price::packing(cfg);
+        out.push(format!(
+            "**Price.** L1 gas per token is {}× the cheapest cited retail/batch price at {} gwei; \
+             it breaks even only below {} gwei (with free compute). Prompts in blobs would leave \
+             {}×: the per-receipt post and finalize gas must shrink too (batch-level commitments \
+             instead of per-receipt work).",
+            sig(gas / reference, 3),
+            sig(gwei, 3),
+            sig(
+                price::break_even_gwei(cfg, p.tokens_per_receipt, p.input_share, reference),
+                3
+            ),
+            sig(blob / reference, 3)
+        ));
+    }
+    let s = cfg.audit.sample_rate.value;
+    if s * a.freivalds >= 0.05 {
+        let hashing = cfg.audit.hashing_share.value * cfg.audit.mlp_hash_bytes_share.value;
+        out.push(format!(
+            "**Verification cost.** Audits at a {} sampling rate cost {} of inference with the \
+             Freivalds design ({} with today's re-execution), above the PRD's 5%; re-hashing \
+             the fetched tensors is {} of the design's audit, the Freivalds products the rest. \
+             Sampling at most {} of receipts would meet it.",
+            pct(s),
+            pct(s * a.freivalds),
+            pct(s * a.reexecution),
+            pct(hashing / a.freivalds),
+            pct(0.05 / a.freivalds)
+        ));
+    }
+    out
 }
 
 fn summary(
