@@ -97,7 +97,7 @@ impl Cheater {
     /// audit that sees the fake with probability `d`; `None` if no rate ≤ 1 does.
     pub fn zero_stake_sample_rate(&self, d: f64) -> Option<f64> {
         let s = self.gain / (d * self.fee);
-        (d > 0.0 && s <= 1.0).then_some(s)
+        (d > 0.0 && s < 1.0).then_some(s)
     }
 
     /// Monte Carlo of the same game (per-shard draws, compounding slashes), for the tests.
