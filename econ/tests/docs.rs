@@ -65,14 +65,34 @@ fn the_report_is_deterministic() {
 fn the_report_follows_the_config_not_hard_coded_text() {
     // Near-free gas flips the price verdict; a tiny stake at a tiny audit rate makes fraud pay.
     let cheap_gas = verinfer_econ::DEFAULT_TOML
-        .replacen("gas_price_gwei = { value = 1.0,", "gas_price_gwei = { value = 0.000001,", 1)
-        .replacen("sample_rate = { value = 1.0,", "sample_rate = { value = 0.0001,", 1)
-        .replacen("stake_eth = { value = 1.0,", "stake_eth = { value = 0.000001,", 1);
+        .replacen(
+            "gas_price_gwei = { value = 1.0,",
+            "gas_price_gwei = { value = 0.000001,",
+            1,
+        )
+        .replacen(
+            "sample_rate = { value = 1.0,",
+            "sample_rate = { value = 0.0001,",
+            1,
+        )
+        .replacen(
+            "stake_eth = { value = 1.0,",
+            "stake_eth = { value = 0.000001,",
+            1,
+        );
     let cfg = Config::from_toml(&cheap_gas).unwrap();
     assert_eq!(cfg.l1.gas_price_gwei.value, 0.000001);
     let md = Report::build(&cfg).unwrap().markdown;
-    assert!(md.contains("**Price: L1 gas fits under retail.**"), "price verdict follows gas");
-    assert!(md.contains("**Fraud:** **profitable**"), "fraud verdict follows stake and audit rate");
-    let default = Report::build(&Config::default_config().unwrap()).unwrap().markdown;
+    assert!(
+        md.contains("**Price: L1 gas fits under retail.**"),
+        "price verdict follows gas"
+    );
+    assert!(
+        md.contains("**Fraud:** **profitable**"),
+        "fraud verdict follows stake and audit rate"
+    );
+    let default = Report::build(&Config::default_config().unwrap())
+        .unwrap()
+        .markdown;
     assert!(default.contains("**Price: the protocol loses as built.**"));
 }
