@@ -15,7 +15,7 @@ pub enum EconError {
     #[error("config field `{field}` has no source")]
     NoSource { field: String },
     /// Reading the config or writing the report failed.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
