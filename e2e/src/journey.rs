@@ -9,7 +9,9 @@ use std::path::Path;
 
 use alloy::providers::Provider;
 use alloy_primitives::{B256, U256};
-use verinfer_l1::bindings::{Audits as AuditsContract, BatchInbox, DisputeGame, Rewards, StakeBridge};
+use verinfer_l1::bindings::{
+    Audits as AuditsContract, BatchInbox, DisputeGame, Rewards, StakeBridge,
+};
 use verinfer_primitives::job::domain;
 use verinfer_rpc::sign::sign_results_access;
 use verinfer_rpc::types::{Finality, JobResults};
@@ -66,7 +68,10 @@ impl fmt::Display for Summary {
             ("audits passed", self.audits_passed.to_string()),
             (
                 "verifications on L1",
-                format!("{} pass, {} fail", self.verified_on_l1.0, self.verified_on_l1.1),
+                format!(
+                    "{} pass, {} fail",
+                    self.verified_on_l1.0, self.verified_on_l1.1
+                ),
             ),
             ("audits finding fraud", self.audits_fraud.to_string()),
             ("disputes", self.disputes.to_string()),

@@ -75,6 +75,10 @@ pub struct Grids {
 #[serde(deny_unknown_fields)]
 pub struct Audit {
     pub sample_rate: Sourced,
+    pub new_rate: Sourced,
+    pub veteran_rate: Sourced,
+    pub verifier_fee_share: Sourced,
+    pub seed_controlled_slots: Sourced,
     pub rounds: Sourced,
     pub gemm_share: Sourced,
     pub hashing_share: Sourced,
@@ -89,6 +93,8 @@ pub struct Audit {
 pub struct L1 {
     pub post_gas_per_receipt: Sourced,
     pub finalize_gas_per_receipt: Sourced,
+    pub draw_gas_per_receipt: Sourced,
+    pub report_gas_per_audit: Sourced,
     pub input_gas_per_byte: Sourced,
     pub gas_price_gwei: Sourced,
     pub eth_usd: Sourced,
@@ -260,6 +266,22 @@ impl Config {
         positive("measured_cpu.layers", &m.layers)?;
         let a = &self.audit;
         share("audit.sample_rate", &a.sample_rate)?;
+        share("audit.new_rate", &a.new_rate)?;
+        share("audit.veteran_rate", &a.veteran_rate)?;
+        share("audit.verifier_fee_share", &a.verifier_fee_share)?;
+        nonneg("audit.seed_controlled_slots", &a.seed_controlled_slots)?;
+        for (n, s) in [
+            ("audit.sample_rate", &a.sample_rate),
+            ("audit.new_rate", &a.new_rate),
+            ("audit.veteran_rate", &a.veteran_rate),
+        ] {
+            if s.value <= 0.0 {
+                return Err(EconError::invalid(
+                    n,
+                    "an audit rate must be > 0 (credits are fee / rate)",
+                ));
+            }
+        }
         positive("audit.rounds", &a.rounds)?;
         for (n, s) in [
             ("audit.gemm_share", &a.gemm_share),
@@ -275,6 +297,8 @@ impl Config {
         for (n, s) in [
             ("l1.post_gas_per_receipt", &l.post_gas_per_receipt),
             ("l1.finalize_gas_per_receipt", &l.finalize_gas_per_receipt),
+            ("l1.draw_gas_per_receipt", &l.draw_gas_per_receipt),
+            ("l1.report_gas_per_audit", &l.report_gas_per_audit),
             ("l1.input_gas_per_byte", &l.input_gas_per_byte),
             ("l1.gas_price_gwei", &l.gas_price_gwei),
             ("l1.blob_gas_per_byte", &l.blob_gas_per_byte),
@@ -519,7 +543,7 @@ mod tests {
     #[test]
     fn out_of_range_values_are_typed_errors() {
         let bad = DEFAULT_TOML.replacen(
-            "sample_rate = { value = 1.0,",
+            "sample_rate = { value = 0.10,",
             "sample_rate = { value = 1.5,",
             1,
         );

@@ -1,16 +1,20 @@
 //! A worker's daily income under the protocol, and how much it varies.
 //!
-//! Randomness modelled (what the protocol draws):
-//! - shard assignment: every shard goes to one worker by a stake-weighted draw
-//!   (docs/SEQUENCER.md), so a worker with stake share σ gets `K ~ Binomial(S, σ)` of the `S`
-//!   shards of a day;
+//! Randomness modelled (what the protocol draws, docs/SEQUENCER.md and docs/AUDITS.md):
+//! - shard assignment: every shard goes to one worker by a stake-weighted draw, so a worker
+//!   with stake share σ gets `K ~ Binomial(S, σ)` of the `S` shards of a day;
 //! - shard sizes: a shard's fee is proportional to its tokens, Gamma-distributed with CV κ;
-//! - audit sampling: a share `s` of receipts is audited and each audit goes to a stake-weighted
-//!   verifier that is paid `v` times the shard's fee (v = the audit's share of a shard's work),
-//!   `J ~ Binomial(sS, σ)` audits a day.
+//! - audit sampling: a receipt earns only if the chain draws it for audit (probability p), and
+//!   then `fee / p`, less the verifier's cut v; so the worker is paid for
+//!   `A ~ Binomial(S, σp)` receipts a day, `(1 − v)·fee/p` each;
+//! - verifier draws: each audited receipt goes to a stake-weighted verifier, paid `v·fee/p`; a
+//!   staker that also verifies gets `J ~ Binomial(S, σp)` of them (treated as independent of
+//!   its own receipts' draws).
 //!
-//! Fees are split per epoch by the fees of each worker's own receipts (`feeWeight`), so a day's
-//! income is the sum of its shards' fees. Inflation is left out (VINF has no market price).
+//! Expected income is the fee its shards paid, as without audits; the variance grows by 1/p.
+//! Fees are split per epoch by each worker's weight; with many workers the pot over the total
+//! weight is ≈ 1, so a day's income is the sum of its weights. Inflation is left out (VINF has
+//! no market price).
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,10 +32,10 @@ pub struct Network {
     pub fee_per_shard: f64,
     /// CV of shard size.
     pub kappa: f64,
-    /// Share of receipts audited.
-    pub sample_rate: f64,
-    /// Verifier fee per audit as a share of the shard's fee.
-    pub audit_fee_share: f64,
+    /// Probability that a receipt is drawn for audit (credits are fee / p).
+    pub audit_rate: f64,
+    /// Verifier's cut of an audited receipt's weight.
+    pub verifier_fee: f64,
 }
 
 impl Network {
@@ -42,47 +46,58 @@ impl Network {
             shards_per_day: cfg.earnings.network_tokens_per_day.value / p.tokens_per_receipt,
             fee_per_shard: p.tokens_per_receipt * reference,
             kappa: cfg.earnings.tokens_per_shard_cv.value,
-            sample_rate: cfg.audit.sample_rate.value,
-            audit_fee_share: price::audit_shares(cfg).freivalds,
+            audit_rate: cfg.audit.sample_rate.value,
+            verifier_fee: cfg.audit.verifier_fee_share.value,
         }
     }
 
-    /// Expected USD per day of a staker with share σ (work plus audits).
+    /// The same network for a worker in another audit tier.
+    pub fn at_rate(&self, audit_rate: f64) -> Self {
+        Network {
+            audit_rate,
+            ..*self
+        }
+    }
+
+    /// Expected USD per day of a staker with share σ (its receipts plus its audits).
     pub fn mean_income(&self, sigma: f64) -> f64 {
-        self.shards_per_day
-            * sigma
-            * self.fee_per_shard
-            * (1.0 + self.sample_rate * self.audit_fee_share)
+        self.shards_per_day * sigma * self.fee_per_shard
     }
 
-    /// Closed-form CV of daily income (compound binomial sums, independent draws):
-    /// Var = Sσ[(1−σ) + κ²]m²·(1 + s·v²), mean = Sσm·(1 + s·v).
+    /// Closed-form CV of daily income (two independent compound binomial sums):
+    /// CV² = [(1 − σp) + κ²]·[(1 − v)² + v²] / (Sσp).
     pub fn cv(&self, sigma: f64) -> f64 {
-        let (s, v) = (self.sample_rate, self.audit_fee_share);
-        let var_factor = ((1.0 - sigma) + self.kappa * self.kappa) * (1.0 + s * v * v);
-        (var_factor / (self.shards_per_day * sigma)).sqrt() / (1.0 + s * v)
+        let (p, v) = (self.audit_rate, self.verifier_fee);
+        let marks = (1.0 - sigma * p) + self.kappa * self.kappa;
+        let split = (1.0 - v) * (1.0 - v) + v * v;
+        (marks * split / (self.shards_per_day * sigma * p)).sqrt()
     }
 
-    /// Probability that an epoch passes with no shard for this worker (it then earns nothing
-    /// that epoch and, below `min_credits`, drops out of the active set).
+    /// Probability that an epoch passes with no credited receipt for this worker (it earns
+    /// nothing that epoch and, below `min_credits`, is not active).
     pub fn p_idle_epoch(&self, sigma: f64, epoch_seconds: f64) -> f64 {
         let per_epoch = self.shards_per_day * epoch_seconds / 86_400.0;
-        (1.0 - sigma).powf(per_epoch)
+        (1.0 - sigma * self.audit_rate).powf(per_epoch)
     }
 
     /// Seeded simulation of `days` days: (mean, CV) of daily income.
     pub fn simulate(&self, sigma: f64, days: usize, seed: u64) -> (f64, f64) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let shards =
-            Binomial::new(self.shards_per_day.round() as u64, sigma).expect("σ is a share");
-        let audits_n = (self.shards_per_day * self.sample_rate).round() as u64;
-        let audits = Binomial::new(audits_n, sigma).expect("σ is a share");
+        let n = self.shards_per_day.round() as u64;
+        let shards = Binomial::new(n, sigma).expect("σ is a share");
+        let p = self.audit_rate;
         let mut incomes = Vec::with_capacity(days);
         for _ in 0..days {
+            // Own shards, then which of them the chain draws for audit.
             let k = shards.sample(&mut rng);
-            let j = audits.sample(&mut rng);
-            let work = self.sum_of_fees(k, &mut rng);
-            let audit = self.audit_fee_share * self.sum_of_fees(j, &mut rng);
+            let audited = Binomial::new(k, p).expect("p is a share").sample(&mut rng);
+            // Audits of others' receipts that land on this staker.
+            let all_audited = Binomial::new(n, p).expect("p is a share").sample(&mut rng);
+            let j = Binomial::new(all_audited, sigma)
+                .expect("σ is a share")
+                .sample(&mut rng);
+            let work = (1.0 - self.verifier_fee) / p * self.sum_of_fees(audited, &mut rng);
+            let audit = self.verifier_fee / p * self.sum_of_fees(j, &mut rng);
             incomes.push(work + audit);
         }
         mean_cv(&incomes)
@@ -127,8 +142,8 @@ mod tests {
             shards_per_day: 40_000.0,
             fee_per_shard: 1.5,
             kappa: 0.3,
-            sample_rate: 0.5,
-            audit_fee_share: 0.2,
+            audit_rate: 0.1,
+            verifier_fee: 0.05,
         }
     }
 
@@ -139,7 +154,7 @@ mod tests {
             let (mean, cv) = n.simulate(sigma, 6000, 42);
             let want_mean = n.mean_income(sigma);
             assert!(
-                (mean - want_mean).abs() / want_mean < 0.01,
+                (mean - want_mean).abs() / want_mean < 4.0 * n.cv(sigma) / 6000f64.sqrt(),
                 "σ={sigma}: mean {mean} vs {want_mean}"
             );
             assert!(
@@ -153,7 +168,8 @@ mod tests {
     #[test]
     fn cv_falls_as_one_over_sqrt_of_the_shards_received() {
         let n = Network {
-            sample_rate: 0.0,
+            audit_rate: 1.0,
+            verifier_fee: 0.0,
             kappa: 0.0,
             ..net()
         };
@@ -164,9 +180,21 @@ mod tests {
     }
 
     #[test]
+    fn sparser_audits_make_income_lumpier_by_one_over_sqrt_p() {
+        let n = Network {
+            kappa: 0.0,
+            verifier_fee: 0.0,
+            ..net()
+        };
+        let ratio = n.at_rate(0.01).cv(0.001) / n.at_rate(1.0).cv(0.001);
+        let want = ((1.0 - 0.001 * 0.01) / (1.0 - 0.001) / 0.01_f64).sqrt();
+        assert!((ratio - want).abs() < 1e-12);
+    }
+
+    #[test]
     fn idle_epochs_vanish_for_large_stakes() {
         let n = net();
-        assert!(n.p_idle_epoch(0.5, 3600.0) < 1e-100);
+        assert!(n.p_idle_epoch(0.5, 3600.0) < 1e-30);
         assert!(n.p_idle_epoch(1e-6, 3600.0) > 0.99);
     }
 }

@@ -50,6 +50,22 @@ pub fn audit_shares(cfg: &Config) -> AuditShares {
     }
 }
 
+/// L1 gas of one receipt's life: post, audit draw, the verifier's report (when audited), and
+/// finalization.
+pub fn receipt_gas(cfg: &Config) -> f64 {
+    let l = &cfg.l1;
+    l.post_gas_per_receipt.value
+        + l.draw_gas_per_receipt.value
+        + cfg.audit.sample_rate.value * l.report_gas_per_audit.value
+        + l.finalize_gas_per_receipt.value
+}
+
+/// Probability that a cheater's receipt is audited at nominal rate `s`, when it controls `k`
+/// proposer slots (it picks among k + 1 seeds and is audited only if all of them audit it).
+pub fn effective_rate(cfg: &Config, s: f64) -> f64 {
+    s.powf(cfg.audit.seed_controlled_slots.value + 1.0)
+}
+
 /// USD per gas unit at `gwei`.
 pub fn usd_per_gas(cfg: &Config, gwei: f64) -> f64 {
     gwei * 1e-9 * cfg.l1.eth_usd.value
@@ -59,7 +75,7 @@ pub fn usd_per_gas(cfg: &Config, gwei: f64) -> f64 {
 /// prompt bytes posted as calldata (data availability).
 pub fn gas_per_token(cfg: &Config, tokens_per_receipt: f64, input_share: f64) -> f64 {
     let l = &cfg.l1;
-    let per_receipt = l.post_gas_per_receipt.value + l.finalize_gas_per_receipt.value;
+    let per_receipt = receipt_gas(cfg);
     let calldata =
         input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
     per_receipt / tokens_per_receipt + calldata
@@ -69,7 +85,7 @@ pub fn gas_per_token(cfg: &Config, tokens_per_receipt: f64, input_share: f64) ->
 /// what-if: not implemented).
 pub fn blob_usd_per_token(cfg: &Config, tokens_per_receipt: f64, input_share: f64) -> f64 {
     let l = &cfg.l1;
-    let per_receipt = l.post_gas_per_receipt.value + l.finalize_gas_per_receipt.value;
+    let per_receipt = receipt_gas(cfg);
     let exec = per_receipt / tokens_per_receipt * usd_per_gas(cfg, l.gas_price_gwei.value);
     let blob = input_share * cfg.workload.input_bytes_per_token.value * l.blob_gas_per_byte.value;
     exec + blob * usd_per_gas(cfg, l.blob_gas_price_gwei.value)
@@ -165,7 +181,7 @@ pub fn break_even_tokens_per_receipt(cfg: &Config, input_share: f64, target: f64
     let calldata =
         input_share * cfg.workload.input_bytes_per_token.value * l.input_gas_per_byte.value;
     let left = target / usd_gas - calldata;
-    (left > 0.0).then(|| (l.post_gas_per_receipt.value + l.finalize_gas_per_receipt.value) / left)
+    (left > 0.0).then(|| receipt_gas(cfg) / left)
 }
 
 /// The project's own CPU figure scaled to the whole model (one layer measured).

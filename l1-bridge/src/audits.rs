@@ -230,7 +230,13 @@ mod tests {
         let vs = [(a, U256::from(1u8)), (b, U256::from(3u8))];
         let mut hits = [0u32; 2];
         for i in 0..4000u64 {
-            let v = pick_verifier(&vs, Address::ZERO, Address::ZERO, keccak256(i.to_be_bytes()), 0);
+            let v = pick_verifier(
+                &vs,
+                Address::ZERO,
+                Address::ZERO,
+                keccak256(i.to_be_bytes()),
+                0,
+            );
             hits[usize::from(v == Some(b))] += 1;
         }
         assert!((850..1150).contains(&hits[0]), "{hits:?}");

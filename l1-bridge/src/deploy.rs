@@ -6,8 +6,8 @@ use alloy::providers::{Provider, WalletProvider};
 
 use crate::audits::AuditParams;
 use crate::bindings::{
-    Audits, BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry, StakeBridge,
-    StepProver, Timelock,
+    Audits, BatchInbox, DisputeGame, FoldProver, OneStepVerifier, Rewards, SkuRegistry,
+    StakeBridge, StepProver, Timelock,
 };
 use crate::L1Error;
 
@@ -286,7 +286,9 @@ pub async fn deploy<P: Provider + WalletProvider + Clone>(
     .await?;
 
     let audits = match &cfg.audits {
-        Some(a) => Some(deploy_audits(provider.clone(), a, owner, &inbox, &bridge, *game.address()).await?),
+        Some(a) => {
+            Some(deploy_audits(provider.clone(), a, owner, &inbox, &bridge, *game.address()).await?)
+        }
         None => None,
     };
 

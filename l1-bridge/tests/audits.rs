@@ -215,9 +215,18 @@ async fn seed_draw_report_and_pay_agree_with_rust() -> anyhow::Result<()> {
     p.anvil_mine(Some(1), None).await?;
     let rewards = Rewards::new(d.rewards, p.clone());
     let pot = rewards.feesOf(U256::ZERO).call().await?;
-    assert_eq!(pot, U256::from(4 * 7 * 1_000_000_000u64), "every fee in the pot");
+    assert_eq!(
+        pot,
+        U256::from(4 * 7 * 1_000_000_000u64),
+        "every fee in the pot"
+    );
     let mut claimers = vec![worker.clone()];
-    claimers.extend(verifiers.iter().filter(|v| assigned.contains(&v.address())).cloned());
+    claimers.extend(
+        verifiers
+            .iter()
+            .filter(|v| assigned.contains(&v.address()))
+            .cloned(),
+    );
     let mut paid = U256::ZERO;
     for c in &claimers {
         let before = p.get_balance(c.address()).await?;
@@ -230,9 +239,19 @@ async fn seed_draw_report_and_pay_agree_with_rust() -> anyhow::Result<()> {
         let gas = U256::from(r.gas_used) * U256::from(r.effective_gas_price);
         paid += p.get_balance(c.address()).await? + gas - before;
     }
-    assert!(paid <= pot && pot - paid <= U256::from(claimers.len()), "{paid} of {pot}");
-    let worker_weight = rewards.feeWeight(U256::ZERO, worker.address()).call().await?;
+    assert!(
+        paid <= pot && pot - paid <= U256::from(claimers.len()),
+        "{paid} of {pot}"
+    );
+    let worker_weight = rewards
+        .feeWeight(U256::ZERO, worker.address())
+        .call()
+        .await?;
     let cut = U256::from(params.verifier_fee_bps);
-    assert_eq!(worker_weight, pot - pot * cut / U256::from(10_000u64), "the verifiers' cut");
+    assert_eq!(
+        worker_weight,
+        pot - pot * cut / U256::from(10_000u64),
+        "the verifiers' cut"
+    );
     Ok(())
 }

@@ -22,8 +22,8 @@ use verinfer_primitives::merkle::{hash_leaf, MerkleTree};
 use verinfer_prover::{Backend, Engine, Shard, Sku};
 
 use super::audit::{policy_seed, select_gemms, AuditInput, Auditor, Policy, Verdict};
-use super::protocol::{policy_for, Plan, Protocol};
 use super::chain::{follow_once, ChainError, L1Reader};
+use super::protocol::{policy_for, Plan, Protocol};
 use super::source::EngineTrace;
 use super::store::{AuditRecord, AuditState, BatchState, DisputeRecord, JobEntry, Store};
 use crate::play::{Challenger, Committed, MoveLog, Outcome, Pending, PlayError, Player, Role};

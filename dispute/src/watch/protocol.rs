@@ -129,7 +129,12 @@ impl Protocol {
             return Ok(Plan::NotMine);
         }
         let (b, i) = (U256::from(batch), U256::from(index));
-        let a = self.audits.auditOf(b, i).call().await.map_err(err("auditOf"))?;
+        let a = self
+            .audits
+            .auditOf(b, i)
+            .call()
+            .await
+            .map_err(err("auditOf"))?;
         let status = Status::from_u8(a.status).ok_or("unknown audit status")?;
         match status {
             Status::None => Ok(Plan::Wait),

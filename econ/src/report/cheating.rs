@@ -13,8 +13,10 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
     let mut md = String::from("## 3. Is fraud economically irrational?\n\n");
     md.push_str(&format!(
         "A cheater fakes a share of its shards. A faked shard saves {} ({} of its {} fee: the \
-         honest work skipped); it is caught with probability q = audit rate × P(the audit sees \
-         the fake) (a full fake is seen with probability 1 − {} per round). A caught shard is \
+         honest work skipped); it is caught with probability q = (audit rate)^(k+1) × P(the \
+         audit sees the fake), where k = {} is the number of proposer slots the cheater controls \
+         to pick the audit seed (docs/AUDITS.md; a full fake is seen with probability 1 − {} per \
+         round). A caught shard is \
          refunded to the buyer and slashes {} of the stake left (once per receipt; {} ETH = {} \
          bonded). The horizon is {} days ({}): a worker with {} of the stake gets {} shards in it. \
          Over n faked shards, EV = n(G − qF) − S(1 − (1 − q·f)ⁿ) (exact, since E[(1−f)^K] = \
@@ -26,6 +28,7 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         usd(ch.gain),
         pct(c.saved_share_of_fee.value),
         usd(ch.fee),
+        count(cfg.audit.seed_controlled_slots.value),
         sig(c.freivalds_miss.value, 2),
         pct(ch.slash),
         sig(c.stake_eth.value, 3),
@@ -70,7 +73,7 @@ fn ev_table(cfg: &Config, ch: &Cheater, d: f64) -> String {
     );
     let mut t = Table::new(header);
     for &s in &c.sample_rate_grid {
-        let q = s * d;
+        let q = eff(cfg, s) * d;
         let mut row = vec![pct(s)];
         row.extend(c.cheat_rate_grid.iter().map(|&r| usd(ch.ev_rate(r, q))));
         row.push(usd(ch.min_stake(ch.horizon_shards, q)));
@@ -87,9 +90,9 @@ fn ev_table(cfg: &Config, ch: &Cheater, d: f64) -> String {
 }
 
 fn zero_stake_text(cfg: &Config, ch: &Cheater, d: f64) -> String {
-    let s = ch.zero_stake_sample_rate(d);
+    let s = ch.zero_stake_sample_rate(d).map(|e| nominal(cfg, e));
     let at = cfg.audit.sample_rate.value;
-    let verdict = if ch.ev_rate(1.0, at * d) < 0.0 {
+    let verdict = if ch.ev_rate(1.0, eff(cfg, at) * d) < 0.0 {
         format!(
             "At the configured audit rate ({}) cheating loses at every cheating rate.",
             pct(at)
@@ -106,13 +109,13 @@ fn zero_stake_text(cfg: &Config, ch: &Cheater, d: f64) -> String {
     };
     format!(
         "{verdict} {refund} The audit rate needed at the configured stake is {}.\n\n",
-        min_rate_text(ch, d)
+        min_rate_text(cfg, ch, d)
     )
 }
 
 /// Least audit rate at which full cheating over the horizon loses at the configured stake.
-pub(crate) fn min_audit_rate(ch: &Cheater, d: f64) -> Option<f64> {
-    let ev = |s: f64| ch.ev(ch.horizon_shards, s * d);
+pub(crate) fn min_audit_rate(cfg: &Config, ch: &Cheater, d: f64) -> Option<f64> {
+    let ev = |s: f64| ch.ev(ch.horizon_shards, eff(cfg, s) * d);
     if ev(1.0) >= 0.0 {
         return None;
     }
@@ -128,8 +131,8 @@ pub(crate) fn min_audit_rate(ch: &Cheater, d: f64) -> Option<f64> {
     Some(hi)
 }
 
-fn min_rate_text(ch: &Cheater, d: f64) -> String {
-    min_audit_rate(ch, d).map_or("above 100% (no audit rate suffices)".into(), |s| {
+fn min_rate_text(cfg: &Config, ch: &Cheater, d: f64) -> String {
+    min_audit_rate(cfg, ch, d).map_or("above 100% (no audit rate suffices)".into(), |s| {
         format!("**{}**", pct(s))
     })
 }
@@ -159,7 +162,7 @@ fn selective_table(cfg: &Config, ch: &Cheater) -> String {
                 ..*ch
             };
             let det = f.detection(cfg, p);
-            let q = s * det;
+            let q = eff(cfg, s) * det;
             t.row([
                 p.name.clone(),
                 f.label(),
@@ -167,7 +170,8 @@ fn selective_table(cfg: &Config, ch: &Cheater) -> String {
                 sig(det, 3),
                 usd(sel.ev(1.0, q)),
                 usd(sel.min_stake(1.0, q)),
-                sel.zero_stake_sample_rate(det).map_or("never".into(), pct),
+                sel.zero_stake_sample_rate(det)
+                    .map_or("never".into(), |e| pct(nominal(cfg, e))),
             ]);
         }
     }
@@ -197,11 +201,11 @@ fn collusion_tables(cfg: &Config, ch: &Cheater, d: f64) -> String {
         for &v in &col.colluding_share_grid {
             let mut row = vec![pct(v)];
             for &w in &col.watcher_rate_grid {
-                let q = collusion_detection(s, v, w, d);
+                let q = collusion_detection(eff(cfg, s), v, w, d);
                 row.push(format!(
                     "q {} / {}",
                     sig(q, 3),
-                    usd(collusion_min_stake(ch, s, v, w, d, vs))
+                    usd(collusion_min_stake(ch, eff(cfg, s), v, w, d, vs))
                 ));
             }
             t.row(row);
@@ -209,13 +213,13 @@ fn collusion_tables(cfg: &Config, ch: &Cheater, d: f64) -> String {
         t.render()
     };
     format!(
-        "Collusion with the verifier (PRD §14: audits go to a stake-weighted verifier). A sampled \
+        "Collusion with the verifier (docs/AUDITS.md: each audit goes to a stake-weighted verifier). A sampled \
          audit lands on a bribed verifier with probability equal to the colluders' share of \
          verifier stake, and passes; an independent watcher audits any receipt with its own \
          probability. Cells: detection per faked receipt q / least worker stake that makes the \
          pair lose on one receipt. With the bribed verifier slashed {} ({} of {} ETH) when the \
          watcher catches a receipt it passed ({}):\n\n{}\n\
-         As built (no verifier slash on chain):\n\n{}\n\
+         Without the verifier's slash (a bribe that covers it):\n\n{}\n\
          Where every audit lands on a colluder and no independent watcher looks, q = 0 and no \
          stake deters: the protocol's defence is that anyone may watch (the watcher is \
          permissionless), not the assignment.\n\n",
@@ -226,6 +230,16 @@ fn collusion_tables(cfg: &Config, ch: &Cheater, d: f64) -> String {
         table(vslash),
         table(0.0)
     )
+}
+
+/// The audit probability a cheater faces at nominal rate `s` (seed bias, docs/AUDITS.md).
+fn eff(cfg: &Config, s: f64) -> f64 {
+    crate::price::effective_rate(cfg, s)
+}
+
+/// The nominal audit rate whose effective rate is `e`.
+fn nominal(cfg: &Config, e: f64) -> f64 {
+    e.powf(1.0 / (cfg.audit.seed_controlled_slots.value + 1.0))
 }
 
 /// sign(y)·log10(1 + |y|): EV spans losses of the whole stake and gains of cents.
@@ -242,7 +256,7 @@ fn ev_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         .map(|&s| {
             let pts = xs
                 .iter()
-                .map(|&c| (c, symlog(ch.ev_rate(c, s * d))))
+                .map(|&c| (c, symlog(ch.ev_rate(c, eff(cfg, s) * d))))
                 .collect();
             Series::new(format!("audit {}", pct(s)), pts, Style::Line)
         })
@@ -267,9 +281,12 @@ fn stake_plot(cfg: &Config, ch: &Cheater, d: f64) -> Plot {
         .collect();
     let horizon = xs
         .iter()
-        .map(|&s| (s, ch.min_stake(ch.horizon_shards, s * d)))
+        .map(|&s| (s, ch.min_stake(ch.horizon_shards, eff(cfg, s) * d)))
         .collect();
-    let one = xs.iter().map(|&s| (s, ch.min_stake(1.0, s * d))).collect();
+    let one = xs
+        .iter()
+        .map(|&s| (s, ch.min_stake(1.0, eff(cfg, s) * d)))
+        .collect();
     Plot {
         file: "min_stake_by_audit_rate.svg".into(),
         title: "Least stake that makes full cheating lose (zero where refunds suffice: not drawn)"
@@ -297,7 +314,7 @@ fn losses(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
         .cheating
         .sample_rate_grid
         .iter()
-        .filter(|&&s| ch.ev_rate(1.0, s * d) > 0.0)
+        .filter(|&&s| ch.ev_rate(1.0, eff(cfg, s) * d) > 0.0)
         .map(|&s| pct(s))
         .collect();
     if !paying.is_empty() {
@@ -325,7 +342,7 @@ fn losses(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
 
 fn summary(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
     let at = cfg.audit.sample_rate.value;
-    let holds = ch.ev_rate(1.0, at * d) < 0.0;
+    let holds = ch.ev_rate(1.0, eff(cfg, at) * d) < 0.0;
     let blind: Vec<&str> = cfg
         .cheating
         .policy
@@ -352,6 +369,6 @@ fn summary(cfg: &Config, ch: &Cheater, d: f64) -> Vec<String> {
         },
         pct(at),
         usd(ch.stake),
-        min_rate_text(ch, d)
+        min_rate_text(cfg, ch, d)
     )]
 }

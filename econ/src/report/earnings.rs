@@ -21,10 +21,11 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         "Each shard goes to one worker by a stake-weighted draw, so a worker with stake share σ \
          receives Binomial(S, σ) of the S = {} shards a day ({} tokens/day of demand); a shard \
          pays {} on average (its tokens at the price to beat), with a CV of {} across shards. A \
-         share {} of receipts is audited and each audit goes to a stake-weighted verifier, paid \
-         {} of a shard's fee (the audit's share of the work). Fees are split per epoch by the \
-         fees of each worker's own receipts, so a day's income is the sum of what its shards \
-         paid. The PoW miner earns the same expected income: solo, it finds Poisson(λ) blocks a \
+         receipt earns only if the chain draws it for audit (probability p: {} for an \
+         established worker, {} for a new one, {} for a veteran), and then fee/p less the \
+         verifier's {}; each audit goes to a stake-weighted verifier, paid {} of fee/p. So the \
+         expected income is what the worker's shards paid, and CV² = [(1 − σp) + κ²]·[(1 − v)² + \
+         v²] / (Sσp): sparse audits make income lumpier. The PoW miner earns the same expected income: solo, it finds Poisson(λ) blocks a \
          day, CV = 1/√λ; in a PPLNS pool, its payouts follow the pool's blocks, CV² ≈ (1 + \
          1/(shares in window)) / (pool blocks per day), treating successive windows as \
          independent. Closed forms are checked by a seeded simulation ({} days, seed {}; the \
@@ -33,8 +34,11 @@ pub(crate) fn section(cfg: &Config) -> Result<Section, EconError> {
         sig(e.network_tokens_per_day.value, 3),
         usd(net.fee_per_shard),
         sig(net.kappa, 2),
-        pct(net.sample_rate),
-        pct(net.audit_fee_share),
+        pct(net.audit_rate),
+        pct(cfg.audit.new_rate.value),
+        pct(cfg.audit.veteran_rate.value),
+        pct(net.verifier_fee),
+        pct(net.verifier_fee),
         days,
         seed
     ));
@@ -59,10 +63,17 @@ fn income_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
         "income/day",
         "protocol CV",
         "protocol CV (sim)",
-        "P(epoch with no shard)",
+        "P(epoch with no credited receipt)",
     ]
     .map(String::from)
     .to_vec();
+    let tiers = [
+        ("new worker", net.at_rate(cfg.audit.new_rate.value)),
+        ("veteran", net.at_rate(cfg.audit.veteran_rate.value)),
+    ];
+    for (name, n) in &tiers {
+        header.push(format!("protocol CV, {name} (p = {})", pct(n.audit_rate)));
+    }
     for p in &e.pow {
         header.push(format!("{} solo CV", p.name));
         header.push(format!("{} solo: P(day with nothing)", p.name));
@@ -79,6 +90,7 @@ fn income_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
             sig(sim_cv, 3),
             sig(net.p_idle_epoch(sigma, e.epoch_seconds.value), 3),
         ];
+        row.extend(tiers.iter().map(|(_, n)| sig(n.cv(sigma), 3)));
         for p in &e.pow {
             row.push(sig(pow::solo_cv(p, income), 3));
             row.push(sig(pow::solo_p_zero_day(p, income), 3));
@@ -87,7 +99,9 @@ fn income_table(cfg: &Config, net: &Network, days: usize, seed: u64) -> String {
     }
     format!(
         "Daily income and its coefficient of variation (CV = standard deviation / mean) by stake \
-         share; the solo miner earns the same expected income:\n\n{}\n{}",
+         share, for an established worker (p = {}; simulated) and the other audit tiers; the \
+         solo miner earns the same expected income:\n\n{}\n{}",
+        pct(net.audit_rate),
         t.render(),
         solo_check(cfg, net, days, seed)
     )
@@ -210,8 +224,8 @@ fn crossover_text(cfg: &Config, net: &Network) -> String {
     };
     format!(
         "{solo} Against pools it depends on how many shards a worker gets a day:\n\n{out}\n\
-         At small stakes the protocol has a risk PoW does not: an epoch with no shard earns \
-         nothing, and a worker below `min_credits` ({}) per epoch drops out of the active set.\n\n",
+         At small stakes the protocol has a risk PoW does not: an epoch with no credited receipt \
+         earns nothing, and a worker below `min_credits` ({}) per epoch drops out of the active set.\n\n",
         sig(cfg.earnings.min_credits_per_epoch.value, 3)
     )
 }

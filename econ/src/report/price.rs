@@ -94,7 +94,7 @@ fn retail_table(cfg: &Config, best_provider: &str, best_model: &str) -> String {
 fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
     let l1 = &cfg.l1;
     let p = price::packing(cfg);
-    let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
+    let per_receipt = price::receipt_gas(cfg);
     let calldata =
         p.input_share * cfg.workload.input_bytes_per_token.value * l1.input_gas_per_byte.value;
     let verdict = if gas > reference {
@@ -107,13 +107,17 @@ fn gas_text(cfg: &Config, gas: f64, blob: f64, reference: f64) -> String {
         format!("This is {} of the price to beat.", pct(gas / reference))
     };
     format!(
-        "**L1 gas per token.** Each receipt costs {} gas to post (measured worst case) and {} to \
-         finalize, i.e. {} gas per token at {} tokens per receipt; the prompts are posted as \
+        "**L1 gas per token.** Each receipt costs {} gas to post (measured worst case), {} to \
+         draw its audit, {} for the verifier's report (per audited receipt, at a {} audit rate) \
+         and {} to finalize, i.e. {} gas per token at {} tokens per receipt; the prompts are posted as \
          calldata for data availability, {} bytes per token at {} gas per byte, i.e. {} gas per \
          processed token. At {} gwei and {} per ETH that is **{} per 1M tokens**. {}\n\n\
          What-if (not implemented): with the prompts in EIP-4844 blobs ({} blob gas per byte at \
          {} gwei) the L1 cost would be {} per 1M tokens ({}× the price to beat). {}\n\n",
         count(l1.post_gas_per_receipt.value),
+        count(l1.draw_gas_per_receipt.value),
+        count(l1.report_gas_per_audit.value),
+        pct(cfg.audit.sample_rate.value),
         count(l1.finalize_gas_per_receipt.value),
         sig(per_receipt / p.tokens_per_receipt, 3),
         count(p.tokens_per_receipt),
@@ -141,7 +145,7 @@ fn receipt_budget(cfg: &Config, target: f64) -> String {
         * cfg.workload.input_bytes_per_token.value
         * l1.blob_gas_per_byte.value
         * price::usd_per_gas(cfg, l1.blob_gas_price_gwei.value);
-    let per_receipt = l1.post_gas_per_receipt.value + l1.finalize_gas_per_receipt.value;
+    let per_receipt = price::receipt_gas(cfg);
     let budget =
         (target - blob) / price::usd_per_gas(cfg, l1.gas_price_gwei.value) * p.tokens_per_receipt;
     if budget <= 0.0 {
@@ -160,9 +164,10 @@ fn receipt_budget(cfg: &Config, target: f64) -> String {
 fn audit_text(cfg: &Config, a: &price::AuditShares) -> String {
     let s = cfg.audit.sample_rate.value;
     format!(
-        "**Audit cost.** An audit of one shard by the Freivalds design (`--gemms mlp`: the MLP \
-         GEMMs checked with {} round(s), plus re-hashing the tensors fetched) costs {} of the \
-         shard's inference time; the watcher samples {} of receipts, so audits add {} to the \
+        "**Audit cost.** An audit of one shard at the `Mlp` depth (the MLP GEMMs checked by \
+         Freivalds with {} round(s), plus re-hashing the tensors fetched) costs {} of the \
+         shard's inference time; the audit protocol draws {} of an established worker's \
+         receipts (new workers: all of them), so audits add {} to the \
          compute bill (PRD target: verification < 5% of inference: {}). Today's daemon audits by \
          re-execution ({} of the shard), which at this sampling adds {}.\n\n",
         count(cfg.audit.rounds.value),
