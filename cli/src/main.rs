@@ -7,6 +7,7 @@ mod bench_infer;
 mod bench_rpc;
 mod bridge;
 mod devnet;
+mod econ;
 mod infer;
 mod job;
 mod l1args;
@@ -70,6 +71,9 @@ enum Command {
         #[command(subcommand)]
         cmd: bridge::RewardsCmd,
     },
+    /// Economics report: buyer price vs retail, worker income vs PoW, EV of cheating and
+    /// griefing, from sourced assumptions (writes docs/ECONOMICS.md with `--out docs`).
+    Econ(econ::Args),
 }
 
 #[derive(Subcommand)]
@@ -107,5 +111,6 @@ fn main() -> anyhow::Result<()> {
         Command::Stake { cmd } => bridge::stake(cmd),
         Command::Escrow { cmd } => bridge::escrow(cmd),
         Command::Rewards { cmd } => bridge::rewards(cmd),
+        Command::Econ(a) => econ::run(a),
     }
 }
