@@ -12,6 +12,7 @@ pub mod audits;
 pub mod bindings;
 pub mod deploy;
 pub mod evm;
+pub mod provider;
 pub mod sign;
 
 pub use deploy::{deploy, DeployConfig, Deployment, Governance};

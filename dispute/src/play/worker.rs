@@ -10,8 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use verinfer_l1::bindings::DisputeGame;
@@ -56,10 +55,7 @@ impl DefendTask {
             call: "L1 url",
             reason: format!("{e}"),
         })?;
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(cfg.signer.clone()))
-            .connect_http(url)
-            .erased();
+        let provider = verinfer_l1::provider::daemon_signer(url, cfg.signer.clone());
         Ok(DefendTask {
             journal: Journal::open(data_dir)?,
             cfg,

@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::network::EthereumWallet;
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{keccak256, Address, B256, U256};
 use alloy_sol_types::SolValue;
@@ -126,16 +125,12 @@ impl Watcher {
             .map(|s| (s.id(), Arc::new(Auditor::new(s.clone()))))
             .collect();
         let signer = match (&cfg.key, &cfg.game) {
-            (Some(k), Some(_)) => Some(
-                ProviderBuilder::new()
-                    .wallet(EthereumWallet::from(k.clone()))
-                    .connect_http(
-                        cfg.l1_url
-                            .parse()
-                            .map_err(|e| WatchError::Config(format!("--l1: {e}")))?,
-                    )
-                    .erased(),
-            ),
+            (Some(k), Some(_)) => Some(verinfer_l1::provider::daemon_signer(
+                cfg.l1_url
+                    .parse()
+                    .map_err(|e| WatchError::Config(format!("--l1: {e}")))?,
+                k.clone(),
+            )),
             _ => None,
         };
         let protocol = match (&signer, cfg.audits, &cfg.key) {
