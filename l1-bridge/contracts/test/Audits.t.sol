@@ -7,6 +7,24 @@ import {Audits} from "../src/Audits.sol";
 import {Rewards} from "../src/Rewards.sol";
 import {IInboxAudits, IBridgeAudits, IGameAudits} from "../src/interfaces/IAudits.sol";
 
+/// @dev `AuditParams::for_window` of the Rust side, with a 10-minute report period.
+function productionParams() pure returns (Audits.Params memory p) {
+    p.seedDelay = 2;
+    p.seedGrace = 256;
+    p.verifyPeriod = 10 minutes;
+    p.maxDraws = 3;
+    p.baseBps = 1000;
+    p.newBps = 10_000;
+    p.veteranBps = 300;
+    p.newPasses = 32;
+    p.veteranPasses = 1024;
+    p.verifierFeeBps = 500;
+    p.missSlashBps = 100;
+    p.lazySlashBps = 5000;
+    p.falseSlashBps = 1000;
+    p.keeperRewardBps = 5000;
+}
+
 /// @dev The full settlement set with the audit protocol; this contract plays the dispute game
 /// (it opens and closes disputes on the inbox and answers `gameFacts`).
 contract AuditsTest is Fixture {
@@ -35,21 +53,16 @@ contract AuditsTest is Fixture {
         vm.roll(100);
     }
 
+    /// @dev The production rates with an established worker at 50 % (so that both a drawn and
+    /// a skipped receipt are easy to find) and a larger verifier cut.
     function _params() internal pure returns (Audits.Params memory p) {
-        p.seedDelay = 2;
+        p = productionParams();
         p.seedGrace = 10;
-        p.verifyPeriod = 10 minutes;
-        p.maxDraws = 3;
         p.baseBps = 5000;
-        p.newBps = 10_000;
         p.veteranBps = 1000;
         p.newPasses = 0;
         p.veteranPasses = 100;
         p.verifierFeeBps = 1000;
-        p.missSlashBps = 100;
-        p.lazySlashBps = 5000;
-        p.falseSlashBps = 1000;
-        p.keeperRewardBps = 5000;
     }
 
     // ---------------------------------------------------------------- the game's side
@@ -549,21 +562,7 @@ contract AuditedBigBatchTest is WorstBatch {
 
     function setUp() public override {
         super.setUp();
-        Audits.Params memory p;
-        p.seedDelay = 2;
-        p.seedGrace = 256;
-        p.verifyPeriod = 10 minutes;
-        p.maxDraws = 3;
-        p.baseBps = 1000;
-        p.newBps = 10_000;
-        p.veteranBps = 300;
-        p.newPasses = 32;
-        p.veteranPasses = 1024;
-        p.verifierFeeBps = 500;
-        p.missSlashBps = 100;
-        p.lazySlashBps = 5000;
-        p.falseSlashBps = 1000;
-        p.keeperRewardBps = 5000;
+        Audits.Params memory p = productionParams();
         audits =
             new Audits(owner, IInboxAudits(address(inbox)), IBridgeAudits(address(bridge)), IGameAudits(address(0)), p);
         vm.startPrank(owner);
