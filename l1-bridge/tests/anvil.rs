@@ -13,6 +13,8 @@ use verinfer_l1::bindings::{BatchInbox, Rewards, SkuRegistry, StakeBridge};
 use verinfer_l1::{deploy, job_digest, receipt_digest, DeployConfig, JobRequest};
 use verinfer_primitives::Receipt;
 
+mod common;
+
 #[tokio::test]
 async fn deploy_post_finalize_claim_on_anvil() -> anyhow::Result<()> {
     let anvil = Anvil::new().try_spawn()?;
@@ -40,19 +42,7 @@ async fn deploy_post_finalize_claim_on_anvil() -> anyhow::Result<()> {
     // Owner registers a SKU.
     let sku_id = keccak256(b"anvil-sku");
     let skus = SkuRegistry::new(d.sku_registry, p_owner.clone());
-    let sku = SkuRegistry::Sku {
-        weightRoot: keccak256(b"w"),
-        tokenizerHash: keccak256(b"t"),
-        configHash: keccak256(b"c"),
-        pricePerToken: 1_000_000_000,
-        epsQ32: 42950,
-        softmaxC: 1 << 37,
-        vocab: 1000,
-        layers: 1,
-        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
-        hasBias: false,
-        active: true,
-    };
+    let sku = common::test_sku(1_000_000_000);
     skus.registerSku(sku_id, sku)
         .send()
         .await?
@@ -237,19 +227,7 @@ async fn governed_deploy_delays_privileged_calls() -> anyhow::Result<()> {
     );
 
     let sku_id = keccak256(b"governed-sku");
-    let sku = SkuRegistry::Sku {
-        weightRoot: keccak256(b"w"),
-        tokenizerHash: keccak256(b"t"),
-        configHash: keccak256(b"c"),
-        pricePerToken: 1,
-        epsQ32: 42950,
-        softmaxC: 1 << 37,
-        vocab: 1000,
-        layers: 1,
-        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
-        hasBias: false,
-        active: true,
-    };
+    let sku = common::test_sku(1);
     // The deployer lost its powers.
     assert!(skus.registerSku(sku_id, sku.clone()).call().await.is_err());
     // The admin schedules; nobody can execute before the delay.

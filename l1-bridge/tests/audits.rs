@@ -17,6 +17,8 @@ use verinfer_primitives::Receipt;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
 
+mod common;
+
 #[tokio::test]
 async fn seed_draw_report_and_pay_agree_with_rust() -> anyhow::Result<()> {
     let anvil = Anvil::new().try_spawn()?;
@@ -39,19 +41,7 @@ async fn seed_draw_report_and_pay_agree_with_rust() -> anyhow::Result<()> {
     let audits_addr = d.audits.expect("deployed");
 
     let sku_id = keccak256(b"audited-sku");
-    let sku = SkuRegistry::Sku {
-        weightRoot: keccak256(b"w"),
-        tokenizerHash: keccak256(b"t"),
-        configHash: keccak256(b"c"),
-        pricePerToken: 1_000_000_000,
-        epsQ32: 42950,
-        softmaxC: 1 << 37,
-        vocab: 1000,
-        layers: 1,
-        arithVersion: verinfer_primitives::arith::SPEC_VERSION as u16,
-        hasBias: false,
-        active: true,
-    };
+    let sku = common::test_sku(1_000_000_000);
     SkuRegistry::new(d.sku_registry, p.clone())
         .registerSku(sku_id, sku)
         .send()
